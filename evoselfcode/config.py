@@ -1,0 +1,291 @@
+"""The pipeline's configuration: pydantic models, loading, and errors that name the key and the file.
+
+Snakemake merges `--configfile`s and `--config` overrides into one dict; `validate_config` checks
+that dict once and, on error, says which file (or override) the offending key came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+EMBEDDED = "embedded"
+PROD_URL = "http://qwen2code32-0.t-skyinfer-wzhang.svc.cluster.local"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(gt=0, le=1)]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key path and where it came from."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Strict):
+    connect: PositiveFloat = 10.0
+    read: PositiveFloat = 300.0
+
+
+class Backoff(Strict):
+    base: PositiveFloat = 0.5
+    max: PositiveFloat = 60.0
+
+
+class RateLimit(Strict):
+    requests_per_s: PositiveFloat | None = None
+    tokens_per_s: PositiveFloat | None = None
+
+
+class CircuitBreaker(Strict):
+    failure_threshold: PositiveInt = 8
+    reset_timeout: PositiveFloat = 20.0
+
+
+class Api(Strict):
+    base_url: str = PROD_URL
+    mode: Literal["openai", "endpoint"] = "openai"
+    route: str = "/v1/completions"
+    model: str = "Qwen2.5-Coder-32B"
+    headers: dict[str, str] = {}
+    field_map: str | dict[str, Any] | None = None
+    timeout: Timeouts = Timeouts()
+    max_retries: Annotated[int, Field(ge=0)] = 6
+    backoff: Backoff = Backoff()
+    rate_limit: RateLimit = RateLimit()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v != EMBEDDED and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError(f"{v!r} is neither 'embedded' nor an http(s):// URL")
+        return v.rstrip("/")
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"route {v!r} must start with '/'")
+        return v
+
+    def resolved_headers(self) -> dict[str, str]:
+        """Headers with `${VAR}` read from the environment; an unset variable is an error."""
+        out = {}
+        for name, value in self.headers.items():
+            missing = [v for v in _ENV_REF.findall(value) if v not in os.environ]
+            if missing:
+                raise ConfigError(
+                    f"api.headers.{name} uses ${{{missing[0]}}}, which is not set in the environment: "
+                    f"export {missing[0]}=... before running"
+                )
+            out[name] = _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
+        return out
+
+
+class Embedded(Strict):
+    """The local llama.cpp server used when `api.base_url: embedded`."""
+
+    n_ctx: PositiveInt = 2048
+    n_threads: PositiveInt | None = None
+    cache_dir: str = "~/.cache/evoselfcode"
+    startup_timeout: PositiveFloat = 180.0
+
+
+class Meta(Strict):
+    seed: int = 42
+
+
+class Select(Strict):
+    """Which kept names go on to stage B."""
+
+    per_desc: PositiveInt = 2
+    sources: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+
+
+class FimFormat(Strict):
+    prefix: str
+    suffix: str
+    middle: str
+    order: Literal["psm", "spm"] = "psm"
+    stop: list[str] = []
+
+
+class NameGen(Strict):
+    modes: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    temperature: NonNegFloat = 0.4
+    top_p: Probability = 0.9
+    max_new_tokens: PositiveInt = 16
+    n: PositiveInt = 4
+    stop: list[str] = ["(", " ", "\n"]
+    fim_preset: Literal["qwen2.5-coder", "starcoder", "deepseek-coder", "emulated"] = "qwen2.5-coder"
+    fim: FimFormat | None = None
+    templates: dict[Literal["l2r", "fim_prefix", "fim_suffix", "emulated"], str] = {}
+    weaklist: list[str] = [
+        "func", "function", "foo", "bar", "baz", "solution", "solve", "helper", "main", "test",
+        "f", "fn", "g", "process", "do_it", "doit", "my_function", "my_func", "run", "compute",
+        "calculate", "algorithm", "algo", "example", "sample", "temp", "tmp", "name", "method",
+    ]  # fmt: skip
+    select: Select = Select()
+
+
+class CodeGen(Strict):
+    temperature: NonNegFloat = 0.2
+    top_p: Probability = 0.95
+    max_new_tokens: PositiveInt = 384
+    n: PositiveInt = 1
+    stop: list[str] = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n"]
+    template: str | None = None
+
+
+class Dedup(Strict):
+    exact: bool = True
+    near: bool = True
+    threshold: Probability = 0.8
+    num_perm: PositiveInt = 128
+    ngram: PositiveInt = 5
+
+
+class Filters(Strict):
+    name_regex: str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
+    name_min_len: PositiveInt = 3
+    name_max_len: PositiveInt = 48
+    min_code_len: Annotated[int, Field(ge=0)] = 40
+    max_code_len: PositiveInt = 8000
+    enable_ast: bool = True
+    enable_ruff: bool = True
+    ruff_rules: list[str] = ["E9", "F63", "F7", "F82"]
+    dedup: Dedup = Dedup()
+
+    @field_validator("name_regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+
+class Scoring(Strict):
+    enabled: bool = False
+    method: Literal["echo"] = "echo"
+    max_ppl: PositiveFloat | None = None
+
+
+class Io(Strict):
+    input_desc_path: str = "data/descriptions/sample.jsonl"
+    out_names_dir: str = "data/generated/names"
+    out_code_dir: str = "data/generated/code"
+    shards_dir: str = "data/shards"
+    concurrency: PositiveInt = 32
+    shard_size: PositiveInt = 1000
+    on_bad_line: Literal["error", "skip"] = "error"
+    max_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_desc_chars: PositiveInt = 4000
+
+
+class Config(Strict):
+    meta: Meta = Meta()
+    api: Api = Api()
+    embedded: Embedded = Embedded()
+    namegen: NameGen = NameGen()
+    codegen: CodeGen = CodeGen()
+    filters: Filters = Filters()
+    scoring: Scoring = Scoring()
+    io: Io = Io()
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> Config:
+        if self.filters.name_min_len > self.filters.name_max_len:
+            raise ValueError("filters.name_min_len is larger than filters.name_max_len")
+        return self
+
+    def section_json(self, *sections: str) -> str:
+        """Canonical JSON of some sections: what a rule's output depends on, for its params."""
+        return json.dumps({s: getattr(self, s).model_dump(mode="json") for s in sections}, sort_keys=True)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def _lookup(data: Any, loc: tuple) -> bool:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            return False
+    return True
+
+
+def _origin(loc: tuple, sources: list[tuple[str, dict]]) -> str:
+    """The last source (they override in order) that sets the key at `loc`, or its closest parent."""
+    for depth in range(len(loc), 0, -1):
+        for name, data in reversed(sources):
+            if _lookup(data, loc[:depth]):
+                return name
+    return sources[-1][0] if sources else "the configuration"
+
+
+def validate_config(merged: dict, sources: list[tuple[str, dict]] | None = None) -> Config:
+    """Validate the merged config; `sources` (name, dict) in override order say where keys came from."""
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            where = _origin(loc, sources or [])
+            msg = "unknown key; check its spelling against configs/datagen.yaml" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {key} (in {where}): {msg}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(*paths: str | Path, overrides: dict | None = None) -> Config:
+    """Load config files in order (later override earlier), then `overrides`; validate once."""
+    sources = [(str(p), read_yaml(p)) for p in paths]
+    if overrides:
+        sources.append(("--config", overrides))
+    merged: dict = {}
+    for _, data in sources:
+        merged = deep_merge(merged, data)
+    return validate_config(merged, sources)

@@ -1,0 +1,115 @@
+"""Record shapes of every JSONL file the pipeline writes (see DESIGN.md, "Data flow and files")."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["FIM", "L2R"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Description(Record):
+    """One input task: `data/shards/{shard}.jsonl`."""
+
+    id: str = Field(min_length=1)
+    desc: str = Field(min_length=1)
+
+
+class NameSample(Record):
+    """One sampled name, either mode: `names/raw/{shard}.jsonl`."""
+
+    desc_id: str
+    desc: str
+    mode: Mode
+    sample_index: int
+    seed: int
+    text: str
+    func_name: str
+    finish_reason: str | None = None
+    logprob: float | None = None
+    tokens: int | None = None
+    latency: float | None = None
+
+
+class NameCandidate(Record):
+    """A kept name: `names/filtered/{shard}.jsonl`; `source` is the mode that produced it."""
+
+    desc_id: str
+    desc: str
+    func_name: str
+    source: Mode
+    meta: dict[str, Any] = {}
+
+
+class NameReject(NameSample):
+    """A dropped name with one stable reason id: `names/rejects/{shard}.jsonl`."""
+
+    reason: str
+
+
+class CodeSample(Record):
+    """One continuation: `code/raw/{shard}.jsonl`."""
+
+    desc_id: str
+    desc: str
+    func_name: str
+    source: Mode
+    sample_index: int
+    seed: int
+    completion: str
+    code: str
+    trimmed: bool = False
+    finish_reason: str | None = None
+    tokens: int | None = None
+    latency: float | None = None
+
+
+class CodeMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    params: dict[str, Any]
+    seed: int
+    desc_id: str
+
+
+class CodeRecord(Record):
+    """The card's final record: `code/filtered.jsonl`."""
+
+    desc: str
+    func_name: str
+    source: Mode
+    code: str
+    meta: CodeMeta
+
+
+class CodeReject(CodeSample):
+    reason: str
+
+
+class Score(Record):
+    ppl: float
+    mean_logprob: float
+    tokens: int
+
+
+class ScoredRecord(CodeRecord):
+    """`code/scored.jsonl`: a kept function with the model's own log-prob score."""
+
+    score: Score
+
+
+class Failure(Record):
+    """A request that failed after its retries: `{names,code}/failures.jsonl`."""
+
+    stage: Literal["names", "code", "score"]
+    desc_id: str
+    mode: Mode | None = None
+    func_name: str | None = None
+    sample_index: int | None = None
+    error: str
+    message: str
