@@ -250,7 +250,9 @@ def validate_config(merged: dict, sources: list[tuple[str, dict]] | None = None)
             loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
             key = ".".join(str(p) for p in loc) or "(top level)"
             where = _origin(loc, sources or [])
-            msg = "unknown key; check its spelling against configs/datagen.yaml" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key; check its spelling against configs/datagen.yaml"
             lines.append(f"  {key} (in {where}): {msg}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
