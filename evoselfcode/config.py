@@ -117,11 +117,23 @@ class Select(Strict):
 
 
 class FimFormat(Strict):
-    prefix: str
-    suffix: str
-    middle: str
-    order: Literal["psm", "spm"] = "psm"
-    stop: list[str] = []
+    """Overrides of the `namegen.fim_preset` format (see `datagen/prompts.py`); unset fields keep the preset's."""
+
+    prefix: str | None = None
+    suffix: str | None = None
+    middle: str | None = None
+    order: Literal["psm", "spm"] | None = None
+    stop: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _tokens_together(self) -> FimFormat:
+        # a format with some of the preset's tokens and some of another's is never what was meant
+        tokens = (self.prefix, self.suffix, self.middle)
+        if any(t is None for t in tokens) and any(t is not None for t in tokens):
+            raise ValueError("set prefix, suffix and middle together, or none of them")
+        if any(t == "" for t in tokens):
+            raise ValueError("FIM tokens must not be empty")
+        return self
 
 
 class NameGen(Strict):
@@ -133,6 +145,7 @@ class NameGen(Strict):
     stop: list[str] = ["(", " ", "\n"]
     fim_preset: Literal["qwen2.5-coder", "starcoder", "deepseek-coder", "emulated"] = "qwen2.5-coder"
     fim: FimFormat | None = None
+    # full prompt texts replacing the defaults in datagen/prompts.py; `{desc}` marks the escaped description
     templates: dict[Literal["l2r", "fim_prefix", "fim_suffix", "emulated"], str] = {}
     weaklist: list[str] = [
         "func", "function", "foo", "bar", "baz", "solution", "solve", "helper", "main", "test",
@@ -148,7 +161,16 @@ class CodeGen(Strict):
     max_new_tokens: PositiveInt = 384
     n: PositiveInt = 1
     stop: list[str] = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n"]
+    # replaces the default code prompt; `{desc}` is the description as `# ` lines, `{func_name}` the name
     template: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _ends_with_head(cls, v: str | None) -> str | None:
+        # stage B rebuilds the function as `def {func_name}(` + continuation, so the prompt must end there
+        if v is not None and not v.endswith("def {func_name}("):
+            raise ValueError("must end with 'def {func_name}(' (the function is rebuilt from that head)")
+        return v
 
 
 class Dedup(Strict):
@@ -163,6 +185,7 @@ class Filters(Strict):
     name_regex: str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
     name_min_len: PositiveInt = 3
     name_max_len: PositiveInt = 48
+    min_relevance: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_code_len: Annotated[int, Field(ge=0)] = 40
     max_code_len: PositiveInt = 8000
     enable_ast: bool = True
