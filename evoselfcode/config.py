@@ -43,14 +43,17 @@ class Timeouts(Strict):
 class Backoff(Strict):
     base: PositiveFloat = 0.5
     max: PositiveFloat = 60.0
+    max_retry_after: NonNegFloat = 300.0  # cap on a server's Retry-After, so one header cannot park a job for hours
 
 
 class RateLimit(Strict):
     requests_per_s: PositiveFloat | None = None
     tokens_per_s: PositiveFloat | None = None
+    burst_s: PositiveFloat = 1.0  # seconds' worth of either rate that may be spent at once after idling
 
 
 class CircuitBreaker(Strict):
+    enabled: bool = True
     failure_threshold: PositiveInt = 8
     reset_timeout: PositiveFloat = 20.0
 
