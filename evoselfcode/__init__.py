@@ -1,0 +1,3 @@
+"""EvoSelfCode: task descriptions -> validated Python functions with a code LLM."""
+
+__version__ = "0.1.0"

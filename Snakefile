@@ -1,0 +1,34 @@
+# EvoSelfCode: task descriptions -> function names (FIM vs L2R) -> whole functions, checked and deduplicated.
+# Stages live in rules/*.smk; their logic in the evoselfcode package, called as `python -m evoselfcode STEP`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "configs/datagen.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/split.smk"
+include: "rules/names.smk"
+include: "rules/code.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{NAMES}/metrics.json",
+        f"{CODE}/filtered.jsonl",
+        f"{CODE}/metrics.json",
+
+
+onstart:
+    start_embedded_server()
+
+
+onsuccess:
+    stop_embedded_server()
+
+
+onerror:
+    stop_embedded_server()

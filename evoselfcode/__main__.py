@@ -1,0 +1,5 @@
+import sys
+
+from evoselfcode.cli import main
+
+sys.exit(main())

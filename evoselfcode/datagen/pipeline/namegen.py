@@ -1,0 +1,65 @@
+"""Stage A, generation: sample function names for each description in both modes (FIM and L2R)."""
+
+from __future__ import annotations
+
+from evoselfcode.clients.base import CompletionClient
+from evoselfcode.config import Config
+from evoselfcode.datagen.filters.names import normalise_name
+from evoselfcode.datagen.pipeline.runner import Request, derive_seed, run_requests
+from evoselfcode.datagen.prompts import name_prompt, name_stop
+from evoselfcode.datagen.schemas import Description, Failure, NameSample
+
+
+def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
+    ng = cfg.namegen
+    return [
+        Request(
+            key=(d.id, mode),
+            prompt=name_prompt(mode, d.desc, ng),
+            params=dict(
+                max_tokens=ng.max_new_tokens,
+                temperature=ng.temperature,
+                top_p=ng.top_p,
+                n=ng.n,
+                stop=name_stop(mode, ng),
+                logprobs=1,
+                seed=derive_seed(cfg.meta.seed, d.id, mode, 0),
+            ),
+        )
+        for d in descs
+        for mode in ng.modes
+    ]
+
+
+def generate_names(
+    descs: list[Description], cfg: Config, client: CompletionClient
+) -> tuple[list[NameSample], list[Failure]]:
+    by_id = {d.id: d for d in descs}
+    samples, failures = [], []
+    for out in run_requests(client, name_requests(descs, cfg), concurrency=cfg.io.concurrency):
+        desc_id, mode = out.request.key
+        if out.error is not None:
+            failures.append(
+                Failure(
+                    stage="names", desc_id=desc_id, mode=mode, error=type(out.error).__name__, message=str(out.error)
+                )
+            )
+            continue
+        for i, choice in enumerate(out.choices):
+            lps = [lp for lp in choice.token_logprobs if lp is not None]
+            samples.append(
+                NameSample(
+                    desc_id=desc_id,
+                    desc=by_id[desc_id].desc,
+                    mode=mode,
+                    sample_index=i,
+                    seed=out.request.params["seed"],
+                    text=choice.text,
+                    func_name=normalise_name(choice.text),
+                    finish_reason=choice.finish_reason,
+                    logprob=sum(lps) if lps else None,
+                    tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
+                    latency=round(choice.latency, 4),
+                )
+            )
+    return samples, failures

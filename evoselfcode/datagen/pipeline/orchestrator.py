@@ -1,0 +1,164 @@
+"""One function per pipeline step: read the step's input files, run the stage, write its outputs.
+
+Snakemake schedules the steps (rules/*.smk); each rule calls one of these through the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from evoselfcode.config import Config
+from evoselfcode.datagen import inputs
+from evoselfcode.datagen.filters.code import check_samples
+from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.filters.names import filter_names, select_names
+from evoselfcode.datagen.pipeline.abtest import name_metrics
+from evoselfcode.datagen.pipeline.code_metrics import code_metrics
+from evoselfcode.datagen.schemas import (
+    CodeRecord,
+    CodeReject,
+    CodeSample,
+    Description,
+    Failure,
+    NameCandidate,
+    NameReject,
+    NameSample,
+)
+from evoselfcode.datagen.writer import read_jsonl, read_models, write_json, write_jsonl
+
+log = logging.getLogger("evoselfcode")
+
+
+class FailureBudgetExceeded(RuntimeError):
+    pass
+
+
+def split(cfg: Config, source: str, shard_paths: Sequence[str], quarantine: str) -> None:
+    shards, bad = inputs.split_into_shards(
+        source, cfg.io.shard_size, max_chars=cfg.io.max_desc_chars, on_bad_line=cfg.io.on_bad_line
+    )
+    if len(shards) != len(shard_paths):
+        raise RuntimeError(f"{source} changed while splitting: {len(shards)} shards, {len(shard_paths)} expected")
+    for descs, path in zip(shards, shard_paths, strict=True):
+        write_jsonl(path, descs)
+    write_jsonl(quarantine, bad)
+    log.info(
+        "split %d descriptions into %d shards; %d bad lines quarantined", sum(map(len, shards)), len(shards), len(bad)
+    )
+
+
+def _check_failure_budget(cfg: Config, failures: list[Failure], total: int, what: str) -> None:
+    if total and len(failures) / total > cfg.io.max_failure_rate:
+        last = failures[-1]
+        raise FailureBudgetExceeded(
+            f"{len(failures)} of {total} {what} requests failed after retries, more than io.max_failure_rate="
+            f"{cfg.io.max_failure_rate}; last error: {last.error}: {last.message}"
+        )
+
+
+def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str) -> None:
+    from evoselfcode.datagen.pipeline.namegen import generate_names as run
+
+    descs = read_models(shard, Description)
+    samples, failures = run(descs, cfg, client)
+    write_jsonl(out_failures, failures)
+    _check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
+    write_jsonl(out_raw, samples)
+    log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
+
+
+def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
+    samples = read_models(raw, NameSample)
+    kept, rejects = filter_names(samples, cfg.namegen, cfg.filters)
+    write_jsonl(out_kept, kept)
+    write_jsonl(out_rejects, rejects)
+    log.info("kept %d of %d names", len(kept), len(samples))
+
+
+def names_metrics(cfg: Config, raw: str, kept: str, rejects: str, failures: str, shards: Sequence[str], out: str):
+    descriptions = sum(1 for s in shards for _ in read_jsonl(s))
+    metrics = name_metrics(
+        read_models(raw, NameSample), read_models(kept, NameCandidate), read_models(rejects, NameReject), descriptions
+    )
+    metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
+    write_json(out, metrics)
+
+
+def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str) -> None:
+    from evoselfcode.datagen.pipeline.codegen import generate_code as run
+
+    selected = select_names(read_models(names, NameCandidate), cfg.namegen.select)
+    samples, failures = run(selected, cfg, client)
+    write_jsonl(out_failures, failures)
+    _check_failure_budget(cfg, failures, len(selected), "code")
+    write_jsonl(out_raw, samples)
+    log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))
+
+
+def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
+    cg = cfg.codegen
+    return CodeRecord(
+        desc=sample.desc,
+        func_name=sample.func_name,
+        source=sample.source,
+        code=sample.code,
+        meta={
+            "desc_id": sample.desc_id,
+            "params": {"temperature": cg.temperature, "top_p": cg.top_p, "max_new_tokens": cg.max_new_tokens},
+            "seed": sample.seed,
+            "sample_index": sample.sample_index,
+            "model": cfg.api.model,
+            "finish_reason": sample.finish_reason,
+            "trimmed": sample.trimmed,
+            "latency": sample.latency,
+        },
+    )
+
+
+def filter_code_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
+    samples = read_models(raw, CodeSample)
+    reasons = check_samples(samples, cfg.filters)
+    kept = [final_record(s, cfg) for s, r in zip(samples, reasons, strict=True) if r is None]
+    rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
+    write_jsonl(out_kept, kept)
+    write_jsonl(out_rejects, rejects)
+    log.info("kept %d of %d functions", len(kept), len(samples))
+
+
+def _sort_key(r: CodeRecord) -> tuple:
+    return (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index", 0))
+
+
+def merge_code(cfg: Config, kept_shards: Sequence[str], reject_shards: Sequence[str], out_kept: str, out_rejects: str):
+    """Merge shards and deduplicate across all of them; the first copy in sorted order survives."""
+    records = sorted((r for p in kept_shards for r in read_models(p, CodeRecord)), key=_sort_key)
+    rejects = [r for p in reject_shards for r in read_jsonl(p)]
+    items = [(str(i), r.code) for i, r in enumerate(records)]
+    dedup = cfg.filters.dedup
+    dropped: dict[str, str] = {}
+    if dedup.exact:
+        dropped.update({k: "duplicate" for k in exact_duplicates(items)})
+    if dedup.near:
+        rest = [it for it in items if it[0] not in dropped]
+        near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
+        dropped.update({k: "near_duplicate" for k in near})
+    kept = [r for i, r in enumerate(records) if str(i) not in dropped]
+    for i, r in enumerate(records):
+        if (reason := dropped.get(str(i))) is not None:
+            rejects.append({"desc_id": r.meta.desc_id, "func_name": r.func_name, "source": r.source,
+                            "code": r.code, "reason": reason, "scope": "global"})  # fmt: skip
+    write_jsonl(out_kept, kept)
+    write_jsonl(out_rejects, rejects)
+    log.info("kept %d of %d functions after global dedup", len(kept), len(records))
+
+
+def code_metrics_step(raw: str, kept: str, rejects: str, failures: str, out: str) -> None:
+    metrics = code_metrics(
+        list(read_jsonl(raw)), list(read_jsonl(kept)), list(read_jsonl(rejects)), list(read_jsonl(failures))
+    )
+    write_json(out, metrics)
+
+
+def merge_jsonl(sources: Sequence[str], out: str) -> None:
+    write_jsonl(out, (r for p in sources for r in read_jsonl(p)))

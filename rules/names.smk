@@ -1,0 +1,64 @@
+# Stage A: sample names in both modes per shard, filter them, merge the shards, A/B metrics.
+
+
+rule generate_names:
+    input:
+        shard=f"{SHARD_DIR}/{{shard}}.jsonl",
+    output:
+        raw=f"{NAMES}/raw/{{shard}}.jsonl",
+        failures=f"{NAMES}/failures/{{shard}}.jsonl",
+    params:
+        spec=spec("meta", "namegen"),
+    resources:
+        llm_slots=1,
+    log:
+        "logs/generate_names/{shard}.log",
+    benchmark:
+        "benchmarks/generate_names/{shard}.tsv"
+    shell:
+        "{EVO} generate-names {input.shard} --out {output.raw} --failures {output.failures} "
+        "--config {CONFIG_FILE} --log {log}"
+
+
+rule filter_names:
+    input:
+        raw=rules.generate_names.output.raw,
+    output:
+        kept=f"{NAMES}/filtered/{{shard}}.jsonl",
+        rejects=f"{NAMES}/rejects/{{shard}}.jsonl",
+    params:
+        spec=spec("namegen", "filters"),
+    log:
+        "logs/filter_names/{shard}.log",
+    shell:
+        "{EVO} filter-names {input.raw} --out {output.kept} --rejects {output.rejects} "
+        "--config {CONFIG_FILE} --log {log}"
+
+
+rule merge_names:
+    input:
+        lambda wc: expand(f"{NAMES}/{wc.part}/{{shard}}.jsonl", shard=SHARDS),
+    output:
+        f"{NAMES}/{{part}}.jsonl",
+    wildcard_constraints:
+        part="raw|filtered|rejects|failures",
+    log:
+        "logs/merge_names/{part}.log",
+    shell:
+        "{EVO} merge {input} --out {output} --log {log}"
+
+
+rule names_metrics:
+    input:
+        raw=f"{NAMES}/raw.jsonl",
+        kept=f"{NAMES}/filtered.jsonl",
+        rejects=f"{NAMES}/rejects.jsonl",
+        failures=f"{NAMES}/failures.jsonl",
+        shards=rules.split_descriptions.output.shards,
+    output:
+        f"{NAMES}/metrics.json",
+    log:
+        "logs/names_metrics/all.log",
+    shell:
+        "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
+        "--failures {input.failures} --shards {input.shards} --out {output} --config {CONFIG_FILE} --log {log}"
