@@ -1,0 +1,187 @@
+"""Prompt texts for stage A (names, FIM vs L2R) and stage B (code), and the FIM token presets.
+
+The description is in every prompt (DESIGN decision 1). L2R puts it before `def` as `# ` comment
+lines; FIM puts it after the hole, as the docstring in the suffix:
+
+    prefix = GLOBAL_PREFIX + "def "    (GLOBAL_PREFIX = "This is an algorithm function.\\n\\n")
+    suffix = "():\\n" + the description as a triple-quoted docstring indented by 4 spaces + "\\n"
+
+FIM is always built into the prompt string with the model's own tokens (decision 2):
+    PSM: <prefix_tok>{prefix}<suffix_tok>{suffix}<middle_tok>
+    SPM: <suffix_tok>{suffix}<prefix_tok>{prefix}<middle_tok>
+(the SPM variant is the plain "suffix first" one, not the Bavarian et al. variant that opens with
+the prefix token). Models without FIM tokens use the `emulated` preset, a plain-text prompt.
+
+Templates are full prompt texts; `{desc}` marks where the description goes. How it is escaped
+depends on the text before `{desc}` on its line: after `#` it is a comment, and every further line
+of the description gets the same lead; otherwise it is a docstring, with backslashes and quotes
+escaped so it cannot close early, and further lines indented like the `{desc}` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from evoselfcode.config import CodeGen, NameGen
+
+GLOBAL_PREFIX = "This is an algorithm function.\n\n"
+DESC = "{desc}"
+FUNC_NAME = "{func_name}"
+
+L2R_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef "
+FIM_PREFIX_TEMPLATE = GLOBAL_PREFIX + "def "
+FIM_SUFFIX_TEMPLATE = '():\n    """{desc}"""\n'
+# One worked example teaches a weak model the shape "docstring, then def <snake_case name>(" before the real one.
+EMULATED_TEMPLATE = (
+    GLOBAL_PREFIX
+    + '"""Return the largest value in a list of numbers."""\n'
+    + "def find_max(numbers):\n"
+    + "    return max(numbers)\n\n\n"
+    + '"""{desc}"""\n'
+    + "def "
+)
+CODE_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef {func_name}("
+
+
+@dataclass(frozen=True)
+class FimFormat:
+    """FIM tokens and order; no tokens means the model has none and the prompt is emulated."""
+
+    prefix: str | None
+    suffix: str | None
+    middle: str | None
+    order: Literal["psm", "spm"] = "psm"
+    stop: tuple[str, ...] = field(default=())
+
+    @property
+    def emulated(self) -> bool:
+        return self.prefix is None
+
+
+DEEPSEEK_BEGIN = "<\uff5cfim\u2581begin\uff5c>"  # fullwidth vertical bars and U+2581, as in DeepSeek's tokenizer
+DEEPSEEK_HOLE = "<\uff5cfim\u2581hole\uff5c>"
+DEEPSEEK_END = "<\uff5cfim\u2581end\uff5c>"
+
+FIM_PRESETS: dict[str, FimFormat] = {
+    "qwen2.5-coder": FimFormat(
+        prefix="<|fim_prefix|>",
+        suffix="<|fim_suffix|>",
+        middle="<|fim_middle|>",
+        stop=(
+            "<|endoftext|>",
+            "<|fim_pad|>",
+            "<|file_sep|>",
+            "<|fim_prefix|>",
+            "<|fim_suffix|>",
+            "<|fim_middle|>",
+            "<|repo_name|>",
+            "<|im_end|>",
+        ),
+    ),
+    "starcoder": FimFormat(
+        prefix="<fim_prefix>",
+        suffix="<fim_suffix>",
+        middle="<fim_middle>",
+        stop=("<|endoftext|>", "<file_sep>"),
+    ),
+    "deepseek-coder": FimFormat(
+        prefix=DEEPSEEK_BEGIN,
+        suffix=DEEPSEEK_HOLE,
+        middle=DEEPSEEK_END,
+        stop=("<\uff5cend\u2581of\u2581sentence\uff5c>", "<|EOT|>"),
+    ),
+    "emulated": FimFormat(prefix=None, suffix=None, middle=None),
+}
+
+# Control tokens of every preset: a description containing one would reach the model as that token.
+SPECIAL_TOKENS: frozenset[str] = frozenset(
+    tok for fmt in FIM_PRESETS.values() for tok in (fmt.prefix, fmt.suffix, fmt.middle, *fmt.stop) if tok
+)
+
+
+def fim_format(cfg: NameGen) -> FimFormat:
+    """The preset named by `namegen.fim_preset`, with the fields set in `namegen.fim` replacing its own."""
+    preset = FIM_PRESETS[cfg.fim_preset]
+    over = cfg.fim
+    if over is None:
+        return preset
+    return FimFormat(
+        prefix=over.prefix if over.prefix is not None else preset.prefix,
+        suffix=over.suffix if over.suffix is not None else preset.suffix,
+        middle=over.middle if over.middle is not None else preset.middle,
+        order=over.order or preset.order,
+        stop=tuple(over.stop) if over.stop is not None else preset.stop,
+    )
+
+
+def _strip_tokens(desc: str, tokens: set[str] | frozenset[str]) -> str:
+    for tok in sorted(tokens, key=len, reverse=True):
+        desc = desc.replace(tok, "")
+    return desc
+
+
+def escape_comment(desc: str, lead: str = "# ") -> str:
+    """`desc` as the rest of a comment line: every further line starts with `lead` again."""
+    lines = desc.strip().splitlines() or [""]
+    return "\n".join([lines[0], *((lead + line).rstrip() for line in lines[1:])])
+
+
+def escape_docstring(desc: str, indent: str = "    ") -> str:
+    """`desc` as the body of a `\"\"\"` docstring: it cannot end the string early, and reads back unchanged."""
+    text = desc.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    if text.endswith('"'):  # a quote right before the closing `"""` would close it one character early
+        text = text[:-1] + '\\"'
+    lines = text.splitlines() or [""]
+    return "\n".join([lines[0], *((indent + line).rstrip() for line in lines[1:])])
+
+
+def render(template: str, desc: str, *, strip: set[str] | frozenset[str] = SPECIAL_TOKENS) -> str:
+    """Fill `{desc}` in `template`, escaped for the comment or docstring that holds it."""
+    desc = _strip_tokens(desc, strip)
+    parts = template.split(DESC)
+    out = [parts[0]]
+    for part in parts[1:]:
+        lead = out[-1].rsplit("\n", 1)[-1]
+        if lead.lstrip().startswith("#"):
+            out.append(escape_comment(desc, lead))
+        else:
+            out.append(escape_docstring(desc, lead[: len(lead) - len(lead.lstrip())]))
+        out.append(part)
+    return "".join(out)
+
+
+def name_prompt(mode: Literal["FIM", "L2R"], desc: str, cfg: NameGen) -> str:
+    """The stage-A prompt after which the model writes a function name."""
+    templates = cfg.templates
+    if mode == "L2R":
+        return render(templates.get("l2r", L2R_TEMPLATE), desc)
+    fmt = fim_format(cfg)
+    strip = SPECIAL_TOKENS | {t for t in (fmt.prefix, fmt.suffix, fmt.middle) if t}
+    if fmt.emulated:
+        return render(templates.get("emulated", EMULATED_TEMPLATE), desc, strip=strip)
+    prefix = render(templates.get("fim_prefix", FIM_PREFIX_TEMPLATE), desc, strip=strip)
+    suffix = render(templates.get("fim_suffix", FIM_SUFFIX_TEMPLATE), desc, strip=strip)
+    if fmt.order == "spm":
+        return f"{fmt.suffix}{suffix}{fmt.prefix}{prefix}{fmt.middle}"
+    return f"{fmt.prefix}{prefix}{fmt.suffix}{suffix}{fmt.middle}"
+
+
+def name_stop(mode: Literal["FIM", "L2R"], cfg: NameGen) -> list[str]:
+    """`namegen.stop`, plus the FIM format's own stop tokens in FIM mode; no repeats, order kept."""
+    stop = list(cfg.stop)
+    if mode == "FIM":
+        stop += fim_format(cfg).stop
+    return list(dict.fromkeys(stop))
+
+
+def code_head(func_name: str) -> str:
+    """The end of every code prompt: the function is this plus the model's continuation."""
+    return f"def {func_name}("
+
+
+def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
+    """The stage-B prompt: global prefix, the description as `# ` lines, then `def {func_name}(`."""
+    template = cfg.template or CODE_TEMPLATE
+    # the name goes in first, so a description that mentions `{func_name}` stays as written
+    return render(template.replace(FUNC_NAME, func_name), desc)
