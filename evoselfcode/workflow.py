@@ -11,11 +11,16 @@ RESOLVED_DIR = Path(".evoselfcode")
 DEFAULT_CONFIG = "configs/datagen.yaml"
 
 
+def _shown(path: str | Path) -> str:
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
 def config_sources(workflow) -> list[tuple[str, dict]]:
     """Where each config key may come from, in override order, for errors that name the file."""
     settings = workflow.config_settings
     sources = [(DEFAULT_CONFIG, read_yaml(DEFAULT_CONFIG))] if Path(DEFAULT_CONFIG).exists() else []
-    sources += [(os.path.relpath(f), read_yaml(f)) for f in settings.configfiles]
+    sources += [(_shown(f), read_yaml(f)) for f in settings.configfiles]
     if settings.config:
         sources.append(("--config", dict(settings.config)))
     return sources

@@ -1,0 +1,79 @@
+import pytest
+
+from evoselfcode.config import Config, ConfigError, load_config
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_is_complete_and_matches_the_defaults():
+    shipped = load_config("configs/datagen.yaml")
+    assert shipped == Config()
+
+
+def test_a_second_file_overrides_only_its_keys(tmp_path):
+    override = write(tmp_path, "o.yaml", "io:\n  shard_size: 7\nnamegen:\n  n: 3\n")
+    cfg = load_config("configs/datagen.yaml", override)
+    assert (cfg.io.shard_size, cfg.namegen.n) == (7, 3)
+    assert cfg.io.concurrency == Config().io.concurrency
+    assert cfg.namegen.temperature == 0.4
+
+
+def test_unknown_key_names_the_key_path_and_the_file(tmp_path):
+    bad = write(tmp_path, "bad.yaml", "api:\n  base_ur: http://x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config("configs/datagen.yaml", bad)
+    assert "api.base_ur" in str(err.value)
+    assert str(bad) in str(err.value)
+    assert "unknown key" in str(err.value)
+
+
+def test_wrong_type_and_bad_limits_are_reported_together(tmp_path):
+    bad = write(tmp_path, "bad.yaml", "io:\n  shard_size: zero\n  concurrency: 0\nnamegen:\n  top_p: 1.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    text = str(err.value)
+    for key in ("io.shard_size", "io.concurrency", "namegen.top_p"):
+        assert key in text
+
+
+def test_override_from_the_command_line_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"namegen\.n \(in --config\)"):
+        load_config("configs/datagen.yaml", overrides={"namegen": {"n": 0}})
+
+
+@pytest.mark.parametrize("url", ["qwen:8000", "ftp://host", "http://", "http://a b"])
+def test_malformed_url_is_rejected(url):
+    with pytest.raises(ConfigError, match="api.base_url"):
+        load_config("configs/datagen.yaml", overrides={"api": {"base_url": url}})
+
+
+def test_embedded_and_urls_are_accepted():
+    assert load_config(overrides={"api": {"base_url": "embedded"}}).api.base_url == "embedded"
+    assert load_config(overrides={"api": {"base_url": "http://h:8000/"}}).api.base_url == "http://h:8000"
+
+
+def test_headers_read_the_environment_and_unset_variables_fail(monkeypatch):
+    cfg = load_config(overrides={"api": {"headers": {"Authorization": "Bearer ${EVO_TEST_KEY}"}}})
+    monkeypatch.delenv("EVO_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"api\.headers\.Authorization.*EVO_TEST_KEY"):
+        cfg.api.resolved_headers()
+    monkeypatch.setenv("EVO_TEST_KEY", "s3cret")
+    assert cfg.api.resolved_headers() == {"Authorization": "Bearer s3cret"}
+
+
+def test_missing_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "list.yaml", "- a\n- b\n"))
+
+
+def test_section_json_changes_only_with_its_sections():
+    a = Config()
+    b = load_config(overrides={"codegen": {"temperature": 0.9}})
+    assert a.section_json("meta", "namegen") == b.section_json("meta", "namegen")
+    assert a.section_json("codegen") != b.section_json("codegen")

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from evoselfcode.datagen.inputs import InputError, count_descriptions, read_descriptions, shard_ids, split_into_shards
+
+
+def jsonl(tmp_path, lines, name="in.jsonl", raw=False):
+    path = tmp_path / name
+    data = b"".join(line if raw else (line + "\n").encode() for line in lines)
+    path.write_bytes(data)
+    return path
+
+
+def desc_line(i, text=None):
+    return json.dumps({"id": f"t{i}", "desc": text or f"task number {i}"})
+
+
+def test_shards_follow_non_blank_line_positions(tmp_path):
+    path = jsonl(tmp_path, [desc_line(i) for i in range(5)] + ["", "  "] + [desc_line(i) for i in range(5, 7)])
+    assert count_descriptions(path) == 7
+    assert shard_ids(path, 3) == ["00000", "00001", "00002"]
+    shards, bad = split_into_shards(path, 3, max_chars=100, on_bad_line="error")
+    assert [[d.id for d in s] for s in shards] == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
+    assert bad == []
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"{not json", "invalid_json"),
+        (b'["a list"]', "not_an_object"),
+        (b'{"id": "x"}', "missing_desc"),
+        (b'{"desc": 3}', "desc_not_string"),
+        (b'{"desc": "   "}', "empty_desc"),
+        (b'{"desc": "ok", "id": true}', "bad_id"),
+        (b'{"desc": "caf\xe9"}', "invalid_utf8"),
+        (('{"desc": "' + "x" * 200 + '"}').encode(), "desc_too_long"),
+    ],
+)
+def test_bad_lines_name_the_file_line_and_reason(tmp_path, line, reason):
+    path = jsonl(tmp_path, [(desc_line(0) + "\n").encode(), line + b"\n"], raw=True)
+    with pytest.raises(InputError) as err:
+        split_into_shards(path, 10, max_chars=100, on_bad_line="error")
+    assert f"{path}:2: {reason}" in str(err.value)
+    assert "io.on_bad_line: skip" in str(err.value)
+
+
+def test_skip_quarantines_bad_lines_and_keeps_shard_positions(tmp_path):
+    path = jsonl(tmp_path, [desc_line(0), "{oops", desc_line(2), desc_line(0, "again")])
+    shards, bad = split_into_shards(path, 2, max_chars=100, on_bad_line="skip")
+    assert [[d.id for d in s] for s in shards] == [["t0"], ["t2"]]
+    assert [(b["line"], b["reason"]) for b in bad] == [(2, "invalid_json"), (4, "duplicate_id")]
+
+
+def test_duplicate_descriptions_are_flagged(tmp_path):
+    path = jsonl(tmp_path, [desc_line(0, "same"), desc_line(1, "same")])
+    good, bad = read_descriptions(path, max_chars=100)
+    assert [d.id for _, d in good] == ["t0"]
+    assert bad[0].reason == "duplicate_desc" and "line 1" in bad[0].detail
+
+
+def test_bom_crlf_and_txt_input(tmp_path):
+    path = jsonl(
+        tmp_path, [b"\xef\xbb\xbf" + desc_line(0).encode() + b"\r\n", desc_line(1).encode() + b"\r\n"], raw=True
+    )
+    good, bad = read_descriptions(path, max_chars=100)
+    assert [d.desc for _, d in good] == ["task number 0", "task number 1"] and not bad
+    txt = tmp_path / "in.txt"
+    txt.write_text("Sort a list.\r\n\r\nReverse a string.\n")
+    good, _ = read_descriptions(txt, max_chars=100)
+    assert [d.desc for _, d in good] == ["Sort a list.", "Reverse a string."]
+    assert all(d.id.startswith("d") for _, d in good)
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = jsonl(tmp_path, ["", "   "])
+    with pytest.raises(InputError, match="no descriptions"):
+        read_descriptions(empty, max_chars=100)
+    with pytest.raises(InputError, match="does not exist"):
+        count_descriptions(tmp_path / "missing.jsonl")
+
+
+def test_sample_descriptions_are_valid_and_varied():
+    good, bad = read_descriptions("data/descriptions/sample.jsonl", max_chars=4000)
+    assert not bad and len(good) >= 40
+    prefixes = {d.id.split("-")[0] for _, d in good}
+    assert {"sort", "graph", "str", "dp", "math", "ds"} <= prefixes
