@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# A large prime: seeds derived for fanned-out choices never collide with neighbouring base seeds.
+SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,10 @@ class CompletionClient(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def stats(self) -> dict:
+        """Counters (requests, retries by cause, failures, tokens, latency percentiles); empty if not kept."""
+        return {}
+
 
 class ScoringClient(ABC):
     @abstractmethod
@@ -48,3 +56,20 @@ class ScoringClient(ABC):
     def perplexity(self, text: str, *, prompt: str = "") -> float:
         lps = self.token_logprobs(text, prompt=prompt)
         return math.exp(-sum(lps) / len(lps)) if lps else math.inf
+
+
+def derive_seed(seed: int | None, index: int) -> int | None:
+    """Seed for the `index`-th choice when choices are asked one request at a time; index 0 keeps `seed`."""
+    return None if seed is None else (seed + SEED_STRIDE * index) % 2**32
+
+
+def collect_choices(n: int, seed: int | None, request: Callable[[int, int | None], list[Choice]]) -> list[Choice]:
+    """Exactly `n` choices from `request(k, seed)`, which may return fewer than the `k` asked for
+    (llama.cpp's server always returns one): the missing ones are asked again with derived seeds."""
+    choices: list[Choice] = []
+    while len(choices) < n:
+        got = request(n - len(choices), derive_seed(seed, len(choices)))
+        if not got:
+            raise ValueError("request returned no choices")  # parsers reject empty choice lists first
+        choices.extend(got[: n - len(choices)])
+    return choices
