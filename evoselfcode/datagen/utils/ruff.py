@@ -1,0 +1,97 @@
+"""Lint many generated sources with one `ruff check` process.
+
+The sources are written to files in one temporary directory and only read by ruff; nothing is run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+SYNTAX_ERROR = "syntax-error"
+
+# What ruff has called a parse failure over the versions: E999, then a null code, then "invalid-syntax".
+_SYNTAX_CODES = {None, "E999", "invalid-syntax"}
+
+
+class RuffError(RuntimeError):
+    """ruff itself failed (not found, crashed, bad arguments, or output that is not its JSON)."""
+
+
+def ruff_command() -> list[str]:
+    """The ruff binary beside this interpreter, else `python -m ruff`, else ruff on PATH."""
+    sibling = Path(sys.executable).parent / ("ruff.exe" if sys.platform == "win32" else "ruff")
+    if sibling.is_file():
+        return [str(sibling)]
+    if importlib.util.find_spec("ruff") is not None:
+        return [sys.executable, "-m", "ruff"]
+    on_path = shutil.which("ruff")
+    if on_path:
+        return [on_path]
+    raise RuffError("ruff is not installed: no ruff beside the interpreter, no ruff module, none on PATH")
+
+
+def _file_name(index: int) -> str:
+    return f"s{index:07d}.py"
+
+
+def _rule_code(diagnostic: dict) -> str:
+    code = diagnostic.get("code")
+    return SYNTAX_ERROR if code in _SYNTAX_CODES else str(code)
+
+
+def _location(diagnostic: dict) -> tuple[int, int]:
+    loc = diagnostic.get("location") or {}
+    return loc.get("row", 0), loc.get("column", 0)
+
+
+def ruff_check(sources: Sequence[str], rules: Sequence[str]) -> list[list[str]]:
+    """Each source's violated rule codes, in order of position in the source; parse failures are "syntax-error".
+
+    One ruff process lints all sources; a source that does not parse still lets the others be linted.
+    `# noqa` comments in the sources are ignored: the code under test does not get to silence its checks.
+    """
+    if not sources:
+        return []
+    if not rules:
+        return [[] for _ in sources]
+    with tempfile.TemporaryDirectory(prefix="evoselfcode-ruff-") as tmp:
+        root = Path(tmp)
+        for index, source in enumerate(sources):
+            # surrogatepass keeps a lone surrogate from a JSON string as bytes ruff reports (E902), not a crash here
+            (root / _file_name(index)).write_bytes(source.encode("utf-8", "surrogatepass"))
+        command = [
+            *ruff_command(),
+            "check",
+            "--output-format=json",
+            f"--select={','.join(rules)}",
+            "--no-cache",
+            "--isolated",
+            "--ignore-noqa",
+            "--no-respect-gitignore",
+            "--no-fix",
+            f"--target-version=py3{sys.version_info.minor}",
+            "--quiet",
+            str(root),
+        ]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+    if proc.returncode not in (0, 1):
+        raise RuffError(f"ruff check exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+    try:
+        diagnostics = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError as exc:
+        raise RuffError(f"ruff check printed something that is not JSON: {proc.stdout[:200]!r}") from exc
+    index_of = {_file_name(i): i for i in range(len(sources))}
+    found: list[list[tuple[tuple[int, int], str]]] = [[] for _ in sources]
+    for diagnostic in diagnostics:
+        index = index_of.get(Path(diagnostic.get("filename", "")).name)
+        if index is None:
+            raise RuffError(f"ruff reported a file it was not given: {diagnostic.get('filename')!r}")
+        found[index].append((_location(diagnostic), _rule_code(diagnostic)))
+    return [[code for _, code in sorted(per_source)] for per_source in found]
