@@ -53,6 +53,11 @@ def cand(name, *, desc_id="d1", source="FIM", rel=1.0, lp=None):
         ("   \n", ""),
         ("(x)", ""),
         ("名前_x!", "名前_x"),
+        ("<strong>fib_sum</strong>", "fib_sum"),  # seen from Gemma 3 270M
+        ("<em>sort</em> ", "sort"),
+        ("\xa0count_vowels", "count_vowels"),
+        ("**merge_sort**", "merge_sort"),
+        ("<3 x", ""),
     ],
 )
 def test_normalise_name(text, name):

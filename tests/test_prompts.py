@@ -90,19 +90,17 @@ def test_fim_deepseek_exact_characters():
 
 def test_fim_emulated_default():
     assert name_prompt("FIM", DESC, NameGen(fim_preset="emulated")) == (
-        "This is an algorithm function.\n\n"
-        '"""Return the largest value in a list of numbers."""\n'
-        "def find_max(numbers):\n"
-        "    return max(numbers)\n\n\n"
-        '"""Sort a list of integers in place."""\n'
-        "def "
+        'This is an algorithm function.\n\n"""Sort a list of integers in place."""\ndef '
+    )
+    assert name_prompt("FIM", "a\nb", NameGen(fim_preset="emulated")) == (
+        'This is an algorithm function.\n\n"""a\nb"""\ndef '
     )
 
 
 def test_fim_emulated_is_valid_python_up_to_def():
     prompt = name_prompt("FIM", 'Tricky """ desc \\', NameGen(fim_preset="emulated"))
     tree = ast.parse(prompt.removeprefix(GLOBAL_PREFIX) + "f(): pass\n")
-    assert ast.literal_eval(tree.body[-2].value) == 'Tricky """ desc \\'
+    assert ast.literal_eval(tree.body[0].value) == 'Tricky """ desc \\'
 
 
 def test_every_name_prompt_ends_where_the_name_starts():

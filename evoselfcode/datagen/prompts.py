@@ -32,15 +32,9 @@ FUNC_NAME = "{func_name}"
 L2R_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef "
 FIM_PREFIX_TEMPLATE = GLOBAL_PREFIX + "def "
 FIM_SUFFIX_TEMPLATE = '():\n    """{desc}"""\n'
-# One worked example teaches a weak model the shape "docstring, then def <snake_case name>(" before the real one.
-EMULATED_TEMPLATE = (
-    GLOBAL_PREFIX
-    + '"""Return the largest value in a list of numbers."""\n'
-    + "def find_max(numbers):\n"
-    + "    return max(numbers)\n\n\n"
-    + '"""{desc}"""\n'
-    + "def "
-)
+# The docstring the real FIM prompt puts after the hole, moved before `def `. A worked example did not help
+# Gemma 3 270M (8 descriptions x 4 samples: 16/32 compliant and its name leaking into answers, vs 17/32 without).
+EMULATED_TEMPLATE = GLOBAL_PREFIX + '"""{desc}"""\ndef '
 CODE_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef {func_name}("
 
 

@@ -38,14 +38,14 @@ REASONS = (
 )
 
 BUILTIN_NAMES = frozenset(n for n in dir(builtins) if not n.startswith("__"))
-_LEADING_DEF = re.compile(r"^(?:def\s+)+")
-_QUOTES = "`'\"*"
+# small chat/web models wrap names in markup (`<strong>sort_list</strong>`, `**x**`, `` `x` ``) or repeat `def `
+_LEADING_NOISE = re.compile(r"^(?:\s+|def\s+|</?[A-Za-z][A-Za-z0-9]*\s*/?>|[`'\"*])+")
 
 
 def normalise_name(text: str) -> str:
-    """What the model wrote as the name: stripped, without a leading `def `, quotes or backticks, cut at
-    the first character that cannot be part of an identifier."""
-    text = _LEADING_DEF.sub("", text.strip()).lstrip(_QUOTES)
+    """What the model wrote as the name: without leading whitespace, `def `, HTML tags, quotes, backticks
+    or asterisks, cut at the first character that cannot be part of an identifier."""
+    text = _LEADING_NOISE.sub("", text)
     end = 0
     while end < len(text) and (text[end] == "_" or text[end].isalnum()):
         end += 1
