@@ -17,9 +17,9 @@ include: "rules/code.smk"
 rule all:
     default_target: True
     input:
-        f"{NAMES}/metrics.json",
         f"{CODE}/filtered.jsonl",
-        f"{CODE}/metrics.json",
+        f"{NAMES}/filtered.jsonl",
+        f"{NAMES}/rejects.jsonl",
 
 
 onstart:

@@ -79,14 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
 
-    s = step("merge-code", "merge kept functions of all shards with global exact and near dedup")
+    s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
     s.add_argument("--kept", nargs="+", required=True)
     s.add_argument("--shard-rejects", nargs="+", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--rejects", required=True)
-
-    s = step("code-metrics", "funnel, reasons and lengths of stage B")
-    for flag in ("--raw", "--kept", "--rejects", "--failures", "--out"):
+    for flag in ("--raw", "--failures", "--names-metrics", "--out", "--rejects", "--metrics"):
         s.add_argument(flag, required=True)
 
     s = sub.add_parser("merge", help="concatenate JSONL files in order", description="concatenate JSONL files")
@@ -123,9 +119,8 @@ def run(args: argparse.Namespace) -> None:
         case "filter-code":
             steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
         case "merge-code":
-            steps.merge_code(cfg, args.kept, args.shard_rejects, args.out, args.rejects)
-        case "code-metrics":
-            steps.code_metrics_step(args.raw, args.kept, args.rejects, args.failures, args.out)
+            out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
+            steps.merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
         case "server":
             from evoselfcode import embedded
 

@@ -1,4 +1,4 @@
-# Stage B: continue the selected names per shard, check the functions, merge with global dedup, metrics.
+# Stage B: continue the selected names per shard, check the functions, merge with global dedup and metrics.
 
 
 rule generate_code:
@@ -35,20 +35,27 @@ rule filter_code:
         "--config {CONFIG_FILE} --log {log}"
 
 
+# Global dedup needs every shard; the metrics come with it, so the documented target
+# (code/filtered.jsonl) also writes code/metrics.json, which quotes the names A/B verdict.
 rule merge_code:
     input:
         kept=expand(f"{CODE}/filtered/{{shard}}.jsonl", shard=SHARDS),
         rejects=expand(f"{CODE}/rejects/{{shard}}.jsonl", shard=SHARDS),
+        raw=f"{CODE}/raw.jsonl",
+        failures=f"{CODE}/failures.jsonl",
+        names_metrics=rules.names_metrics.output[0],
     output:
         kept=f"{CODE}/filtered.jsonl",
         rejects=f"{CODE}/rejects.jsonl",
+        metrics=f"{CODE}/metrics.json",
     params:
         spec=spec("filters"),
     log:
         "logs/merge_code/all.log",
     shell:
-        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} --out {output.kept} "
-        "--rejects {output.rejects} --config {CONFIG_FILE} --log {log}"
+        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} --raw {input.raw} "
+        "--failures {input.failures} --names-metrics {input.names_metrics} --out {output.kept} "
+        "--rejects {output.rejects} --metrics {output.metrics} --config {CONFIG_FILE} --log {log}"
 
 
 rule merge_code_parts:
@@ -63,17 +70,3 @@ rule merge_code_parts:
     shell:
         "{EVO} merge {input} --out {output} --log {log}"
 
-
-rule code_metrics:
-    input:
-        raw=f"{CODE}/raw.jsonl",
-        kept=rules.merge_code.output.kept,
-        rejects=rules.merge_code.output.rejects,
-        failures=f"{CODE}/failures.jsonl",
-    output:
-        f"{CODE}/metrics.json",
-    log:
-        "logs/code_metrics/all.log",
-    shell:
-        "{EVO} code-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
-        "--failures {input.failures} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -15,3 +15,30 @@ def _in_project_root(monkeypatch):
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def make_workdir(dest: Path, descriptions: list[dict] | None = None, config: str = "") -> Path:
+    """A copy of the workflow (Snakefile, rules, configs) in `dest`, with its own inputs and overrides."""
+    import json
+    import shutil
+
+    for item in ("Snakefile", "rules", "configs", "profiles"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    if descriptions is not None:
+        (dest / "data/descriptions").mkdir(parents=True)
+        with open(dest / "data/descriptions/sample.jsonl", "w") as fh:
+            fh.writelines(json.dumps(d) + "\n" for d in descriptions)
+    (dest / "configs/test.yaml").write_text(config)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, configs=("configs/test.yaml",), timeout: float = 900, env: dict | None = None):
+    """Run Snakemake as a process in `workdir`, as a user would, with `configs` over configs/datagen.yaml."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *configs, *args]
+    return subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )

@@ -5,8 +5,10 @@ Snakemake schedules the steps (rules/*.smk); each rule calls one of these throug
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from evoselfcode.config import Config
 from evoselfcode.datagen import inputs
@@ -130,8 +132,16 @@ def _sort_key(r: CodeRecord) -> tuple:
     return (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index", 0))
 
 
-def merge_code(cfg: Config, kept_shards: Sequence[str], reject_shards: Sequence[str], out_kept: str, out_rejects: str):
-    """Merge shards and deduplicate across all of them; the first copy in sorted order survives."""
+def merge_code(
+    cfg: Config,
+    kept_shards: Sequence[str],
+    reject_shards: Sequence[str],
+    raw: str,
+    failures: str,
+    names_metrics: str,
+    out: dict[str, str],
+) -> None:
+    """Merge shards, deduplicate across all of them (the first copy in sorted order survives), and measure."""
     records = sorted((r for p in kept_shards for r in read_models(p, CodeRecord)), key=_sort_key)
     rejects = [r for p in reject_shards for r in read_jsonl(p)]
     items = [(str(i), r.code) for i, r in enumerate(records)]
@@ -148,16 +158,12 @@ def merge_code(cfg: Config, kept_shards: Sequence[str], reject_shards: Sequence[
         if (reason := dropped.get(str(i))) is not None:
             rejects.append({"desc_id": r.meta.desc_id, "func_name": r.func_name, "source": r.source,
                             "code": r.code, "reason": reason, "scope": "global"})  # fmt: skip
-    write_jsonl(out_kept, kept)
-    write_jsonl(out_rejects, rejects)
+    metrics = code_metrics(list(read_jsonl(raw)), [r.model_dump() for r in kept], rejects, list(read_jsonl(failures)))
+    metrics["names_verdict"] = json.loads(Path(names_metrics).read_text()).get("verdict")
+    write_jsonl(out["kept"], kept)
+    write_jsonl(out["rejects"], rejects)
+    write_json(out["metrics"], metrics)
     log.info("kept %d of %d functions after global dedup", len(kept), len(records))
-
-
-def code_metrics_step(raw: str, kept: str, rejects: str, failures: str, out: str) -> None:
-    metrics = code_metrics(
-        list(read_jsonl(raw)), list(read_jsonl(kept)), list(read_jsonl(rejects)), list(read_jsonl(failures))
-    )
-    write_json(out, metrics)
 
 
 def merge_jsonl(sources: Sequence[str], out: str) -> None:
