@@ -1,0 +1,129 @@
+"""Stage B checks: is a generated function worth keeping, and if not, the stable reason why.
+
+Checks run cheapest first and stop at the first failure, in funnel order:
+truncated, syntax_error, missing_function, trivial_body, too_short, too_long, ruff:<CODE>,
+duplicate, near_duplicate. The code is only parsed and linted, never run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from evoselfcode.config import Filters
+from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.schemas import CodeSample
+from evoselfcode.datagen.utils.ast_tools import find_function, is_trivial, parse
+from evoselfcode.datagen.utils.ruff import SYNTAX_ERROR as RUFF_SYNTAX_ERROR
+from evoselfcode.datagen.utils.ruff import ruff_check
+
+TRUNCATED = "truncated"
+SYNTAX_ERROR = "syntax_error"
+MISSING_FUNCTION = "missing_function"
+TRIVIAL_BODY = "trivial_body"
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+RUFF_PREFIX = "ruff:"
+DUPLICATE = "duplicate"
+NEAR_DUPLICATE = "near_duplicate"
+
+# Funnel stages in order, each with the reasons that stop a sample there (ruff:* is matched by prefix).
+FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("generated", ()),
+    ("parsed", (TRUNCATED, SYNTAX_ERROR)),
+    ("named", (MISSING_FUNCTION,)),
+    ("non_trivial", (TRIVIAL_BODY, TOO_SHORT, TOO_LONG)),
+    ("ruff_clean", (RUFF_PREFIX,)),
+    ("unique", (DUPLICATE,)),
+    ("near_unique", (NEAR_DUPLICATE,)),
+)
+
+
+def ruff_reason(rule_code: str) -> str:
+    """`ruff:F821` for a rule; ruff's own parse failure is the same `syntax_error` as the AST's."""
+    return SYNTAX_ERROR if rule_code == RUFF_SYNTAX_ERROR else f"{RUFF_PREFIX}{rule_code}"
+
+
+def check_truncated(finish_reason: str | None) -> str | None:
+    return TRUNCATED if finish_reason == "length" else None
+
+
+def check_structure(code: str, func_name: str) -> str | None:
+    """syntax_error, missing_function or trivial_body, from the AST alone."""
+    tree = parse(code)
+    if tree is None:
+        return SYNTAX_ERROR
+    func = find_function(tree, func_name)
+    if func is None:
+        return MISSING_FUNCTION
+    return TRIVIAL_BODY if is_trivial(func) else None
+
+
+def check_length(code: str, filters: Filters) -> str | None:
+    if len(code) < filters.min_code_len:
+        return TOO_SHORT
+    if len(code) > filters.max_code_len:
+        return TOO_LONG
+    return None
+
+
+def check_sample(sample: CodeSample, filters: Filters) -> tuple[bool, str | None]:
+    """`(keep, reason)` from the per-sample checks that need no other sample and no ruff."""
+    reason = check_truncated(sample.finish_reason)
+    if reason is None and filters.enable_ast:
+        reason = check_structure(sample.code, sample.func_name)
+    if reason is None:
+        reason = check_length(sample.code, filters)
+    return reason is None, reason
+
+
+def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str | None]:
+    """For each sample in order, the first failing reason, or None if it is kept.
+
+    ruff runs once for all samples that passed the per-sample checks; exact, then near duplicates are
+    looked for among the samples that passed everything else, and the first in the given order stays.
+    """
+    reasons = [check_sample(sample, filters)[1] for sample in samples]
+    candidates = [i for i, reason in enumerate(reasons) if reason is None]
+    if filters.enable_ruff and candidates:
+        found = ruff_check([samples[i].code for i in candidates], filters.ruff_rules)
+        for i, rule_codes in zip(candidates, found, strict=True):
+            if rule_codes:
+                reasons[i] = ruff_reason(rule_codes[0])
+    dedup = filters.dedup
+    if dedup.exact:
+        survivors = [(str(i), samples[i].code) for i, reason in enumerate(reasons) if reason is None]
+        for key in exact_duplicates(survivors):
+            reasons[int(key)] = DUPLICATE
+    if dedup.near:
+        survivors = [(str(i), samples[i].code) for i, reason in enumerate(reasons) if reason is None]
+        near = near_duplicates(survivors, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
+        for key in near:
+            reasons[int(key)] = NEAR_DUPLICATE
+    return reasons
+
+
+def funnel_stage(reason: str) -> str:
+    """The funnel stage a sample with this reason did not reach."""
+    for stage, stopped_by in FUNNEL_STAGES:
+        if reason in stopped_by or (RUFF_PREFIX in stopped_by and reason.startswith(RUFF_PREFIX)):
+            return stage
+    raise ValueError(f"{reason!r} is not a stage B reason id")
+
+
+def funnel(reasons: Iterable[str | None]) -> dict[str, int]:
+    """How many samples reached each stage, in order: generated, parsed, named, ..., near_unique."""
+    reasons = list(reasons)
+    stopped_at = Counter(funnel_stage(r) for r in reasons if r is not None)
+    counts: dict[str, int] = {}
+    remaining = len(reasons)
+    for stage, _ in FUNNEL_STAGES:
+        remaining -= stopped_at[stage]
+        counts[stage] = remaining
+    return counts
+
+
+def reason_counts(reasons: Iterable[str | None]) -> dict[str, int]:
+    """Dropped samples per reason id, most frequent first (ties by name); kept ones are not counted."""
+    counts = Counter(r for r in reasons if r is not None)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
