@@ -1,0 +1,237 @@
+"""The OpenAI client against the fault-injecting fake server: statuses, retries, fan-out, scoring, breaker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fakeserver import FakeServer, Faults, Options, token_logprob, tokenize
+
+from evoselfcode.clients import make_client, make_scorer
+from evoselfcode.clients.base import SEED_STRIDE
+from evoselfcode.clients.errors import (
+    BadRequest,
+    CircuitOpen,
+    ConnectError,
+    RateLimited,
+    ResponseFormatError,
+    ScoringUnsupported,
+    ServerError,
+    Timeout,
+)
+from evoselfcode.clients.resilience import reset_shared_state
+from evoselfcode.config import Api, ConfigError, deep_merge
+
+NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers():
+    reset_shared_state()
+    yield
+    reset_shared_state()
+
+
+def fast_api(**overrides) -> Api:
+    base = {
+        "model": "fake-coder",
+        "max_retries": 4,
+        "backoff": {"base": 0.01, "max": 0.05},
+        "timeout": {"connect": 1.0, "read": 0.3},
+        "circuit_breaker": {"failure_threshold": 8, "reset_timeout": 1.0},
+    }
+    return Api.model_validate(deep_merge(base, overrides))
+
+
+@pytest.fixture
+def server(request):
+    options = getattr(request, "param", None) or Options(faults=Faults(retry_after=0.2, stall_s=0.6))
+    with FakeServer(options) as srv:
+        yield srv
+
+
+def client_for(srv: FakeServer, concurrency: int = 4, **overrides):
+    return make_client(fast_api(**overrides), base_url=srv.url, concurrency=concurrency)
+
+
+def test_completion_fields_and_determinism(server):
+    client = client_for(server)
+    first = client.complete("def ", n=3, seed=42, logprobs=1, **NAME_ARGS)
+    again = client.complete("def ", n=3, seed=42, logprobs=1, **NAME_ARGS)
+    assert [c.text for c in first] == [c.text for c in again]
+    assert all(c.text.isidentifier() and c.finish_reason == "stop" for c in first)
+    assert all(len(c.tokens) == len(c.token_logprobs) >= 1 for c in first)
+    assert sum(c.usage["completion_tokens"] for c in first) == 3
+    assert server.stats()["requests"] == 2  # n honoured: one request each
+    assert client.stats()["latency_s"]["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "attempts"),
+    [(500, ServerError, 5), (503, ServerError, 5), (429, RateLimited, 5), (400, BadRequest, 1), (404, BadRequest, 1),
+     (422, BadRequest, 1), (401, BadRequest, 1), (403, BadRequest, 1)],
+)  # fmt: skip
+def test_every_status_class(server, status, cls, attempts):
+    client = client_for(server)
+    with pytest.raises(cls) as info:
+        client.complete(f"[[always:{status}]] def ", seed=1, **NAME_ARGS)
+    assert server.url in str(info.value)
+    assert server.stats()["requests"] == attempts
+    assert client.stats()["failures"] == {cls.__name__: 1}
+    if status in (401, 403):
+        assert "check api.headers" in str(info.value)
+
+
+def test_transient_faults_are_retried_until_success(server, caplog):
+    caplog.set_level(logging.INFO, logger="evoselfcode.client")
+    client = client_for(server)
+    for kind in ("500", "429", "reset", "stall", "badjson"):
+        [choice] = client.complete(f"[[fail:2:{kind}]] def ", seed=1, **NAME_ARGS)
+        assert choice.text
+    retries = client.stats()["retries"]
+    assert retries == {"ServerError": 2, "RateLimited": 2, "ConnectError": 2, "Timeout": 2, "ResponseFormatError": 2}
+    assert sum("retry" in r.getMessage() for r in caplog.records) == 10
+    assert server.stats()["max_successes_per_body"] == 1
+
+
+def test_permanent_reset_stall_and_bad_json_raise_their_class(server):
+    client = client_for(server, max_retries=1)
+    for kind, cls in (("reset", ConnectError), ("stall", Timeout), ("badjson", ResponseFormatError)):
+        with pytest.raises(cls) as info:
+            client.complete(f"[[always:{kind}]] def ", seed=1, **NAME_ARGS)
+        assert server.url in str(info.value)
+    with pytest.raises(Timeout, match="api.timeout.read"):
+        client.complete("[[slow:0.5]] def ", seed=1, **NAME_ARGS)  # answers, but after the 0.3 s read timeout
+
+
+@pytest.mark.parametrize("server", [Options(faults=Faults(retry_after=1.0))], indirect=True)
+def test_retry_after_is_honoured_and_waiting_holds_no_slot(server):
+    client = client_for(server, concurrency=1)
+    done: dict[str, float] = {}
+    start = time.monotonic()
+
+    def limited():
+        client.complete("[[fail:1:429]] def ", seed=1, **NAME_ARGS)
+        done["limited"] = time.monotonic() - start
+
+    waiter = threading.Thread(target=limited)
+    waiter.start()
+    time.sleep(0.2)  # the 429 has been answered; the waiter now sleeps out Retry-After
+    client.complete("def ", seed=2, **NAME_ARGS)  # the only slot must be free meanwhile
+    done["other"] = time.monotonic() - start
+    waiter.join()
+    assert done["other"] < 0.6
+    assert 1.0 <= done["limited"] < 1.6
+
+
+@pytest.mark.parametrize("server", [Options(single_choice=True)], indirect=True)
+def test_single_choice_server_fans_out_with_derived_seeds(server):
+    client = client_for(server)
+    choices = client.complete("def ", n=4, seed=7, **NAME_ARGS)
+    assert len(choices) == 4
+    assert server.stats()["requests"] == 4 and server.stats()["max_successes_per_body"] == 1
+    assert [c.text for c in client.complete("def ", n=4, seed=7, **NAME_ARGS)] == [c.text for c in choices]
+    seeds = sorted(json.loads(body)["seed"] for body in server.received)
+    assert seeds == [7 + SEED_STRIDE * i for i in range(4)]
+
+
+@pytest.mark.parametrize("server", [Options(faults=Faults(short=1.0))], indirect=True)
+def test_short_choice_lists_are_completed(server):
+    client = client_for(server)
+    assert len(client.complete("def ", n=5, seed=3, **NAME_ARGS)) == 5
+    # the fault halves every list: asked 5 got 2, asked 3 got 1, asked 2 got 1, asked 1 got 1
+    asked = sorted(json.loads(body)["n"] for body in server.received)
+    assert asked == [1, 2, 3, 5]
+
+
+def test_scoring_keeps_only_tokens_of_the_text(server):
+    scorer = make_scorer(fast_api(), base_url=server.url, concurrency=2)
+    prompt, text = "def f(x):\n    ", "return x + 1\n"
+    got = scorer.token_logprobs(text, prompt=prompt)
+    full = tokenize(prompt + text)
+    prompt_len = len(tokenize(prompt))
+    expected = [token_logprob(full[i - 1] if i else "", full[i]) for i in range(prompt_len, len(full))]
+    assert got == expected
+    assert scorer.perplexity(text, prompt=prompt) > 1.0
+    assert scorer.token_logprobs("", prompt=prompt) == []
+
+
+@pytest.mark.parametrize("server", [Options(logprobs="missing"), Options(logprobs="error")], indirect=True)
+def test_scoring_unsupported_is_raised_once_and_clearly(server):
+    scorer = make_scorer(fast_api(), base_url=server.url, concurrency=2)
+    with pytest.raises(ScoringUnsupported, match="set scoring.enabled: false"):
+        scorer.token_logprobs("return 1\n", prompt="def f():\n    ")
+    assert server.stats()["requests"] == 1  # not retried
+    with pytest.raises(ScoringUnsupported):
+        scorer.token_logprobs("return 2\n")
+    assert server.stats()["requests"] == 1  # remembered: no second request
+
+
+SECRET = "sk-test-9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize(
+    "server", [Options(required_headers={"Authorization": f"Bearer {SECRET}-other"})], indirect=True
+)
+def test_header_env_expansion_and_secret_never_leaks(server, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    headers = {"headers": {"Authorization": "Bearer ${FAKE_API_KEY}"}}
+    monkeypatch.delenv("FAKE_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="FAKE_API_KEY"):
+        client_for(server, **headers)
+    monkeypatch.setenv("FAKE_API_KEY", SECRET)
+    client = client_for(server, **headers)
+    with pytest.raises(BadRequest) as info:
+        client.complete("def ", seed=1, **NAME_ARGS)  # the server echoes the wrong key it got
+    assert "check api.headers" in str(info.value)
+    assert SECRET not in str(info.value) and SECRET not in caplog.text
+
+    monkeypatch.setenv("FAKE_API_KEY", f"{SECRET}-other")
+    assert client_for(server, **headers).complete("def ", seed=1, **NAME_ARGS)
+
+
+def test_down_server_opens_the_breaker_and_names_url_and_last_error(caplog):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    api = fast_api(max_retries=10, circuit_breaker={"failure_threshold": 3, "reset_timeout": 30.0})
+    client = make_client(api, base_url=url, concurrency=2)
+    with pytest.raises(CircuitOpen) as info:
+        client.complete("def ", seed=1, **NAME_ARGS)
+    message = str(info.value)
+    assert url in message and "ConnectError" in message and "refused" in message.lower()
+    assert client.stats()["requests"] == 3
+    assert "circuit open" in caplog.text
+    with pytest.raises(CircuitOpen):  # and it fails fast for everyone else in the process
+        make_client(api, base_url=url, concurrency=2).complete("def ", seed=2, **NAME_ARGS)
+
+
+DONE_WHEN = Options(
+    seed=11,
+    faults=Faults(server_error=0.10, rate_limited=0.05, reset=0.02, stall=0.01, retry_after=0.2, stall_s=0.5),
+)
+
+
+@pytest.mark.parametrize("server", [DONE_WHEN], indirect=True)
+def test_two_thousand_completions_through_faults(server):
+    client = client_for(server, concurrency=16, max_retries=10, timeout={"read": 0.25})
+    jobs = 2000
+
+    def one(i: int):
+        return client.complete(f"# task {i}\ndef ", seed=i, **NAME_ARGS)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(one, range(jobs)))
+    assert all(len(r) == 1 and r[0].text for r in results)
+    served, stats = server.stats(), client.stats()
+    assert served["successes"] == jobs and served["max_successes_per_body"] == 1 and served["bodies"] == jobs
+    # every extra request was forced by an injected fault, one retry each
+    assert served["requests"] - jobs == sum(served["faults"].values()) == stats["retries_total"]
+    assert set(stats["retries"]) == {"ServerError", "RateLimited", "ConnectError", "Timeout"}
+    assert stats["failures_total"] == 0

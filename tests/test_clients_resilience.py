@@ -1,0 +1,202 @@
+"""Unit tests of the resilience pieces: error mapping, backoff, breaker state machine, limiter, counters."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+import pytest
+import requests
+
+from evoselfcode.clients import errors
+from evoselfcode.clients.errors import (
+    BadRequest,
+    CircuitOpen,
+    ConnectError,
+    RateLimited,
+    Redactor,
+    ServerError,
+    Timeout,
+    error_for_status,
+    parse_retry_after,
+    translate_request_exception,
+)
+from evoselfcode.clients.resilience import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    Breaker,
+    RateLimiter,
+    RetryPolicy,
+    Stats,
+    TokenBucket,
+)
+from evoselfcode.config import RateLimit
+
+URL = "http://model.test/v1/completions"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "retryable"),
+    [
+        (500, ServerError, True),
+        (502, ServerError, True),
+        (503, ServerError, True),
+        (408, ServerError, True),
+        (429, RateLimited, True),
+        (400, BadRequest, False),
+        (401, BadRequest, False),
+        (403, BadRequest, False),
+        (404, BadRequest, False),
+        (422, BadRequest, False),
+    ],
+)
+def test_status_maps_to_class_and_retryability(status, cls, retryable):
+    err = error_for_status(status, url=URL, body='{"error": "x"}')
+    assert type(err) is cls
+    assert err.retryable is retryable
+    assert URL in str(err)
+    if status in (401, 403):
+        assert "check api.headers" in str(err)
+
+
+def test_retry_after_header_seconds_and_date():
+    err = error_for_status(429, url=URL, body="", headers={"Retry-After": "3"})
+    assert err.retry_after == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert parse_retry_after("soon") is None
+
+
+def test_request_exceptions_translate_by_kind():
+    timeout = (1.0, 2.0)
+    assert type(translate_request_exception(requests.ReadTimeout("x"), url=URL, timeout=timeout)) is Timeout
+    assert type(translate_request_exception(requests.ConnectTimeout("x"), url=URL, timeout=timeout)) is Timeout
+    err = translate_request_exception(
+        requests.ConnectionError(ConnectionRefusedError(111, "refused")), url=URL, timeout=timeout
+    )
+    assert type(err) is ConnectError and err.retryable
+    assert URL in str(err) and "ConnectionRefusedError" in str(err)
+    assert not CircuitOpen("x").retryable and errors.ResponseFormatError("x").retryable
+
+
+def test_redactor_hides_header_values_and_the_words_in_them():
+    redact = Redactor(["Bearer sk-very-secret-token"])
+    assert redact("got 'Bearer sk-very-secret-token'") == "got '***'"
+    assert redact("invalid key sk-very-secret-token") == "invalid key ***"
+    assert "user:pw" not in errors.display_url("http://user:pw@host:8000/v1")
+
+
+def test_backoff_is_full_jitter_and_honours_retry_after():
+    policy = RetryPolicy(max_retries=6, base=0.5, max=4.0, max_retry_after=10.0)
+    rng = random.Random(0)
+    err = ServerError("x")
+    for retry in range(6):
+        delays = [policy.delay(retry, err, rng) for _ in range(400)]
+        cap = min(4.0, 0.5 * 2**retry)
+        assert all(0 <= d <= cap for d in delays)
+        assert 0.35 * cap < sum(delays) / len(delays) < 0.65 * cap  # uniform over [0, cap], not a fixed step
+    assert 3.0 <= policy.delay(0, RateLimited("x", retry_after=3.0), rng) <= 3.5
+    assert policy.delay(0, RateLimited("x", retry_after=999.0), rng) <= 10.5
+
+
+def test_breaker_state_machine_with_fake_clock(caplog):
+    caplog.set_level(logging.INFO, logger="evoselfcode.client")
+    clock = FakeClock()
+    breaker = Breaker("http://model.test", failure_threshold=3, reset_timeout=10.0, clock=clock)
+    boom = ConnectError("connection refused", url="http://model.test")
+    for _ in range(2):
+        breaker.allow()
+        breaker.record_failure(boom)
+    assert breaker.state == CLOSED
+    breaker.allow()
+    breaker.record_success()  # a success resets the consecutive count
+    for _ in range(3):
+        breaker.allow()
+        breaker.record_failure(boom)
+    assert breaker.state == OPEN and breaker.opens == 1
+    with pytest.raises(CircuitOpen, match=r"http://model.test.*ConnectError: connection refused"):
+        breaker.allow()
+
+    clock.now += 10.0
+    assert breaker.state == HALF_OPEN
+    breaker.allow()  # the one probe
+    with pytest.raises(CircuitOpen, match="probe"):
+        breaker.allow()  # a second caller while the probe is out
+    breaker.record_failure(boom)
+    assert breaker.state == OPEN and breaker.opens == 2
+    with pytest.raises(CircuitOpen):
+        breaker.allow()
+
+    clock.now += 10.0
+    breaker.allow()
+    breaker.record_success()
+    assert breaker.state == CLOSED
+    breaker.allow()
+    messages = [r.getMessage() for r in caplog.records if r.name == "evoselfcode.client"]
+    assert sum("circuit open" in m for m in messages) == 2
+    assert sum("circuit closed" in m for m in messages) == 1
+
+
+def test_token_bucket_rate_over_a_window_with_fake_clock():
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1000.0, capacity=1000.0, clock=clock, sleep=clock.sleep)
+    start = clock.now
+    for _ in range(200):
+        bucket.acquire(100.0)  # 20,000 tokens; the first 1,000 are the burst
+    assert clock.now - start == pytest.approx(19.0, rel=1e-6)
+
+
+def test_request_rate_limit_measured_over_a_window_from_threads():
+    limiter = RateLimiter(RateLimit(requests_per_s=50.0, burst_s=0.02))
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(15):
+            limiter.acquire(1.0)
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps.sort()
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert 42 <= rate <= 55
+
+
+def test_stats_percentiles_and_counters_are_thread_safe():
+    stats = Stats()
+
+    def worker(offset: int):
+        for i in range(1, 101):
+            stats.latency(i / 100)
+            stats.add(requests=1)
+            if i % 10 == 0:
+                stats.retry("ServerError")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    snap = stats.snapshot()
+    assert snap["requests"] == 400 and snap["retries"] == {"ServerError": 40} and snap["retries_total"] == 40
+    assert snap["latency_s"]["p50"] == pytest.approx(0.5, abs=0.02)
+    assert snap["latency_s"]["p95"] == pytest.approx(0.95, abs=0.02)
+    assert snap["latency_s"]["p99"] == pytest.approx(0.99, abs=0.02)
