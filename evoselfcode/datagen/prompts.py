@@ -32,8 +32,9 @@ FUNC_NAME = "{func_name}"
 L2R_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef "
 FIM_PREFIX_TEMPLATE = GLOBAL_PREFIX + "def "
 FIM_SUFFIX_TEMPLATE = '():\n    """{desc}"""\n'
-# The docstring the real FIM prompt puts after the hole, moved before `def `. A worked example did not help
-# Gemma 3 270M (8 descriptions x 4 samples: 16/32 compliant and its name leaking into answers, vs 17/32 without).
+# The docstring the real FIM prompt puts after the hole, moved before `def `. On Gemma 3 270M (8 descriptions x 4)
+# a worked example did not help and its name leaked into answers: 16/32 compliant vs 17/32 without; ending at
+# `def` with no space and no " " stop: 29/32 vs 31/32.
 EMULATED_TEMPLATE = GLOBAL_PREFIX + '"""{desc}"""\ndef '
 CODE_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef {func_name}("
 
