@@ -128,6 +128,7 @@ def logprobs_block(prefix: str, text: str, start: int, fim_tokens: bool) -> dict
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops SYNs when a pool of clients reconnects at once
 
     def handle_error(self, request, client_address):  # dropped connections are the point here
         pass
@@ -242,8 +243,6 @@ def _handler_for(server: FakeServer):
             prompt = str(body.get("prompt", body.get("inputs", "")))
             fault = server.choose_fault(canon, attempt, prompt)
             if fault and self._fault(fault, body):
-                with server._lock:
-                    server.faults[fault] += 1
                 return None
             for kind, arg in _DIRECTIVE.findall(prompt):
                 if kind == "slow":
@@ -264,6 +263,8 @@ def _handler_for(server: FakeServer):
 
         def _fault(self, kind: str, body: dict) -> bool:
             """Act out a fault; False if it does not apply to this request (then it is answered normally)."""
+            with server._lock:
+                server.faults[kind] += 1  # counted before acting, so a stall still in progress is already seen
             if kind in ("server_error", "rate_limited"):
                 kind = "500" if kind == "server_error" else "429"
             if kind.isdigit():
@@ -277,7 +278,7 @@ def _handler_for(server: FakeServer):
             elif kind in ("invalid_json", "badjson"):
                 self._send(200, b'{"choices": [{"text": "trunc', {"Content-Type": "application/json"})
             elif kind == "short":
-                return False  # answered by the route, with fewer choices
+                return False  # answered by the route, with fewer choices (counted even when n is 1)
             return True
 
         def _completions(self, body: dict, *, short: bool) -> tuple[int, dict]:

@@ -214,13 +214,13 @@ def test_down_server_opens_the_breaker_and_names_url_and_last_error(caplog):
 
 DONE_WHEN = Options(
     seed=11,
-    faults=Faults(server_error=0.10, rate_limited=0.05, reset=0.02, stall=0.01, retry_after=0.2, stall_s=0.5),
+    faults=Faults(server_error=0.10, rate_limited=0.05, reset=0.02, stall=0.01, retry_after=0.2, stall_s=1.0),
 )
 
 
 @pytest.mark.parametrize("server", [DONE_WHEN], indirect=True)
 def test_two_thousand_completions_through_faults(server):
-    client = client_for(server, concurrency=16, max_retries=10, timeout={"read": 0.25})
+    client = client_for(server, concurrency=16, max_retries=10, timeout={"read": 0.5})
     jobs = 2000
 
     def one(i: int):
@@ -230,8 +230,14 @@ def test_two_thousand_completions_through_faults(server):
         results = list(pool.map(one, range(jobs)))
     assert all(len(r) == 1 and r[0].text for r in results)
     served, stats = server.stats(), client.stats()
-    assert served["successes"] == jobs and served["max_successes_per_body"] == 1 and served["bodies"] == jobs
-    # every extra request was forced by an injected fault, one retry each
-    assert served["requests"] - jobs == sum(served["faults"].values()) == stats["retries_total"]
+    faults = sum(served["faults"].values())
+    # a timeout the server did not inject (a loaded machine) may have been answered after all: the only
+    # duplicates allowed; on an idle machine there are none
+    unforced_timeouts = stats["retries"].get("Timeout", 0) - served["faults"].get("stall", 0)
+    assert unforced_timeouts >= 0
+    assert served["bodies"] == jobs and served["successes"] - jobs <= unforced_timeouts
+    assert served["max_successes_per_body"] <= 1 + unforced_timeouts
+    assert stats["requests"] == served["requests"] == served["successes"] + faults
+    assert stats["retries_total"] == faults + unforced_timeouts
     assert set(stats["retries"]) == {"ServerError", "RateLimited", "ConnectError", "Timeout"}
     assert stats["failures_total"] == 0
