@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from evoselfcode import __version__
+from evoselfcode.clients.errors import LLMError
 from evoselfcode.config import Config, ConfigError, load_config
 
 log = logging.getLogger("evoselfcode")
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(getattr(args, "log", None))
     try:
         run(args)
-    except (ConfigError, ValueError, RuntimeError, OSError) as exc:
+    except (ConfigError, LLMError, ValueError, RuntimeError, OSError) as exc:
         log.error("%s: %s", args.command, exc)
         return 1
     return 0

@@ -146,6 +146,7 @@ class NameGen(Strict):
     max_new_tokens: PositiveInt = 16
     n: PositiveInt = 4
     stop: list[str] = ["(", " ", "\n"]
+    logprobs: bool = True  # each name's log-prob; costly on llama.cpp, which computes it over the whole vocabulary
     fim_preset: Literal["qwen2.5-coder", "starcoder", "deepseek-coder", "emulated"] = "qwen2.5-coder"
     fim: FimFormat | None = None
     # full prompt texts replacing the defaults in datagen/prompts.py; `{desc}` marks the escaped description
@@ -243,6 +244,10 @@ class Config(Strict):
     def section_json(self, *sections: str) -> str:
         """Canonical JSON of some sections: what a rule's output depends on, for its params."""
         return json.dumps({s: getattr(self, s).model_dump(mode="json") for s in sections}, sort_keys=True)
+
+    def section_digest(self, *sections: str) -> str:
+        """Changes exactly when those sections or the model name change: a rule's rerun trigger."""
+        return hashlib.sha256((self.section_json(*sections) + self.api.model).encode()).hexdigest()[:16]
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]

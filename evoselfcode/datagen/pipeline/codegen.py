@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import Config
-from evoselfcode.datagen.pipeline.runner import Request, derive_seed, run_requests
+from evoselfcode.datagen.pipeline.journal import Journal
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
 from evoselfcode.datagen.prompts import code_head, code_prompt
 from evoselfcode.datagen.schemas import CodeSample, Failure, NameCandidate
 from evoselfcode.datagen.utils.ast_tools import extract_function
@@ -22,7 +23,7 @@ def code_requests(names: list[NameCandidate], cfg: Config) -> list[Request]:
                 top_p=cg.top_p,
                 n=cg.n,
                 stop=cg.stop,
-                seed=derive_seed(cfg.meta.seed, c.desc_id, "code", c.func_name),
+                seed=request_seed(cfg.meta.seed, c.desc_id, "code", c.func_name),
             ),
         )
         for c in names
@@ -30,11 +31,13 @@ def code_requests(names: list[NameCandidate], cfg: Config) -> list[Request]:
 
 
 def generate_code(
-    names: list[NameCandidate], cfg: Config, client: CompletionClient
+    names: list[NameCandidate], cfg: Config, client: CompletionClient, journal: Journal | None = None
 ) -> tuple[list[CodeSample], list[Failure]]:
     by_key = {(c.desc_id, c.func_name): c for c in names}
     samples, failures = [], []
-    for out in run_requests(client, code_requests(names, cfg), concurrency=cfg.io.concurrency):
+    requests = code_requests(names, cfg)
+    outcomes = run_requests(client, requests, concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model)
+    for out in outcomes:
         name = by_key[out.request.key]
         if out.error is not None:
             failures.append(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import Config
 from evoselfcode.datagen.filters.names import normalise_name
-from evoselfcode.datagen.pipeline.runner import Request, derive_seed, run_requests
+from evoselfcode.datagen.pipeline.journal import Journal
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
 from evoselfcode.datagen.prompts import name_prompt, name_stop
 from evoselfcode.datagen.schemas import Description, Failure, NameSample
 
@@ -22,8 +23,8 @@ def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
                 top_p=ng.top_p,
                 n=ng.n,
                 stop=name_stop(mode, ng),
-                logprobs=1,
-                seed=derive_seed(cfg.meta.seed, d.id, mode, 0),
+                logprobs=1 if ng.logprobs else None,
+                seed=request_seed(cfg.meta.seed, d.id, mode, 0),
             ),
         )
         for d in descs
@@ -32,11 +33,13 @@ def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
 
 
 def generate_names(
-    descs: list[Description], cfg: Config, client: CompletionClient
+    descs: list[Description], cfg: Config, client: CompletionClient, journal: Journal | None = None
 ) -> tuple[list[NameSample], list[Failure]]:
     by_id = {d.id: d for d in descs}
     samples, failures = [], []
-    for out in run_requests(client, name_requests(descs, cfg), concurrency=cfg.io.concurrency):
+    requests = name_requests(descs, cfg)
+    outcomes = run_requests(client, requests, concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model)
+    for out in outcomes:
         desc_id, mode = out.request.key
         if out.error is not None:
             failures.append(

@@ -17,6 +17,7 @@ from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.code_metrics import code_metrics
+from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.schemas import (
     CodeRecord,
     CodeReject,
@@ -59,14 +60,21 @@ def _check_failure_budget(cfg: Config, failures: list[Failure], total: int, what
         )
 
 
+def journal_for(out: str) -> Journal:
+    """A hidden file beside the job's output: Snakemake does not remove it when the job fails."""
+    return Journal(Path(out).with_name(f".{Path(out).stem}.journal.jsonl"))
+
+
 def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str) -> None:
     from evoselfcode.datagen.pipeline.namegen import generate_names as run
 
     descs = read_models(shard, Description)
-    samples, failures = run(descs, cfg, client)
+    journal = journal_for(out_raw)
+    samples, failures = run(descs, cfg, client, journal)
     write_jsonl(out_failures, failures)
     _check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
     write_jsonl(out_raw, samples)
+    journal.discard()
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
 
 
@@ -91,10 +99,12 @@ def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: s
     from evoselfcode.datagen.pipeline.codegen import generate_code as run
 
     selected = select_names(read_models(names, NameCandidate), cfg.namegen.select)
-    samples, failures = run(selected, cfg, client)
+    journal = journal_for(out_raw)
+    samples, failures = run(selected, cfg, client, journal)
     write_jsonl(out_failures, failures)
     _check_failure_budget(cfg, failures, len(selected), "code")
     write_jsonl(out_raw, samples)
+    journal.discard()
     log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))
 
 
