@@ -28,8 +28,8 @@ wildcard_constraints:
 
 
 def spec(*sections):
-    """A rule's params: the config sections its output depends on, plus the model name."""
-    return CFG.section_json(*sections) + CFG.api.model
+    """A rule's params: a digest of the config sections its output depends on, and of the model name."""
+    return CFG.section_digest(*sections)
 
 
 def start_embedded_server():

@@ -38,7 +38,7 @@ def snakemake(workdir: Path, *args: str, configs=("configs/test.yaml",), timeout
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *configs, *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", *configs]
     return subprocess.run(
         cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
