@@ -5,22 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-# Each funnel step and the reasons that stop a sample before it; a reason not listed counts at the end.
-FUNNEL = [
-    ("parsed", ("syntax_error",)),
-    ("named", ("missing_function",)),
-    ("non_trivial", ("trivial_body", "too_short", "too_long", "truncated")),
-    ("ruff_clean", ("ruff:",)),
-    ("unique", ("duplicate",)),
-    ("near_unique", ("near_duplicate",)),
-]
-
-
-def _stage_of(reason: str) -> int:
-    for i, (_, reasons) in enumerate(FUNNEL):
-        if any(reason == r or (r.endswith(":") and reason.startswith(r)) for r in reasons):
-            return i
-    return len(FUNNEL) - 1
+from evoselfcode.datagen.filters.code import funnel
 
 
 def _quantiles(values: list[int]) -> dict:
@@ -33,11 +18,6 @@ def _quantiles(values: list[int]) -> dict:
 
 def code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failures: list[dict]) -> dict:
     reasons = Counter(r["reason"] for r in rejects)
-    dropped_at = Counter(_stage_of(reason) for reason in reasons.elements())
-    funnel, remaining = {"generated": len(raw)}, len(raw)
-    for i, (step, _) in enumerate(FUNNEL):
-        remaining -= dropped_at[i]
-        funnel[step] = remaining
     by_source = {}
     for source in sorted({r["source"] for r in raw}):
         generated = sum(r["source"] == source for r in raw)
@@ -49,7 +29,7 @@ def code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failure
             "reasons": dict(sorted(Counter(r["reason"] for r in rejects if r["source"] == source).items())),
         }
     return {
-        "funnel": funnel,
+        "funnel": funnel([None] * len(kept) + [r["reason"] for r in rejects]),
         "accounting": {
             "generated": len(raw),
             "kept": len(kept),
