@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import re
+from fnmatch import fnmatch
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -241,13 +243,20 @@ class Config(Strict):
             raise ValueError("filters.name_min_len is larger than filters.name_max_len")
         return self
 
-    def section_json(self, *sections: str) -> str:
-        """Canonical JSON of some sections: what a rule's output depends on, for its params."""
-        return json.dumps({s: getattr(self, s).model_dump(mode="json") for s in sections}, sort_keys=True)
+    def settings(self, *patterns: str) -> dict[str, Any]:
+        """The `section.key` settings matching the patterns (fnmatch; a leading `!` excludes)."""
+        flat = {f"{s}.{k}": v for s, section in self.model_dump(mode="json").items() for k, v in section.items()}
+        keep = [p for p in patterns if not p.startswith("!")]
+        drop = [p[1:] for p in patterns if p.startswith("!")]
+        return {
+            k: v
+            for k, v in sorted(flat.items())
+            if any(map(partial(fnmatch, k), keep)) and not any(map(partial(fnmatch, k), drop))
+        }
 
-    def section_digest(self, *sections: str) -> str:
-        """Changes exactly when those sections or the model name change: a rule's rerun trigger."""
-        return hashlib.sha256((self.section_json(*sections) + self.api.model).encode()).hexdigest()[:16]
+    def settings_digest(self, *patterns: str) -> str:
+        """Changes exactly when a matching setting changes: a rule's params, so Snakemake reruns it then."""
+        return hashlib.sha256(json.dumps(self.settings(*patterns), sort_keys=True).encode()).hexdigest()[:16]
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]

@@ -8,7 +8,7 @@ rule generate_code:
         raw=f"{CODE}/raw/{{shard}}.jsonl",
         failures=f"{CODE}/failures/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "namegen", "codegen"),
+        spec=spec("meta", "api.model", "codegen", "namegen.select"),
     resources:
         llm_slots=1,
     log:
@@ -27,7 +27,7 @@ rule filter_code:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
     params:
-        spec=spec("codegen", "filters"),
+        spec=spec("filters", "!filters.name_*", "!filters.min_relevance"),
     log:
         "logs/filter_code/{shard}.log",
     shell:
@@ -49,7 +49,7 @@ rule merge_code:
         rejects=f"{CODE}/rejects.jsonl",
         metrics=f"{CODE}/metrics.json",
     params:
-        spec=spec("filters"),
+        spec=spec("filters.dedup"),
     log:
         "logs/merge_code/all.log",
     shell:

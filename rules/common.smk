@@ -27,9 +27,9 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def spec(*sections):
-    """A rule's params: a digest of the config sections its output depends on, and of the model name."""
-    return CFG.section_digest(*sections)
+def spec(*patterns):
+    """A rule's params: a digest of the settings its output depends on (`section`, `section.key`, `!` excludes)."""
+    return CFG.settings_digest(*(p if "." in p else f"{p}.*" for p in patterns))
 
 
 def start_embedded_server():

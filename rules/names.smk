@@ -8,7 +8,7 @@ rule generate_names:
         raw=f"{NAMES}/raw/{{shard}}.jsonl",
         failures=f"{NAMES}/failures/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "namegen"),
+        spec=spec("meta", "api.model", "namegen", "!namegen.weaklist", "!namegen.select"),
     resources:
         llm_slots=1,
     log:
@@ -27,7 +27,7 @@ rule filter_names:
         kept=f"{NAMES}/filtered/{{shard}}.jsonl",
         rejects=f"{NAMES}/rejects/{{shard}}.jsonl",
     params:
-        spec=spec("namegen", "filters"),
+        spec=spec("namegen.weaklist", "filters.name_*", "filters.min_relevance"),
     log:
         "logs/filter_names/{shard}.log",
     shell:

@@ -9,7 +9,7 @@ rule split_descriptions:
         shards=expand(f"{SHARD_DIR}/{{shard}}.jsonl", shard=SHARDS),
         quarantine=f"{SHARD_DIR}/quarantine.jsonl",
     params:
-        spec=spec("io"),
+        spec=spec("io.input_desc_path", "io.shard_size", "io.on_bad_line", "io.max_desc_chars"),
     log:
         "logs/split_descriptions/all.log",
     shell:
