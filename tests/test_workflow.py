@@ -1,0 +1,110 @@
+"""The workflow as users run it (Snakemake as a process) against the deterministic fake server."""
+
+import ast
+import json
+import re
+
+import pytest
+from conftest import make_workdir, snakemake
+from fakeserver import FakeServer, Options
+
+from evoselfcode.datagen.schemas import CodeRecord, NameCandidate, NameSample
+from evoselfcode.datagen.writer import read_jsonl
+
+pytestmark = pytest.mark.workflow
+
+DESCRIPTIONS = [{"id": f"t{i}", "desc": f"Task {i}: return the {w} of a list of numbers."} for i, w in
+                enumerate(["sum", "mean", "median", "mode", "range", "product", "maximum"])]  # fmt: skip
+TARGET = "data/generated/code/filtered.jsonl"
+
+
+def config(url: str, extra: str = "") -> str:
+    return f"""
+api: {{base_url: "{url}", timeout: {{read: 5}}, backoff: {{base: 0.05, max: 0.2}}}}
+namegen: {{n: 2}}
+io: {{shard_size: 3, concurrency: 4}}
+{extra}"""
+
+
+def planned(proc) -> dict[str, int]:
+    """Jobs per rule from a dry run's job stats table."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeServer(Options(seed=1)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, server):
+    workdir = make_workdir(tmp_path_factory.mktemp("wf"), DESCRIPTIONS, config(server.url))
+    proc = snakemake(workdir, TARGET)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def test_dry_run_of_the_production_config_plans_every_target_and_sends_nothing(tmp_path, server):
+    workdir = make_workdir(tmp_path, DESCRIPTIONS * 1, config(server.url))
+    before = server.stats()["requests"]
+    jobs = planned(snakemake(workdir, "-n", TARGET, configs=("configs/datagen.yaml",)))
+    assert jobs["generate_names"] == jobs["generate_code"] == jobs["filter_code"] == 1  # shard_size 1000
+    assert {"split_descriptions", "filter_names", "names_metrics", "merge_code", "merge_names"} <= jobs.keys()
+    jobs = planned(snakemake(workdir, "-n", TARGET))
+    assert jobs["generate_names"] == 3  # 7 descriptions, shards of 3
+    assert server.stats()["requests"] == before
+    assert not (workdir / "data/generated").exists()
+
+
+def test_outputs_hold_every_description_in_both_modes(done):
+    samples = [NameSample.model_validate(r) for r in read_jsonl(done / "data/generated/names/raw.jsonl")]
+    assert {(s.desc_id, s.mode) for s in samples} == {(d["id"], m) for d in DESCRIPTIONS for m in ("FIM", "L2R")}
+    assert len(samples) == len(DESCRIPTIONS) * 2 * 2
+    kept = [NameCandidate.model_validate(r) for r in read_jsonl(done / "data/generated/names/filtered.jsonl")]
+    assert {k.desc_id for k in kept} == {d["id"] for d in DESCRIPTIONS}
+
+
+def test_final_records_parse_and_are_named_as_recorded(done):
+    records = [CodeRecord.model_validate(r) for r in read_jsonl(done / TARGET)]
+    assert records
+    for r in records:
+        tree = ast.parse(r.code)
+        assert [n.name for n in tree.body] == [r.func_name]
+        assert r.source in ("FIM", "L2R")
+
+
+def test_metrics_add_up(done):
+    names = json.loads((done / "data/generated/names/metrics.json").read_text())
+    assert names["accounting"]["ok"]
+    assert names["accounting"]["FIM"]["sampled"] == names["accounting"]["L2R"]["sampled"] == len(DESCRIPTIONS) * 2
+    code = json.loads((done / "data/generated/code/metrics.json").read_text())
+    raw = list(read_jsonl(done / "data/generated/code/raw.jsonl"))
+    assert code["accounting"] == {"generated": len(raw), "kept": code["funnel"]["near_unique"],
+                                  "rejected": len(raw) - code["funnel"]["near_unique"], "adds_up": True}  # fmt: skip
+
+
+def test_a_second_run_does_nothing(done):
+    assert planned(snakemake(done, "-n", TARGET)) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "reruns", "keeps"),
+    [
+        ("io: {concurrency: 9}\napi: {max_retries: 2}", set(), set()),
+        ("codegen: {temperature: 0.7}", {"generate_code", "filter_code", "merge_code"}, {"generate_names"}),
+        ("filters: {min_code_len: 5}", {"filter_code", "merge_code"}, {"generate_code", "filter_names"}),
+        ("filters: {dedup: {threshold: 0.9}}", {"filter_code", "merge_code"}, {"generate_code", "filter_names"}),
+        ("namegen: {temperature: 0.1}", {"generate_names", "generate_code"}, {"split_descriptions"}),
+    ],
+)
+def test_a_setting_reruns_only_what_depends_on_it(done, change, reruns, keeps):
+    (done / "configs/change.yaml").write_text(change)
+    jobs = planned(snakemake(done, "-n", TARGET, configs=("configs/test.yaml", "configs/change.yaml")))
+    assert reruns <= jobs.keys(), jobs
+    assert not keeps & jobs.keys(), jobs
