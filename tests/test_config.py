@@ -1,6 +1,7 @@
 import pytest
+from pydantic import BaseModel
 
-from evoselfcode.config import Config, ConfigError, load_config
+from evoselfcode.config import Config, ConfigError, load_config, read_yaml
 
 
 def write(tmp_path, name, text):
@@ -9,9 +10,30 @@ def write(tmp_path, name, text):
     return path
 
 
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    out = set()
+    for name, field in model.model_fields.items():
+        out.add(prefix + name)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            out |= _keys(sub, f"{prefix}{name}.")
+    return out
+
+
+def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in data.items():
+        out.add(prefix + key)
+        if isinstance(value, dict) and prefix.count(".") < 2:
+            out |= _yaml_keys(value, f"{prefix}{key}.")
+    return out
+
+
 def test_shipped_config_is_complete_and_matches_the_defaults():
     shipped = load_config("configs/datagen.yaml")
     assert shipped == Config()
+    spelled_out = _yaml_keys(read_yaml("configs/datagen.yaml"))
+    assert _keys(Config) - spelled_out == set(), "keys missing from configs/datagen.yaml"
 
 
 def test_a_second_file_overrides_only_its_keys(tmp_path):
