@@ -12,6 +12,7 @@ include: "rules/common.smk"
 include: "rules/split.smk"
 include: "rules/names.smk"
 include: "rules/code.smk"
+include: "rules/score.smk"
 
 
 rule all:
@@ -20,6 +21,7 @@ rule all:
         f"{CODE}/filtered.jsonl",
         f"{NAMES}/filtered.jsonl",
         f"{NAMES}/rejects.jsonl",
+        f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
 
 
 onstart:

@@ -39,6 +39,15 @@ def _client(cfg: Config):
     return make_client(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
 
 
+def _scorer(cfg: Config):
+    from evoselfcode.clients import make_scorer
+    from evoselfcode.embedded import resolve_base_url
+
+    url = resolve_base_url(cfg.api)
+    log.info("scoring with %s (model %s)", _redact_url(url), cfg.api.model)
+    return make_scorer(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evoselfcode", description=__doc__)
     p.add_argument("--version", action="version", version=f"evoselfcode {__version__}")
@@ -86,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("--raw", "--failures", "--names-metrics", "--out", "--rejects", "--metrics"):
         s.add_argument(flag, required=True)
 
+    s = step("score", "score kept functions with the model's own log-probs (perplexity given their prompt)")
+    s.add_argument("records")
+    for flag in ("--out", "--rejects", "--failures"):
+        s.add_argument(flag, required=True)
+
     s = sub.add_parser("merge", help="concatenate JSONL files in order", description="concatenate JSONL files")
     s.add_argument("sources", nargs="+")
     s.add_argument("--out", required=True)
@@ -122,6 +136,15 @@ def run(args: argparse.Namespace) -> None:
         case "merge-code":
             out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
             steps.merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
+        case "score":
+            from evoselfcode.datagen.pipeline.scoring import score_step
+
+            scorer = _scorer(cfg)
+            try:
+                score_step(cfg, scorer, args.records, {"kept": args.out, "rejects": args.rejects,
+                                                       "failures": args.failures})  # fmt: skip
+            finally:
+                scorer.close()
         case "server":
             from evoselfcode import embedded
 

@@ -1,0 +1,22 @@
+# Optional: each kept function's perplexity under the model, given its code prompt (`scoring` in the config).
+# `scoring.enabled` puts code/scored.jsonl in the default target; asking for the file scores whatever it says.
+
+
+rule score_code:
+    input:
+        kept=rules.merge_code.output.kept,
+    output:
+        scored=f"{CODE}/scored.jsonl",
+        rejects=f"{CODE}/score_rejects.jsonl",
+        failures=f"{CODE}/score_failures.jsonl",
+    params:
+        spec=spec("api.model", "codegen.template", "scoring", "!scoring.enabled"),
+    resources:
+        llm_slots=1,
+    log:
+        "logs/score_code/all.log",
+    benchmark:
+        "benchmarks/score_code/all.tsv"
+    shell:
+        "{EVO} score {input.kept} --out {output.scored} --rejects {output.rejects} --failures {output.failures} "
+        "--config {CONFIG_FILE} --log {log}"
