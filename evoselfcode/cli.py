@@ -59,10 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    s = step("split", "validate the description file and split it into shards")
-    s.add_argument("source")
-    s.add_argument("--shards", nargs="+", required=True)
-    s.add_argument("--quarantine", required=True)
+    s = step("split", "write one shard of the checked description file")
+    s.add_argument("source", help="the description file (io.input_desc_path)")
+    s.add_argument("--shard", required=True)
+    s.add_argument("--out", required=True)
+
+    s = step("quarantine", "list the description file's bad lines, with io.on_bad_line: skip")
+    s.add_argument("source", help="the description file (io.input_desc_path)")
+    s.add_argument("--out", required=True)
 
     s = step("generate-names", "sample function names for a shard in both modes")
     s.add_argument("shard")
@@ -78,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("--raw", "--kept", "--rejects", "--failures", "--out"):
         s.add_argument(flag, required=True)
     s.add_argument("--shards", nargs="+", required=True)
+    s.add_argument("--quarantine", required=True)
 
     s = step("generate-code", "continue the selected names of a shard into functions")
     s.add_argument("names")
@@ -122,13 +127,17 @@ def run(args: argparse.Namespace) -> None:
     log.info("evoselfcode %s, config %s, step %s", __version__, cfg.digest(), args.command)
     match args.command:
         case "split":
-            steps.split(cfg, args.source, args.shards, args.quarantine)
+            steps.split(cfg, args.source, args.shard, args.out)
+        case "quarantine":
+            steps.quarantine(cfg, args.source, args.out)
         case "generate-names":
             steps.generate_names(cfg, _client(cfg), args.shard, args.out, args.failures)
         case "filter-names":
             steps.filter_names_step(cfg, args.raw, args.out, args.rejects)
         case "names-metrics":
-            steps.names_metrics(cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.out)
+            steps.names_metrics(
+                cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine, args.out
+            )
         case "generate-code":
             steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures)
         case "filter-code":

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from evoselfcode.config import Config, read_yaml
+from evoselfcode.datagen.inputs import InputIndex, cached_index
 
 RESOLVED_DIR = Path(".evoselfcode")
 DEFAULT_CONFIG = "configs/datagen.yaml"
@@ -35,3 +36,13 @@ def write_resolved_config(cfg: Config, directory: Path = RESOLVED_DIR) -> str:
         tmp.write_text(cfg.model_dump_json(indent=2))
         tmp.replace(path)
     return str(path)
+
+
+def index_input(cfg: Config, source: str | None = None, cache_dir: Path = RESOLVED_DIR) -> InputIndex:
+    """The checked, sharded input; its bad lines are an error unless `io.on_bad_line: skip`."""
+    io = cfg.io
+    source = source or io.input_desc_path
+    index = cached_index(source, shard_size=io.shard_size, max_chars=io.max_desc_chars, cache_dir=cache_dir)
+    if index.bad and io.on_bad_line == "error":
+        raise index.error()
+    return index

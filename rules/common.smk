@@ -4,15 +4,17 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
-from evoselfcode.config import ConfigError, read_yaml, validate_config
-from evoselfcode.datagen.inputs import InputError, shard_ids
-from evoselfcode.workflow import config_sources, write_resolved_config
+from evoselfcode.config import ConfigError, validate_config
+from evoselfcode.datagen.inputs import InputError
+from evoselfcode.workflow import RESOLVED_DIR, config_sources, index_input, write_resolved_config
 
+# Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
     CFG = validate_config(config, config_sources(workflow))
-    SHARDS = shard_ids(CFG.io.input_desc_path, CFG.io.shard_size)
+    INDEX = index_input(CFG)
 except (ConfigError, InputError) as exc:
     raise WorkflowError(str(exc)) from None
+SHARDS = INDEX.shard_ids
 
 # Jobs read the validated config from this content-addressed file; rules' params hold only what
 # their outputs depend on, so e.g. a new timeout or concurrency reruns nothing.

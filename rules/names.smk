@@ -54,11 +54,13 @@ rule names_metrics:
         kept=f"{NAMES}/filtered.jsonl",
         rejects=f"{NAMES}/rejects.jsonl",
         failures=f"{NAMES}/failures.jsonl",
-        shards=rules.split_descriptions.output.shards,
+        shards=expand(f"{SHARD_DIR}/{{shard}}.jsonl", shard=SHARDS),
+        quarantine=rules.quarantine_descriptions.output[0],
     output:
         f"{NAMES}/metrics.json",
     log:
         "logs/names_metrics/all.log",
     shell:
         "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
-        "--failures {input.failures} --shards {input.shards} --out {output} --config {CONFIG_FILE} --log {log}"
+        "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} --out {output} "
+        "--config {CONFIG_FILE} --log {log}"

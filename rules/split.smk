@@ -1,17 +1,29 @@
-# Validate the description file and split it into shards of io.shard_size descriptions.
-# The shard list is computed from a line count when the DAG is built (see datagen/inputs.py).
+# Split the checked description file into shards of io.shard_size descriptions, one job per shard.
+# ancient(): a shard reruns when its own lines change (params.lines), not whenever the file is appended to.
 
 
 rule split_descriptions:
     input:
-        CFG.io.input_desc_path,
+        ancient(CFG.io.input_desc_path),
     output:
-        shards=expand(f"{SHARD_DIR}/{{shard}}.jsonl", shard=SHARDS),
-        quarantine=f"{SHARD_DIR}/quarantine.jsonl",
+        f"{SHARD_DIR}/{{shard}}.jsonl",
     params:
-        spec=spec("io.input_desc_path", "io.shard_size", "io.on_bad_line", "io.max_desc_chars"),
+        lines=lambda wc: INDEX.span(wc.shard).digest,
+        spec=spec("io.max_desc_chars"),
     log:
-        "logs/split_descriptions/all.log",
+        "logs/split_descriptions/{shard}.log",
     shell:
-        "{EVO} split {input} --shards {output.shards} --quarantine {output.quarantine} "
-        "--config {CONFIG_FILE} --log {log}"
+        "{EVO} split {input} --shard {wildcards.shard} --out {output} --config {CONFIG_FILE} --log {log}"
+
+
+rule quarantine_descriptions:
+    input:
+        ancient(CFG.io.input_desc_path),
+    output:
+        f"{SHARD_DIR}/quarantine.jsonl",
+    params:
+        lines=INDEX.bad_digest(),
+    log:
+        "logs/quarantine_descriptions/all.log",
+    shell:
+        "{EVO} quarantine {input} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from evoselfcode.datagen.inputs import InputError, count_descriptions, read_descriptions, shard_ids, split_into_shards
+from evoselfcode.datagen.inputs import InputError, cached_index, index_descriptions, read_descriptions, read_shard
 
 
 def jsonl(tmp_path, lines, name="in.jsonl", raw=False):
@@ -16,13 +16,43 @@ def desc_line(i, text=None):
     return json.dumps({"id": f"t{i}", "desc": text or f"task number {i}"})
 
 
+def shards(index, max_chars=100):
+    return [[d.id for d in read_shard(index, s, max_chars=max_chars)] for s in index.shard_ids]
+
+
+def split(path, size, max_chars=100):
+    index = index_descriptions(path, shard_size=size, max_chars=max_chars)
+    if index.bad:
+        raise index.error()
+    return index
+
+
 def test_shards_follow_non_blank_line_positions(tmp_path):
     path = jsonl(tmp_path, [desc_line(i) for i in range(5)] + ["", "  "] + [desc_line(i) for i in range(5, 7)])
-    assert count_descriptions(path) == 7
-    assert shard_ids(path, 3) == ["00000", "00001", "00002"]
-    shards, bad = split_into_shards(path, 3, max_chars=100, on_bad_line="error")
-    assert [[d.id for d in s] for s in shards] == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
-    assert bad == []
+    index = split(path, 3)
+    assert index.count == 7 and index.shard_ids == ["00000", "00001", "00002"]
+    assert shards(index) == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
+
+
+def test_appending_changes_only_the_last_shard_and_adds_new_ones(tmp_path):
+    path = jsonl(tmp_path, [desc_line(i) for i in range(7)])
+    before = split(path, 3)
+    with open(path, "a") as fh:
+        fh.write("\n" + "\n".join(desc_line(i) for i in range(7, 10)) + "\n")
+    after = split(path, 3)
+    assert [s.digest for s in after.spans[:2]] == [s.digest for s in before.spans[:2]]
+    assert after.spans[2].digest != before.spans[2].digest
+    assert shards(after) == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6", "t7", "t8"], ["t9"]]
+
+
+def test_the_index_is_cached_until_the_file_changes(tmp_path):
+    path = jsonl(tmp_path, [desc_line(i) for i in range(4)])
+    first = cached_index(path, shard_size=2, max_chars=100, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert cached_index(path, shard_size=2, max_chars=100, cache_dir=tmp_path / "cache") == first
+    with open(path, "a") as fh:
+        fh.write(desc_line(4) + "\n")
+    assert cached_index(path, shard_size=2, max_chars=100, cache_dir=tmp_path / "cache").count == 5
 
 
 @pytest.mark.parametrize(
@@ -41,16 +71,16 @@ def test_shards_follow_non_blank_line_positions(tmp_path):
 def test_bad_lines_name_the_file_line_and_reason(tmp_path, line, reason):
     path = jsonl(tmp_path, [(desc_line(0) + "\n").encode(), line + b"\n"], raw=True)
     with pytest.raises(InputError) as err:
-        split_into_shards(path, 10, max_chars=100, on_bad_line="error")
+        split(path, 10)
     assert f"{path}:2: {reason}" in str(err.value)
     assert "io.on_bad_line: skip" in str(err.value)
 
 
 def test_skip_quarantines_bad_lines_and_keeps_shard_positions(tmp_path):
     path = jsonl(tmp_path, [desc_line(0), "{oops", desc_line(2), desc_line(0, "again")])
-    shards, bad = split_into_shards(path, 2, max_chars=100, on_bad_line="skip")
-    assert [[d.id for d in s] for s in shards] == [["t0"], ["t2"]]
-    assert [(b["line"], b["reason"]) for b in bad] == [(2, "invalid_json"), (4, "duplicate_id")]
+    index = index_descriptions(path, shard_size=2, max_chars=100)
+    assert shards(index) == [["t0"], ["t2"]]
+    assert [(b["line"], b["reason"]) for b in index.quarantine()] == [(2, "invalid_json"), (4, "duplicate_id")]
 
 
 def test_duplicate_descriptions_are_flagged(tmp_path):
@@ -78,7 +108,7 @@ def test_empty_and_missing_files(tmp_path):
     with pytest.raises(InputError, match="no descriptions"):
         read_descriptions(empty, max_chars=100)
     with pytest.raises(InputError, match="does not exist"):
-        count_descriptions(tmp_path / "missing.jsonl")
+        cached_index(tmp_path / "missing.jsonl", shard_size=2, max_chars=100, cache_dir=tmp_path)
 
 
 def test_sample_descriptions_are_valid_and_varied():

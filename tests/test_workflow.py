@@ -93,6 +93,16 @@ def test_a_second_run_does_nothing(done):
     assert planned(snakemake(done, "-n", TARGET)) == {}
 
 
+def test_appending_descriptions_runs_only_the_new_and_changed_shards(tmp_path, server):
+    workdir = make_workdir(tmp_path, DESCRIPTIONS[:6], config(server.url))  # two full shards of 3
+    assert snakemake(workdir, TARGET).returncode == 0
+    with open(workdir / "data/descriptions/sample.jsonl", "a") as fh:
+        fh.write(json.dumps(DESCRIPTIONS[6]) + "\n")
+    jobs = planned(snakemake(workdir, "-n", TARGET))
+    assert jobs["split_descriptions"] == jobs["generate_names"] == jobs["generate_code"] == 1
+    assert jobs["merge_code"] == 1
+
+
 @pytest.mark.parametrize(
     ("change", "reruns", "keeps"),
     [

@@ -1,8 +1,10 @@
 """Reading users' description files (JSONL `{"id"?, "desc"}` or `.txt`, one per line) and sharding them.
 
-Shard k holds the non-blank input lines [k * shard_size, (k + 1) * shard_size), so the shard list is
-known from a cheap line count when Snakemake builds the DAG, and a bad line never moves another
-description into a different shard.
+Shard k holds the non-blank input lines [k * shard_size, (k + 1) * shard_size). When Snakemake builds
+the DAG, one pass over the file (`index_descriptions`, cached by the file's size and mtime) checks
+every line and records each shard's byte range and a digest of its lines: a shard job reads only its
+range, and appending lines changes only the digests of the last shard and the new ones, so only
+those shards rerun.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evoselfcode.datagen.schemas import Description
 
 BOM = b"\xef\xbb\xbf"
+INDEX_VERSION = 1
 
 
 class InputError(ValueError):
@@ -32,35 +35,65 @@ class BadLine:
         return f"{path}:{self.line}: {self.reason}: {self.detail}"
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines as (1-based line number, raw bytes without the line end)."""
+@dataclass(frozen=True)
+class Span:
+    """One shard: its byte range in the input, the line number at its start, and a digest of its lines."""
+
+    id: str
+    start: int
+    end: int
+    start_line: int
+    digest: str
+
+
+@dataclass
+class InputIndex:
+    path: str
+    spans: list[Span] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+    count: int = 0
+
+    @property
+    def shard_ids(self) -> list[str]:
+        return [s.id for s in self.spans]
+
+    def span(self, shard: str) -> Span:
+        return next(s for s in self.spans if s.id == shard)
+
+    def bad_digest(self) -> str:
+        return hashlib.sha256(json.dumps([asdict(b) for b in self.bad]).encode()).hexdigest()[:16]
+
+    def quarantine(self) -> list[dict]:
+        return [{"file": self.path, "line": b.line, "reason": b.reason, "detail": b.detail} for b in self.bad]
+
+    def error(self) -> InputError:
+        shown = "\n".join("  " + b.describe(self.path) for b in self.bad[:20])
+        more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
+        return InputError(
+            f"{len(self.bad)} bad line(s) in {self.path}:\n{shown}{more}\n"
+            "Fix them, or set io.on_bad_line: skip to quarantine them and go on."
+        )
+
+
+def _lines(path: Path, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[tuple[int, int, bytes]]:
+    """Non-blank lines as (line number, byte offset after the line, raw bytes without the line end)."""
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
+        fh.seek(start)
+        offset = start
+        for number, raw in enumerate(fh, first_line):
+            offset += len(raw)
             if number == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
             raw = raw.rstrip(b"\r\n")
             if raw.strip():
-                yield number, raw
+                yield number, offset, raw
+            if end is not None and offset >= end:
+                return
 
 
 def _check_exists(path: Path) -> None:
     if not path.is_file():
         raise InputError(f"description file {path} does not exist (io.input_desc_path): check the path")
-
-
-def count_descriptions(path: str | Path) -> int:
-    """Number of non-blank lines: what the shard list is computed from."""
-    path = Path(path)
-    _check_exists(path)
-    return sum(1 for _ in _lines(path))
-
-
-def shard_count(path: str | Path, shard_size: int) -> int:
-    return max(1, -(-count_descriptions(path) // shard_size))
-
-
-def shard_ids(path: str | Path, shard_size: int) -> list[str]:
-    return [f"{k:05d}" for k in range(shard_count(path, shard_size))]
 
 
 def default_id(desc: str) -> str:
@@ -97,47 +130,88 @@ def _parse(raw: bytes, is_jsonl: bool, max_chars: int) -> Description | tuple[st
     return Description(id=str(rid).strip() if rid is not None else default_id(desc), desc=desc)
 
 
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() != ".txt"
+
+
 def read_descriptions(path: str | Path, *, max_chars: int) -> tuple[list[tuple[int, Description]], list[BadLine]]:
     """Every non-blank line, either parsed (with its line number) or as a bad line with a reason."""
     path = Path(path)
     _check_exists(path)
-    is_jsonl = path.suffix.lower() != ".txt"
     good: list[tuple[int, Description]] = []
     bad: list[BadLine] = []
     seen_ids: dict[str, int] = {}
-    seen_descs: dict[str, int] = {}
-    for number, raw in _lines(path):
-        parsed = _parse(raw, is_jsonl, max_chars)
+    seen_descs: dict[bytes, int] = {}  # digests, so a million descriptions cost little memory
+    for number, _, raw in _lines(path):
+        parsed = _parse(raw, _is_jsonl(path), max_chars)
         if isinstance(parsed, tuple):
             bad.append(BadLine(number, *parsed))
-        elif parsed.id in seen_ids:
+            continue
+        desc_key = hashlib.sha1(parsed.desc.encode()).digest()
+        if parsed.id in seen_ids:
             bad.append(BadLine(number, "duplicate_id", f"id {parsed.id!r} was used on line {seen_ids[parsed.id]}"))
-        elif parsed.desc in seen_descs:
-            bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[parsed.desc]}"))
+        elif desc_key in seen_descs:
+            bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
         else:
-            seen_ids[parsed.id] = seen_descs[parsed.desc] = number
+            seen_ids[parsed.id] = seen_descs[desc_key] = number
             good.append((number, parsed))
     if not good and not bad:
         raise InputError(f"description file {path} holds no descriptions: add one per line")
     return good, bad
 
 
-def split_into_shards(
-    path: str | Path, shard_size: int, *, max_chars: int, on_bad_line: str
-) -> tuple[list[list[Description]], list[dict]]:
-    """Shards in order and the quarantine records; raises InputError for bad lines unless skipping."""
-    good, bad = read_descriptions(path, max_chars=max_chars)
-    if bad and on_bad_line == "error":
-        shown = "\n".join("  " + b.describe(path) for b in bad[:20])
-        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-        raise InputError(
-            f"{len(bad)} bad line(s) in {path}:\n{shown}{more}\n"
-            "Fix them, or set io.on_bad_line: skip to quarantine them and go on."
+def index_descriptions(path: str | Path, *, shard_size: int, max_chars: int) -> InputIndex:
+    """Check every line and cut the file into shards of `shard_size` non-blank lines."""
+    path = Path(path)
+    _, bad = read_descriptions(path, max_chars=max_chars)
+    index = InputIndex(path=str(path), bad=bad)
+    start, start_line, digest = 0, 1, hashlib.sha256()
+    for position, (number, offset, raw) in enumerate(_lines(path)):
+        digest.update(raw + b"\n")
+        index.count += 1
+        if (position + 1) % shard_size == 0:
+            index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))
+            start, start_line, digest = offset, number + 1, hashlib.sha256()
+    if index.count % shard_size:
+        end = path.stat().st_size
+        index.spans.append(Span(f"{len(index.spans):05d}", start, end, start_line, digest.hexdigest()[:16]))
+    return index
+
+
+def cached_index(path: str | Path, *, shard_size: int, max_chars: int, cache_dir: str | Path) -> InputIndex:
+    """`index_descriptions`, kept on disk for as long as the file's size and mtime stay the same."""
+    path = Path(path)
+    _check_exists(path)
+    stat = path.stat()
+    key = json.dumps([INDEX_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns, shard_size, max_chars])
+    cache = Path(cache_dir) / f"index-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        data = json.loads(cache.read_text())
+        return InputIndex(
+            path=data["path"],
+            spans=[Span(**s) for s in data["spans"]],
+            bad=[BadLine(**b) for b in data["bad"]],
+            count=data["count"],
         )
-    # Positions count non-blank lines, good or bad, as count_descriptions does.
-    positions = {n: i for i, (n, _) in enumerate(_lines(Path(path)))}
-    shards: list[list[Description]] = [[] for _ in range(shard_count(path, shard_size))]
-    for number, desc in good:
-        shards[positions[number] // shard_size].append(desc)
-    quarantine = [{"file": str(path), "line": b.line, "reason": b.reason, "detail": b.detail} for b in bad]
-    return shards, quarantine
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    index = index_descriptions(path, shard_size=shard_size, max_chars=max_chars)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{id(index)}.tmp")
+    tmp.write_text(json.dumps(asdict(index)))
+    tmp.replace(cache)
+    return index
+
+
+def read_shard(index: InputIndex, shard: str, *, max_chars: int) -> list[Description]:
+    """The good descriptions of one shard, reading only its byte range."""
+    span = index.span(shard)
+    bad_lines = {b.line for b in index.bad}
+    path = Path(index.path)
+    out = []
+    for number, _, raw in _lines(path, span.start, span.end, span.start_line):
+        if number not in bad_lines:
+            parsed = _parse(raw, _is_jsonl(path), max_chars)
+            assert isinstance(parsed, Description), f"{path}:{number} changed since it was indexed"
+            out.append(parsed)
+    return out

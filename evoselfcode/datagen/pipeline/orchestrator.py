@@ -29,6 +29,7 @@ from evoselfcode.datagen.schemas import (
     NameSample,
 )
 from evoselfcode.datagen.writer import read_jsonl, read_models, write_json, write_jsonl
+from evoselfcode.workflow import index_input
 
 log = logging.getLogger("evoselfcode")
 
@@ -37,18 +38,16 @@ class FailureBudgetExceeded(RuntimeError):
     pass
 
 
-def split(cfg: Config, source: str, shard_paths: Sequence[str], quarantine: str) -> None:
-    shards, bad = inputs.split_into_shards(
-        source, cfg.io.shard_size, max_chars=cfg.io.max_desc_chars, on_bad_line=cfg.io.on_bad_line
-    )
-    if len(shards) != len(shard_paths):
-        raise RuntimeError(f"{source} changed while splitting: {len(shards)} shards, {len(shard_paths)} expected")
-    for descs, path in zip(shards, shard_paths, strict=True):
-        write_jsonl(path, descs)
-    write_jsonl(quarantine, bad)
-    log.info(
-        "split %d descriptions into %d shards; %d bad lines quarantined", sum(map(len, shards)), len(shards), len(bad)
-    )
+def split(cfg: Config, source: str, shard: str, out: str) -> None:
+    descs = inputs.read_shard(index_input(cfg, source), shard, max_chars=cfg.io.max_desc_chars)
+    write_jsonl(out, descs)
+    log.info("shard %s: %d descriptions", shard, len(descs))
+
+
+def quarantine(cfg: Config, source: str, out: str) -> None:
+    bad = index_input(cfg, source).quarantine()
+    write_jsonl(out, bad)
+    log.info("%d bad input lines quarantined", len(bad))
 
 
 def _check_failure_budget(cfg: Config, failures: list[Failure], total: int, what: str) -> None:
@@ -86,12 +85,15 @@ def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) ->
     log.info("kept %d of %d names", len(kept), len(samples))
 
 
-def names_metrics(cfg: Config, raw: str, kept: str, rejects: str, failures: str, shards: Sequence[str], out: str):
+def names_metrics(
+    cfg: Config, raw: str, kept: str, rejects: str, failures: str, shards: Sequence[str], quarantined: str, out: str
+) -> None:
     descriptions = sum(1 for s in shards for _ in read_jsonl(s))
     metrics = name_metrics(
         read_models(raw, NameSample), read_models(kept, NameCandidate), read_models(rejects, NameReject), descriptions
     )
     metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
+    metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
     write_json(out, metrics)
 
 
