@@ -11,7 +11,15 @@ route), GET /v1/models, GET /stats (the counters), GET /health.
 
 A prompt may carry directives for exact tests: `[[fail:K:KIND]]` makes the first K attempts of that body fail
 with KIND, `[[always:KIND]]` every attempt; KIND is an HTTP status (500, 429, 401, ...) or reset, stall,
-badjson, short. `[[slow:S]]` answers normally after S seconds.
+badjson, short. `[[slow:S]]` answers normally after S seconds. `[[name:B64]]` / `[[code:B64]]` make the
+model "write" the base64-decoded text for name requests / code requests (cut by `stop` as usual), so a
+test can feed the pipeline hostile model output.
+
+For reliability tests: `each_fault_first` acts out each fault kind with a non-zero rate once, on the first
+requests, so a short run sees every kind; `hold_after=N` answers N requests, then holds every further one
+unanswered (a hung server) until `POST /release`, which drops the held ones and serves normally again.
+`POST /hold?after=N` holds again once N requests in all have been answered.
+`GET /stats?bodies=1` adds the successful answers per body (sha256 of the canonical body).
 
 In a test: `with FakeServer(Options(faults=Faults(server_error=0.1))) as srv: srv.url ...`
 As a process: `python tests/fakeserver.py --port 0 --seed 1 --error-rate 0.1`; it prints
@@ -22,6 +30,7 @@ As a process: `python tests/fakeserver.py --port 0 --seed 1 --error-rate 0.1`; i
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import re
@@ -53,7 +62,7 @@ BODIES = [
     "\n\nif __name__ == '__main__':\n    pass\n",
 ]
 _TOKEN = re.compile(r"<\|[a-z_]+\|>|\w+|\s+|[^\w\s]")
-_DIRECTIVE = re.compile(r"\[\[(fail|always|slow):([^\]]+)\]\]")
+_DIRECTIVE = re.compile(r"\[\[(fail|always|slow|name|code):([^\]]+)\]\]")
 FAULT_KINDS = ("server_error", "rate_limited", "reset", "stall", "invalid_json", "short")
 
 
@@ -81,6 +90,8 @@ class Options:
     latency_s: float = 0.0
     required_headers: dict[str, str] = field(default_factory=dict)
     models: tuple[str, ...] = ("fake-coder",)
+    each_fault_first: bool = False  # the first requests act out each fault kind with a non-zero rate once
+    hold_after: int | None = None  # answer this many requests, then hold the rest until POST /release
 
 
 def _hash(*parts: Any) -> int:
@@ -98,11 +109,21 @@ def token_logprob(prev: str, tok: str) -> float:
     return -round((_hash(prev, tok) % 4000) / 1000 + 0.001, 4)
 
 
+def _scripted(prompt: str, max_tokens: int) -> str | None:
+    """The text a `[[name:B64]]` or `[[code:B64]]` directive in the prompt scripts for this kind of request."""
+    want = "name" if max_tokens <= 32 else "code"
+    for kind, arg in _DIRECTIVE.findall(prompt):
+        if kind == want:
+            return base64.b64decode(arg).decode()
+    return None
+
+
 def generate(prompt: str, seed: Any, index: int, max_tokens: int, stop: list[str]) -> tuple[str, str, str | None]:
     """(text, finish_reason, stop string hit) for one choice, as a code model might continue `prompt`."""
     h = _hash(prompt, seed, index)
     # short budgets are name requests (the name and its signature); long ones continue a function
     text = f"{NAMES[h % len(NAMES)]}(data):\n    return data\n" if max_tokens <= 32 else BODIES[h % len(BODIES)]
+    text = _scripted(prompt, max_tokens) or text
     finish, hit = "stop", None
     cuts = sorted((i, s) for s in stop if s and (i := text.find(s)) >= 0)
     if cuts:
@@ -142,6 +163,14 @@ class FakeServer:
         self.received: Counter[str] = Counter()
         self.succeeded: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.answered = 0  # requests let through to an answer (see Options.hold_after)
+        self.hold_after = self.options.hold_after
+        self.held = 0
+        self.refused = 0  # requests without the required headers (not in the other counters)
+        self._released = threading.Event()
+        self._first_faults = [k for k in FAULT_KINDS if getattr(self.options.faults, k)]
+        if not self.options.each_fault_first:
+            self._first_faults = []
         self._httpd = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
@@ -160,6 +189,7 @@ class FakeServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -169,15 +199,43 @@ class FakeServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stats(self) -> dict:
+    def stats(self, bodies: bool = False) -> dict:
         with self._lock:
-            return {
+            out = {
                 "requests": sum(self.received.values()),
                 "successes": sum(self.succeeded.values()),
                 "bodies": len(self.received),
                 "max_successes_per_body": max(self.succeeded.values(), default=0),
                 "faults": dict(self.faults),
+                "held": self.held,
+                "refused": self.refused,
             }
+            if bodies:
+                out["successes_per_body"] = {
+                    hashlib.sha256(canon.encode()).hexdigest(): n for canon, n in self.succeeded.items()
+                }
+            return out
+
+    def admit(self) -> bool:
+        """Whether a request may be answered now; with `hold_after`, the rest wait here until released."""
+        with self._lock:
+            hold = self.hold_after is not None and self.answered >= self.hold_after
+            if not hold or self._released.is_set():
+                self.answered += 1
+                return True
+            self.held += 1
+            released = self._released
+        released.wait()  # or until the server stops
+        return False
+
+    def release(self) -> None:
+        self._released.set()
+
+    def hold(self, after: int) -> None:
+        """From now on, hold every request once `after` requests in all have been answered."""
+        with self._lock:
+            self.hold_after = after
+            self._released = threading.Event()
 
     def record(self, canon: str) -> int:
         """Count one request for this body; returns its attempt number (1-based)."""
@@ -186,6 +244,10 @@ class FakeServer:
             return self.received[canon]
 
     def choose_fault(self, canon: str, attempt: int, prompt: str) -> str | None:
+        if attempt == 1:
+            with self._lock:
+                if self._first_faults:
+                    return self._first_faults.pop(0)
         for kind, arg in _DIRECTIVE.findall(prompt):
             if kind == "fail":
                 count, what = arg.split(":", 1)
@@ -219,8 +281,8 @@ def _handler_for(server: FakeServer):
         def do_GET(self):
             if self.path == "/v1/models":
                 self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in opts.models]})
-            elif self.path == "/stats":
-                self._json(200, server.stats())
+            elif self.path in ("/stats", "/stats?bodies=1"):
+                self._json(200, server.stats(bodies=self.path.endswith("=1")))
             elif self.path == "/health":
                 self._json(200, {"status": "ok"})
             else:
@@ -228,10 +290,20 @@ def _handler_for(server: FakeServer):
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/release":
+                server.release()
+                return self._json(200, {"released": True})
+            if self.path.startswith("/hold?after="):
+                server.hold(int(self.path.split("=", 1)[1]))
+                return self._json(200, {"hold_after": server.hold_after})
+            if not server.admit():
+                return self._drop()  # held until released: the caller gave up long ago, it gets no answer
             for name, value in opts.required_headers.items():
                 if self.headers.get(name) != value:
                     # like some real servers, echo what was received: the client must not leak it onward
                     got = self.headers.get(name)
+                    with server._lock:
+                        server.refused += 1
                     return self._json(401, {"error": {"message": f"invalid credentials {got!r} for header {name}"}})
             try:
                 body = json.loads(raw)
@@ -392,6 +464,61 @@ def _stop_follows(after: str, stop: str, prompt: str, params: dict) -> bool:
     return bool(stop) and stop in full[len(after) - len(prompt) :][: len(stop) + 1] and full.find(stop) >= 0
 
 
+class ServerProcess:
+    """This server as a separate process (so Snakemake's job processes reach it, and a test can kill it).
+
+    `with ServerProcess("--seed", "1", "--error-rate", "0.1") as srv: srv.url, srv.stats()`
+    """
+
+    def __init__(self, *args: str, port: int = 0):
+        import subprocess
+
+        self.args = [sys.executable, __file__, "--port", str(port), *args]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("fakeserver listening on "):
+            self.kill()
+            raise RuntimeError(f"fake server did not start: {line!r}")
+        self.url = line.split()[-1]
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def _call(self, method: str, route: str) -> dict:
+        import urllib.request
+
+        req = urllib.request.Request(self.url + route, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stats(self, bodies: bool = False) -> dict:
+        return self._call("GET", "/stats?bodies=1" if bodies else "/stats")
+
+    def release(self) -> None:
+        self._call("POST", "/release")
+
+    def hold(self, after: int) -> None:
+        self._call("POST", f"/hold?after={after}")
+
+    def kill(self) -> None:
+        """Gone at once, like a crashed server: no answer to anything in flight."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.kill()
+        self.proc.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Deterministic fault-injecting OpenAI-compatible test server")
     p.add_argument("--host", default="127.0.0.1")
@@ -412,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     p.add_argument("--require-header", action="append", default=[], metavar="'Name: value'")
     p.add_argument("--model", action="append", help="model ids for /v1/models (default fake-coder)")
+    p.add_argument("--each-fault-first", action="store_true", help="act out each fault kind once, first")
+    p.add_argument("--hold-after", type=int, help="answer N requests, then hold the rest until POST /release")
     a = p.parse_args(argv)
     required = dict(h.split(":", 1) for h in a.require_header)
     options = Options(
@@ -424,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         latency_s=a.latency,
         required_headers={k.strip(): v.strip() for k, v in required.items()},
         models=tuple(a.model or ["fake-coder"]),
+        each_fault_first=a.each_fault_first,
+        hold_after=a.hold_after,
     )  # fmt: skip
     server = FakeServer(options, host=a.host, port=a.port)
     done = threading.Event()
