@@ -1,0 +1,45 @@
+"""Scoring against the real embedded llama.cpp server: its log-probs tell natural code from shuffled code."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import pytest
+
+from evoselfcode import embedded
+from evoselfcode.clients import make_scorer
+from evoselfcode.config import Api, Embedded
+
+pytestmark = pytest.mark.embedded
+
+PROMPT = "This is an algorithm function.\n\n# Compute the greatest common divisor of two integers.\ndef gcd("
+TEXT = "a, b):\n    while b:\n        a, b = b, a % b\n    return a\n"
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("embedded_scoring")
+    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
+    url = embedded.start(cfg, log_path=tmp / "server.log", state_file=tmp / "state.json")
+    client = make_scorer(Api(base_url=url, model="gemma-3-270m", max_retries=1), base_url=url, concurrency=1)
+    try:
+        yield client
+    finally:
+        client.close()
+        embedded.stop(tmp / "state.json")
+
+
+def shuffled(text: str, seed: int = 0) -> str:
+    words = text.split()
+    random.Random(seed).shuffle(words)
+    return " ".join(words) + "\n"
+
+
+def test_a_natural_function_is_less_perplexing_than_its_words_shuffled(scorer):
+    natural = scorer.token_logprobs(TEXT, prompt=PROMPT)
+    mixed = scorer.token_logprobs(shuffled(TEXT), prompt=PROMPT)
+    assert natural and mixed and all(math.isfinite(v) and v <= 0 for v in natural + mixed)
+    ppl = math.exp(-sum(natural) / len(natural))
+    assert 1 < ppl < math.exp(-sum(mixed) / len(mixed))
