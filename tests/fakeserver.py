@@ -234,6 +234,7 @@ class FakeServer:
     def hold(self, after: int) -> None:
         """From now on, hold every request once `after` requests in all have been answered."""
         with self._lock:
+            self._released.set()  # requests held so far are dropped
             self.hold_after = after
             self._released = threading.Event()
 

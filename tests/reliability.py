@@ -186,3 +186,9 @@ def reference_root() -> Path:
 def reference_requests() -> int:
     """How many distinct requests a whole run asks (each once, against a fault-free server)."""
     return _reference["requests"]["successes"]
+
+
+def saved_answers(root: Path, stage: str, n: int) -> int:
+    """Requests of a stage whose answers are on disk: in a journal, or in a finished job's output (n per request)."""
+    done = sum(len(read_jsonl(p)) for p in (root / f"data/generated/{stage}/raw").glob("[0-9]*.jsonl"))
+    return journal_lines(root, stage) + done // n

@@ -1,0 +1,101 @@
+"""Crash and resume: SIGKILL the whole Snakemake process tree at several points, rerun with --rerun-incomplete.
+
+One story, told once: kill during name generation, rerun and kill during code generation, rerun and kill during
+the final merge, rerun to the end (each rerun after `snakemake --unlock`, as Snakemake asks after a kill).
+The server answers a set number of requests and then holds the rest unanswered, so at each kill exactly
+those answers exist, and the journal must have kept every one of them.
+"""
+
+import pytest
+from conftest import snakemake
+from fakeserver import ServerProcess
+from reliability import (
+    DESCRIPTIONS,
+    MODES,
+    TARGET,
+    hidden_files,
+    kill_tree,
+    outputs,
+    reference,
+    reference_requests,
+    saved_answers,
+    start_snakemake,
+    wait_for,
+    workdir,
+)
+
+pytestmark = pytest.mark.workflow
+
+NAME_REQUESTS = len(DESCRIPTIONS) * MODES
+ANSWERED_BEFORE_KILL = 3  # per stage
+
+
+def rerun(root, *args):
+    """What a user does after a crash: release Snakemake's stale lock, then rerun the incomplete jobs."""
+    unlock = snakemake(root, "--unlock", TARGET)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    return start_snakemake(root, TARGET, "--rerun-incomplete")
+
+
+def after_kill(root, srv) -> dict:
+    return {"outputs": outputs(root), "hidden": hidden_files(root), "stats": srv.stats()}
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    clean = reference(tmp_path_factory.mktemp("reference"))
+    seen = {}
+    with ServerProcess("--seed", "0", "--hold-after", str(ANSWERED_BEFORE_KILL)) as srv:
+        root = workdir(tmp_path_factory.mktemp("crash"), srv.url)
+
+        proc = start_snakemake(root, TARGET)
+        wait_for(lambda: saved_answers(root, "names", 2) >= ANSWERED_BEFORE_KILL, proc, what="name answers")
+        kill_tree(proc)
+        seen["names"] = after_kill(root, srv)
+
+        srv.hold(NAME_REQUESTS + ANSWERED_BEFORE_KILL)
+        proc = rerun(root)
+        wait_for(lambda: saved_answers(root, "code", 1) >= ANSWERED_BEFORE_KILL, proc, what="code answers")
+        kill_tree(proc)
+        seen["code"] = after_kill(root, srv)
+
+        srv.release()
+        proc = rerun(root)
+        wait_for(lambda: (root / "logs/merge_code/all.log").exists(), proc, what="the final merge")
+        kill_tree(proc)
+        seen["merge"] = after_kill(root, srv)
+
+        proc = rerun(root)
+        log = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, log[-4000:]
+        seen["end"] = after_kill(root, srv)
+    return clean, seen
+
+
+@pytest.mark.parametrize("point", ["names", "code", "merge"])
+def test_a_kill_leaves_no_file_that_looks_complete_but_is_not(story, point):
+    clean, seen = story
+    files = seen[point]["outputs"]
+    assert files, "the kill came before anything was written"
+    assert {name: clean.get(name) for name in files} == files
+
+
+def test_the_journal_holds_the_answers_at_each_generation_kill(story):
+    _, seen = story
+    assert any(".journal.jsonl" in f for f in seen["names"]["hidden"])
+    assert any(".journal.jsonl" in f for f in seen["code"]["hidden"])
+    assert seen["names"]["stats"]["held"] and seen["code"]["stats"]["held"]  # killed while waiting on the server
+
+
+def test_the_final_outputs_equal_an_uninterrupted_run(story):
+    clean, seen = story
+    assert seen["end"]["outputs"] == clean
+    assert not [f for f in seen["end"]["hidden"] if f.endswith(".journal.jsonl")]
+
+
+def test_no_request_answered_before_a_kill_is_asked_again(story):
+    _, seen = story
+    stats = seen["end"]["stats"]
+    assert stats["max_successes_per_body"] == 1
+    assert stats["successes"] == reference_requests()
+    assert seen["merge"]["stats"]["successes"] == stats["successes"]  # the rerun after the merge asked nothing
