@@ -102,6 +102,12 @@ def default_id(desc: str) -> str:
 
 def _parse(raw: bytes, is_jsonl: bool, max_chars: int) -> Description | tuple[str, str]:
     """A Description, or (reason, detail) saying why the line is bad."""
+    parsed = _check(raw, is_jsonl, max_chars)
+    return Description(id=parsed[1], desc=parsed[2]) if parsed[0] is None else parsed  # type: ignore[return-value]
+
+
+def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] | tuple[str, str]:
+    """(None, id, desc) for a good line, or (reason, detail); no model objects, as it runs once per input line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -127,55 +133,61 @@ def _parse(raw: bytes, is_jsonl: bool, max_chars: int) -> Description | tuple[st
         return "empty_desc", "the description is empty or whitespace"
     if len(desc) > max_chars:
         return "desc_too_long", f"{len(desc)} characters, more than io.max_desc_chars={max_chars}"
-    return Description(id=str(rid).strip() if rid is not None else default_id(desc), desc=desc)
+    return None, str(rid).strip() if rid is not None else default_id(desc), desc
 
 
 def _is_jsonl(path: Path) -> bool:
     return path.suffix.lower() != ".txt"
 
 
-def read_descriptions(path: str | Path, *, max_chars: int) -> tuple[list[tuple[int, Description]], list[BadLine]]:
-    """Every non-blank line, either parsed (with its line number) or as a bad line with a reason."""
-    path = Path(path)
+def _scan(
+    path: Path, max_chars: int, shard_size: int, keep: bool = False
+) -> tuple[list[tuple[int, Description]], InputIndex]:
+    """One pass: every line checked (duplicates included), the shard spans, and with `keep` the good lines."""
     _check_exists(path)
+    is_jsonl = _is_jsonl(path)
     good: list[tuple[int, Description]] = []
-    bad: list[BadLine] = []
+    index = InputIndex(path=str(path))
     seen_ids: dict[str, int] = {}
     seen_descs: dict[bytes, int] = {}  # digests, so a million descriptions cost little memory
-    for number, _, raw in _lines(path):
-        parsed = _parse(raw, _is_jsonl(path), max_chars)
-        if isinstance(parsed, tuple):
-            bad.append(BadLine(number, *parsed))
-            continue
-        desc_key = hashlib.sha1(parsed.desc.encode()).digest()
-        if parsed.id in seen_ids:
-            bad.append(BadLine(number, "duplicate_id", f"id {parsed.id!r} was used on line {seen_ids[parsed.id]}"))
-        elif desc_key in seen_descs:
-            bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
+    start, start_line, digest = 0, 1, hashlib.sha256()
+    for number, offset, raw in _lines(path):
+        parsed = _check(raw, is_jsonl, max_chars)
+        if parsed[0] is not None:
+            index.bad.append(BadLine(number, *parsed))
         else:
-            seen_ids[parsed.id] = seen_descs[desc_key] = number
-            good.append((number, parsed))
-    if not good and not bad:
+            _, rid, desc = parsed
+            desc_key = hashlib.sha1(desc.encode()).digest()
+            if rid in seen_ids:
+                index.bad.append(BadLine(number, "duplicate_id", f"id {rid!r} was used on line {seen_ids[rid]}"))
+            elif desc_key in seen_descs:
+                index.bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
+            else:
+                seen_ids[rid] = seen_descs[desc_key] = number
+                if keep:
+                    good.append((number, Description(id=rid, desc=desc)))
+        digest.update(raw + b"\n")
+        index.count += 1
+        if index.count % shard_size == 0:
+            index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))
+            start, start_line, digest = offset, number + 1, hashlib.sha256()
+    if index.count == 0:
         raise InputError(f"description file {path} holds no descriptions: add one per line")
-    return good, bad
+    if index.count % shard_size:
+        end = path.stat().st_size
+        index.spans.append(Span(f"{len(index.spans):05d}", start, end, start_line, digest.hexdigest()[:16]))
+    return good, index
+
+
+def read_descriptions(path: str | Path, *, max_chars: int) -> tuple[list[tuple[int, Description]], list[BadLine]]:
+    """Every non-blank line, either parsed (with its line number) or as a bad line with a reason."""
+    good, index = _scan(Path(path), max_chars, shard_size=1, keep=True)
+    return good, index.bad
 
 
 def index_descriptions(path: str | Path, *, shard_size: int, max_chars: int) -> InputIndex:
     """Check every line and cut the file into shards of `shard_size` non-blank lines."""
-    path = Path(path)
-    _, bad = read_descriptions(path, max_chars=max_chars)
-    index = InputIndex(path=str(path), bad=bad)
-    start, start_line, digest = 0, 1, hashlib.sha256()
-    for position, (number, offset, raw) in enumerate(_lines(path)):
-        digest.update(raw + b"\n")
-        index.count += 1
-        if (position + 1) % shard_size == 0:
-            index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))
-            start, start_line, digest = offset, number + 1, hashlib.sha256()
-    if index.count % shard_size:
-        end = path.stat().st_size
-        index.spans.append(Span(f"{len(index.spans):05d}", start, end, start_line, digest.hexdigest()[:16]))
-    return index
+    return _scan(Path(path), max_chars, shard_size)[1]
 
 
 def cached_index(path: str | Path, *, shard_size: int, max_chars: int, cache_dir: str | Path) -> InputIndex:
