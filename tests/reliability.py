@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +168,7 @@ def reference(tmp_root: Path) -> dict[str, str]:
     """Outputs of an uninterrupted run against a fault-free server; made once per test session."""
     if "clean" not in _reference:
         VICTIM.mkdir(exist_ok=True)
+        atexit.register(shutil.rmtree, VICTIM, True)
         (VICTIM / "keep.txt").write_text("must survive")
         with ServerProcess("--seed", "0") as srv:
             root = workdir(tmp_root, srv.url)
