@@ -32,6 +32,8 @@ class Journal:
                     self.answers[entry["key"]] = [_choice(c) for c in entry["choices"]]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if self._fh.tell() and not _ends_with_newline(self.path):
+            self._fh.write("\n")  # end the cut line, or the next answer would be glued to it and lost
 
     def get(self, key: str) -> list[Choice] | None:
         return self.answers.get(key)
@@ -48,6 +50,12 @@ class Journal:
         """Once the job's outputs are written, its answers live there."""
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
 
 
 def _choice(data: dict) -> Choice:
