@@ -37,8 +37,21 @@ def rerun(root, *args):
     return start_snakemake(root, TARGET, "--rerun-incomplete")
 
 
+def kill_when_held(root, srv, proc, answered: int) -> None:
+    """Kill once the server holds a request after `answered` answers and every answer is on disk."""
+    held = srv.stats()["held"]
+
+    def ready() -> bool:
+        saved = saved_answers(root, "names", 2) + saved_answers(root, "code", 1)
+        return saved >= answered and srv.stats()["held"] > held
+
+    wait_for(ready, proc, what=f"{answered} answers saved and the server holding the next")
+    kill_tree(proc)
+
+
 def after_kill(root, srv) -> dict:
-    return {"outputs": outputs(root), "hidden": hidden_files(root), "stats": srv.stats()}
+    saved = {stage: saved_answers(root, stage, n) for stage, n in (("names", 2), ("code", 1))}
+    return {"outputs": outputs(root), "hidden": hidden_files(root), "stats": srv.stats(), "saved": saved}
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +62,12 @@ def story(tmp_path_factory):
         root = workdir(tmp_path_factory.mktemp("crash"), srv.url)
 
         proc = start_snakemake(root, TARGET)
-        wait_for(lambda: saved_answers(root, "names", 2) >= ANSWERED_BEFORE_KILL, proc, what="name answers")
-        kill_tree(proc)
+        kill_when_held(root, srv, proc, ANSWERED_BEFORE_KILL)
         seen["names"] = after_kill(root, srv)
 
         srv.hold(NAME_REQUESTS + ANSWERED_BEFORE_KILL)
         proc = rerun(root)
-        wait_for(lambda: saved_answers(root, "code", 1) >= ANSWERED_BEFORE_KILL, proc, what="code answers")
-        kill_tree(proc)
+        kill_when_held(root, srv, proc, NAME_REQUESTS + ANSWERED_BEFORE_KILL)
         seen["code"] = after_kill(root, srv)
 
         srv.release()
@@ -84,7 +95,9 @@ def test_the_journal_holds_the_answers_at_each_generation_kill(story):
     _, seen = story
     assert any(".journal.jsonl" in f for f in seen["names"]["hidden"])
     assert any(".journal.jsonl" in f for f in seen["code"]["hidden"])
-    assert seen["names"]["stats"]["held"] and seen["code"]["stats"]["held"]  # killed while waiting on the server
+    assert seen["code"]["saved"]["code"] > 0  # the second kill came during code generation
+    assert "data/generated/code/raw.jsonl" not in seen["code"]["outputs"]
+    assert seen["code"]["stats"]["held"] > seen["names"]["stats"]["held"] > 0  # killed while waiting on the server
 
 
 def test_the_final_outputs_equal_an_uninterrupted_run(story):
