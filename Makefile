@@ -1,16 +1,17 @@
-# make run: install into .venv and run the pipeline on the embedded server; make test: install and test.
+# make run: install into .venv and run the pipeline on the embedded server; make test: install and test
+# (the workflow on a single-node SLURM too, which needs root: SKIP_SLURM=1 leaves that part out).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run test dry-run lint clean
+.PHONY: install run test test-slurm dry-run lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+	$(BIN)/pip install --quiet -e '.[local,dev,cluster]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -19,7 +20,14 @@ run: install
 	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
 
 test: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "not slurm"
+ifneq ($(SKIP_SLURM),1)
+	$(MAKE) test-slurm
+endif
+
+# Starts SLURM on this machine (scripts/slurm-up.sh: root, Debian) and stops it again whatever happens.
+test-slurm: install
+	trap scripts/slurm-down.sh EXIT; scripts/slurm-up.sh && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m slurm
 
 dry-run: install
 	$(BIN)/snakemake -n data/generated/code/filtered.jsonl

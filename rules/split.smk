@@ -1,10 +1,12 @@
 # Split the checked description file into shards of io.shard_size descriptions, one job per shard.
 # ancient(): a shard reruns when its own lines change (params.lines), not whenever the file is appended to.
+# local(): the DAG is built from this file on this machine, so with a default storage provider
+# (profiles/kubernetes) the jobs read it too, not a storage copy that may differ.
 
 
 rule split_descriptions:
     input:
-        ancient(CFG.io.input_desc_path),
+        local(ancient(CFG.io.input_desc_path)),
     output:
         f"{SHARD_DIR}/{{shard}}.jsonl",
     params:
@@ -18,7 +20,7 @@ rule split_descriptions:
 
 rule quarantine_descriptions:
     input:
-        ancient(CFG.io.input_desc_path),
+        local(ancient(CFG.io.input_desc_path)),
     output:
         f"{SHARD_DIR}/quarantine.jsonl",
     params:

@@ -1,7 +1,7 @@
 """The whole workflow on a real SLURM scheduler with profiles/slurm, against the fake server as a process.
 
-Needs running daemons: `scripts/slurm-up.sh` (root, Debian) starts a single-node cluster, `make test-slurm`
-wraps it; without them every test here is skipped.
+The tests marked slurm need running daemons: `scripts/slurm-up.sh` (root, Debian) starts a single-node
+cluster, `make test-slurm` wraps it; without them they are skipped.
 """
 
 import shutil
@@ -16,7 +16,7 @@ from conftest import make_workdir, snakemake
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate
 from evoselfcode.datagen.writer import read_jsonl
 
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+pytestmark = pytest.mark.workflow
 
 DESCRIPTIONS = [{"id": f"s{i}", "desc": f"Task {i}: return the {w} of a list of numbers."} for i, w in
                 enumerate(["sum", "mean", "median", "maximum", "product"])]  # fmt: skip
@@ -90,6 +90,7 @@ io: {{shard_size: 3, concurrency: 4}}
     return workdir, proc
 
 
+@pytest.mark.slurm
 def test_outputs_exist_and_validate(done):
     workdir, _ = done
     records = [CodeRecord.model_validate(r) for r in read_jsonl(workdir / TARGET)]
@@ -99,6 +100,7 @@ def test_outputs_exist_and_validate(done):
     assert (workdir / "data/generated/code/metrics.json").exists()
 
 
+@pytest.mark.slurm
 def test_every_job_ran_as_a_slurm_job(done):
     workdir, _ = done
     # the plugin writes each job's log to <logdir>/rule_<rule>/[<wildcards>/]<SLURM job id>.log
@@ -111,3 +113,11 @@ def test_every_job_ran_as_a_slurm_job(done):
     queue = slurm("squeue", "-h", "--states=all", "-o", "%i|%T")
     states = dict(line.split("|") for line in queue.stdout.split())
     assert {states.get(i) for i in ids} == {"COMPLETED"}, (ids, states)
+
+
+def test_the_profile_plans_every_job_without_a_cluster(tmp_path):
+    # a dry run checks the profile's keys against Snakemake and the plugin; it submits nothing
+    workdir = make_workdir(tmp_path, DESCRIPTIONS, "io: {shard_size: 3}")
+    proc = snakemake(workdir, "--profile", "profiles/slurm", "-n", TARGET, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "generate_names                 2" in proc.stdout + proc.stderr
