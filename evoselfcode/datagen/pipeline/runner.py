@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
+
+from tqdm import tqdm
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen
@@ -37,25 +39,54 @@ class Outcome:
     error: Exception | None = None
 
 
+class _LogLines:
+    """A file for tqdm that turns each status it writes (`\r`-led, no newline off a terminal) into one log line."""
+
+    def write(self, text: str) -> int:
+        if line := text.strip("\r\n "):
+            log.info("%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class Progress:
-    """A log line every `every` seconds: done, failed, rate and time left."""
+    """Requests done, failed, rate and time left: a tqdm bar on an interactive terminal, a log line every `every` s."""
+
+    FORMAT = "{n_fmt}/{total_fmt} requests{postfix} [{elapsed}<{remaining}, {rate_fmt}]"
 
     def __init__(self, total: int, resumed: int, every: float):
-        self.total, self.done, self.failed, self.every = total, resumed, 0, every
-        self.started = self.last = time.monotonic()
-        self.resumed = resumed
+        self.total, self.done, self.failed = total, resumed, 0
         if resumed:
             log.info("%d of %d requests answered before, from the journal", resumed, total)
+        common = {"total": total, "initial": resumed, "unit": "req", "postfix": {"failed": 0}}
+        # the log always gets the lines (the console handler drops INFO when there is a log file)
+        # leave=False: close() adds no second copy of the last line (it refreshes only when that one is not out yet)
+        self.bars = [
+            tqdm(**common, file=_LogLines(), mininterval=every, bar_format=self.FORMAT, ascii=True, leave=False)
+        ]
+        if sys.stderr.isatty():
+            self.bars.append(tqdm(**common, file=sys.stderr, mininterval=0.2, dynamic_ncols=True))
+        if self.done >= total:
+            self.close()
 
     def step(self, failed: bool) -> None:
         self.done += 1
         self.failed += failed
-        now = time.monotonic()
-        if now - self.last >= self.every or self.done == self.total:
-            self.last = now
-            rate = (self.done - self.resumed) / max(now - self.started, 1e-9)
-            eta = (self.total - self.done) / rate if rate else float("inf")
-            log.info("%d/%d requests, %d failed, %.1f req/s, eta %.0f s", self.done, self.total, self.failed, rate, eta)
+        for bar in self.bars:
+            if failed:
+                bar.set_postfix(failed=self.failed, refresh=False)
+            bar.update(1)
+        if self.done >= self.total:
+            self.close()
+
+    def close(self) -> None:
+        for bar in self.bars:
+            if bar.last_print_n < bar.n:
+                bar.refresh()
+            bar.close()
+        self.bars = []
 
 
 def run_requests(
