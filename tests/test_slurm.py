@@ -37,7 +37,8 @@ def partition() -> str:
     except subprocess.TimeoutExpired:
         pytest.skip("sinfo did not answer in 30 s: is slurmctld up? run scripts/slurm-up.sh")
     if proc.returncode != 0:
-        pytest.skip(f"SLURM daemons are not up (sinfo: {proc.stderr.strip()}): run scripts/slurm-up.sh")
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"SLURM daemons are not up (sinfo: {reason}): run scripts/slurm-up.sh")
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip()]
     usable = [p for p, state in rows if state.rstrip("*~#") in ("idle", "mix", "alloc")]
     if not usable:
