@@ -1,6 +1,10 @@
 # Stage B: continue the selected names per shard, check the functions, merge with global dedup and metrics.
 
 
+localrules:
+    merge_code_parts,
+
+
 rule generate_code:
     input:
         names=rules.filter_names.output.kept,

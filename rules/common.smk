@@ -12,6 +12,8 @@ from evoselfcode.workflow import RESOLVED_DIR, config_sources, index_input, writ
 try:
     CFG = validate_config(config, config_sources(workflow))
     INDEX = index_input(CFG)
+    if CFG.api.base_url != "embedded":
+        CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
 except (ConfigError, InputError) as exc:
     raise WorkflowError(str(exc)) from None
 SHARDS = INDEX.shard_ids

@@ -1,6 +1,12 @@
 # Stage A: sample names in both modes per shard, filter them, merge the shards, A/B metrics.
 
 
+# Merges and metrics are seconds of I/O: a cluster job each would cost more in queueing than in work.
+localrules:
+    merge_names,
+    names_metrics,
+
+
 rule generate_names:
     input:
         shard=f"{SHARD_DIR}/{{shard}}.jsonl",

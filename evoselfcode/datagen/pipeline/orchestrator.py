@@ -125,7 +125,6 @@ def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
             "model": cfg.api.model,
             "finish_reason": sample.finish_reason,
             "trimmed": sample.trimmed,
-            "latency": sample.latency,
         },
     )
 
