@@ -19,11 +19,10 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
 
+# One pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
 test: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "not slurm"
-ifneq ($(SKIP_SLURM),1)
-	$(MAKE) test-slurm
-endif
+	trap scripts/slurm-down.sh EXIT; { [ "$(SKIP_SLURM)" = 1 ] || scripts/slurm-up.sh; } && \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 # Starts SLURM on this machine (scripts/slurm-up.sh: root, Debian) and stops it again whatever happens.
 test-slurm: install
