@@ -262,14 +262,31 @@ class Stats:
         return out
 
 
-def make_session(concurrency: int, headers: dict[str, str]) -> requests.Session:
+def make_session(concurrency: int, headers: dict[str, str], base_url: str | None = None) -> requests.Session:
     session = requests.Session()
     # max_retries=0: urllib3 must never resend a POST behind our back; retries are ours and counted
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=concurrency, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update(headers)
+    if base_url:
+        freeze_environment(session, base_url)
     return session
+
+
+def freeze_environment(session: requests.Session, base_url: str) -> None:
+    """Read proxies, CA bundle and .netrc for `base_url` from the environment once, not on every request.
+
+    With `trust_env` requests scans os.environ and stats ~/.netrc per request: 0.2-0.5 ms of CPU each,
+    as much as the rest of the HTTP call. A session talks to one base URL, so one look-up gives the same answer.
+    """
+    settings = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.cert = settings["cert"]
+    if session.auth is None:
+        session.auth = requests.utils.get_netrc_auth(base_url)
+    session.trust_env = False
 
 
 class Transport:
@@ -292,7 +309,7 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.redact = Redactor(headers.values())
         self.timeout = (api.timeout.connect, api.timeout.read)
-        self.session = session or make_session(concurrency, headers)
+        self.session = session or make_session(concurrency, headers, self.base_url)
         if session is not None:
             self.session.headers.update(headers)
         self.policy = RetryPolicy.from_api(api)
