@@ -17,6 +17,9 @@ from evoselfcode.clients.errors import CircuitOpen
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
 
 log = logging.getLogger("evoselfcode.runner")
+# Threads per in-flight slot: a request sleeping before a retry (Retry-After, backoff) holds a thread but no
+# slot of the client's in-flight semaphore, so the other threads keep `concurrency` requests at the server.
+WORKERS_PER_SLOT = 4
 
 
 def request_seed(base: int, *parts: object) -> int:
@@ -119,7 +122,7 @@ def run_requests(
             outcomes[i].error = exc
         return i
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(todo) or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency * WORKERS_PER_SLOT, len(todo) or 1))) as pool:
         for future in as_completed([pool.submit(call, i) for i in todo]):
             i = future.result()
             if journal is not None and outcomes[i].choices is not None:
