@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install run test test-slurm dry-run lint clean
+.PHONY: install chromium run test test-slurm dry-run lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,15 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Headless Chromium for the report test (it opens report.html); only where it is missing and apt-get exists.
+chromium:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || scripts/install-chromium.sh
+
 run: install
 	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
 
 # One pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
-test: install
+test: install chromium
 	trap scripts/slurm-down.sh EXIT; { [ "$(SKIP_SLURM)" = 1 ] || scripts/slurm-up.sh; } && \
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 

@@ -8,11 +8,15 @@ min_version("9.0")
 configfile: "configs/datagen.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/split.smk"
 include: "rules/names.smk"
 include: "rules/code.smk"
 include: "rules/score.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -22,6 +26,7 @@ rule all:
         f"{NAMES}/filtered.jsonl",
         f"{NAMES}/rejects.jsonl",
         f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
+        rules.plot_metrics.output,  # the plots of `snakemake --report report.html`
 
 
 onstart:
