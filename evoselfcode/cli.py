@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -13,6 +14,7 @@ from evoselfcode.clients.errors import LLMError
 from evoselfcode.config import Config, ConfigError, load_config
 
 log = logging.getLogger("evoselfcode")
+TOOLS = ("stats", "sample", "validate", "config-docs")  # need no config: they only read files
 
 
 def _setup_logging(log_file: str | None) -> None:
@@ -109,22 +111,96 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("sources", nargs="+")
     s.add_argument("--out", required=True)
     s.add_argument("--log")
+    s.add_argument("--config", action="append", help="config file(s): only named in the log, as every job's are")
 
     s = step("server", "start or stop the embedded llama.cpp server")
     s.add_argument("action", choices=["start", "stop"])
 
     s = step("probe", "ask the configured server what it supports")
+
+    s = step("plot", "draw the report's plots from the metrics and records (rules/report.smk)")
+    for flag in ("--names-metrics", "--code-metrics", "--records"):
+        s.add_argument(flag, required=True)
+    for flag in ("--ab", "--name-rejects", "--funnel", "--lengths"):
+        s.add_argument(flag, required=True, help="the plot to write (.svg or .png)")
+    s.add_argument("--scored", help="code/scored.jsonl (with scoring on): also plot the perplexities")
+    s.add_argument("--perplexity", help="the perplexity plot to write, with --scored")
+    _add_tools(sub)
     return p
 
 
-def run(args: argparse.Namespace) -> None:
+def _add_tools(sub) -> None:
+    """Commands for looking at outputs: no --config, no server."""
+    what = "a JSONL file the pipeline wrote"
+
+    def tool(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    s = tool("stats", "counts, sources, reasons, lengths and score quantiles of an output JSONL")
+    s.add_argument("file", help=what)
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s = tool("sample", "pretty-print a few records of an output JSONL, code highlighted")
+    s.add_argument("file", help=what)
+    s.add_argument("-n", type=int, default=5, help="how many records (default 5)")
+    s.add_argument("--seed", type=int, help="pick at random with this seed (default: the first ones)")
+    s = tool("validate", "check every line of an output JSONL against its record schema")
+    s.add_argument("file", help=what)
+    s.add_argument("--schema", help="default: from the file's path, e.g. names/raw.jsonl, code/filtered/00000.jsonl")
+    s = tool("config-docs", "print the config reference (every key, default, meaning) for README.md")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--write", metavar="README", help="replace the reference block in this file")
+    g.add_argument("--check", metavar="README", help="exit 1 if this file's reference block is out of date")
+
+
+def _run_tool(args: argparse.Namespace) -> int:
+    from evoselfcode import config_docs, tools
+
+    match args.command:
+        case "stats":
+            result = tools.stats(args.file)
+            print(json.dumps(result, indent=2) if args.json else tools.format_stats(result))
+        case "sample":
+            tools.show(args.file, args.n, args.seed)
+        case "validate":
+            schema = args.schema or tools.detect_schema(args.file)
+            if schema not in tools.SCHEMAS:
+                raise ValueError(f"unknown schema {schema!r}; one of: {', '.join(tools.SCHEMAS)}")
+            count, problems = tools.validate(args.file, schema)
+            for line in problems[:20]:
+                print(line, file=sys.stderr)
+            if problems:
+                more = " (first 20 shown)" if len(problems) > 20 else ""
+                print(f"{args.file}: {len(problems)} of {count} records invalid{more}", file=sys.stderr)
+                return 1
+            print(f"{args.file}: {count} records valid ({schema})")
+        case "config-docs":
+            path = args.write or args.check
+            if path is None:
+                print(config_docs.table(), end="")
+                return 0
+            text = Path(path).read_text(encoding="utf-8")
+            if args.write:
+                Path(path).write_text(config_docs.replace(text), encoding="utf-8")
+            elif config_docs.current(text) != config_docs.block():
+                print(f"{path}: the config reference is out of date: python -m evoselfcode config-docs --write {path}")
+                return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int | None:
     from evoselfcode.datagen.pipeline import orchestrator as steps
 
-    if args.command == "merge":
+    if args.command in TOOLS:
+        return _run_tool(args)
+    if args.command == "merge" and not args.config:
         steps.merge_jsonl(args.sources, args.out)
-        return
+        return None
     cfg = load_config(*args.config)
-    log.info("evoselfcode %s, config %s, step %s", __version__, cfg.digest(), args.command)
+    # every job log starts with this line: which code, which settings, which server (credentials cut)
+    log.info(
+        "evoselfcode %s, config %s, server %s, step %s",
+        __version__, cfg.digest(), _redact_url(cfg.api.base_url), args.command,
+    )  # fmt: skip
     match args.command:
         case "split":
             steps.split(cfg, args.source, args.shard, args.out)
@@ -161,6 +237,11 @@ def run(args: argparse.Namespace) -> None:
                 print(embedded.start(cfg.embedded))
             else:
                 embedded.stop()
+        case "merge":
+            steps.merge_jsonl(args.sources, args.out)
+            log.info("merged %d files", len(args.sources))
+        case "plot":
+            _plot(args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
             from evoselfcode.embedded import resolve_base_url
@@ -168,12 +249,27 @@ def run(args: argparse.Namespace) -> None:
             print(format_table(probe(cfg.api, resolve_base_url(cfg.api))))
 
 
+def _plot(args: argparse.Namespace) -> None:
+    from evoselfcode import report
+    from evoselfcode.datagen.writer import read_jsonl
+
+    names = json.loads(Path(args.names_metrics).read_text(encoding="utf-8"))
+    code = json.loads(Path(args.code_metrics).read_text(encoding="utf-8"))
+    report.plot_ab(names, args.ab)
+    report.plot_name_rejects(names, args.name_rejects)
+    report.plot_funnel(code, args.funnel)
+    report.plot_code_lengths(read_jsonl(args.records), args.lengths)
+    if args.scored and args.perplexity:
+        report.plot_perplexity(read_jsonl(args.scored), args.perplexity)
+    log.info("plots written")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(getattr(args, "log", None))
     try:
-        run(args)
+        status = run(args)
     except (ConfigError, LLMError, ValueError, RuntimeError, OSError) as exc:
         log.error("%s: %s", args.command, exc)
         return 1
-    return 0
+    return status or 0

@@ -34,44 +34,67 @@ class ConfigError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # field docstrings become descriptions: `python -m evoselfcode config-docs` renders them into README.md
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Timeouts(Strict):
     connect: PositiveFloat = 10.0
+    """Seconds to wait for a connection to the server."""
     read: PositiveFloat = 300.0
+    """Seconds to wait for an answer once connected (a long code completion on a busy server is slow)."""
 
 
 class Backoff(Strict):
     base: PositiveFloat = 0.5
+    """First retry delay in seconds; doubles per retry, with full jitter."""
     max: PositiveFloat = 60.0
-    max_retry_after: NonNegFloat = 300.0  # cap on a server's Retry-After, so one header cannot park a job for hours
+    """Longest delay between retries, in seconds."""
+    max_retry_after: NonNegFloat = 300.0
+    """Cap on a server's Retry-After, so one header cannot park a job for hours."""
 
 
 class RateLimit(Strict):
     requests_per_s: PositiveFloat | None = None
+    """Requests per second per job (a token bucket); null: unlimited."""
     tokens_per_s: PositiveFloat | None = None
-    burst_s: PositiveFloat = 1.0  # seconds' worth of either rate that may be spent at once after idling
+    """Estimated tokens per second per job (prompt chars / 4 + max_tokens x n); null: unlimited."""
+    burst_s: PositiveFloat = 1.0
+    """Seconds' worth of either rate that may be spent at once after idling."""
 
 
 class CircuitBreaker(Strict):
     enabled: bool = True
+    """Stop sending after a run of failures, so a dead server fails the job fast (the journal keeps answers)."""
     failure_threshold: PositiveInt = 8
+    """Failed requests in a row that open the circuit."""
     reset_timeout: PositiveFloat = 20.0
+    """Seconds the circuit stays open before one trial request."""
 
 
 class Api(Strict):
     base_url: str = PROD_URL
+    """Server address (http(s)://host[:port]), or `embedded` for the local llama.cpp server."""
     mode: Literal["openai", "endpoint"] = "openai"
+    """`openai`: POST /v1/completions; `endpoint`: another request shape, mapped by field_map."""
     route: str = "/v1/completions"
+    """The completion route under base_url."""
     model: str = "Qwen2.5-Coder-32B"
+    """Model name sent with each request and recorded in the output."""
     headers: dict[str, str] = {}
+    """Extra request headers; `${VAR}` is read from the environment at run time and never logged."""
     field_map: str | dict[str, Any] | None = None
+    """Endpoint mode: a preset (`tgi`, `vllm-generate`) or a mapping of dotted request/response paths."""
     timeout: Timeouts = Timeouts()
+    """Connect and read timeouts."""
     max_retries: Annotated[int, Field(ge=0)] = 6
+    """Retries of connection errors, timeouts, 408/409/429/5xx and a 200 that is not JSON."""
     backoff: Backoff = Backoff()
+    """Delays between retries (full-jitter exponential; Retry-After honoured up to the cap)."""
     rate_limit: RateLimit = RateLimit()
+    """Client-side rate limits per job."""
     circuit_breaker: CircuitBreaker = CircuitBreaker()
+    """Stops a job quickly when the server keeps failing."""
 
     @field_validator("base_url")
     @classmethod
@@ -105,30 +128,42 @@ class Embedded(Strict):
     """The local llama.cpp server used when `api.base_url: embedded`."""
 
     n_ctx: PositiveInt = 2048
+    """Context length of the embedded model, in tokens (prompt plus completion)."""
     n_threads: PositiveInt | None = None
+    """CPU threads of the embedded server; null: llama.cpp's default."""
     cache_dir: str = "~/.cache/evoselfcode"
+    """Where the model file and the server's state are kept."""
     startup_timeout: PositiveFloat = 180.0
+    """Seconds to wait for the embedded server to answer before giving up."""
 
 
 class Meta(Strict):
     seed: int = 42
+    """Base seed: every request's seed derives from it, the description id, the mode and the sample index."""
 
 
 class Select(Strict):
     """Which kept names go on to stage B."""
 
     per_desc: PositiveInt = 2
+    """Kept names per description that go on to code generation."""
     sources: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    """Which modes' names go on to code generation."""
 
 
 class FimFormat(Strict):
     """Overrides of the `namegen.fim_preset` format (see `datagen/prompts.py`); unset fields keep the preset's."""
 
     prefix: str | None = None
+    """FIM prefix token (set with suffix and middle)."""
     suffix: str | None = None
+    """FIM suffix token."""
     middle: str | None = None
+    """FIM middle token, after which the model writes the hole."""
     order: Literal["psm", "spm"] | None = None
+    """`psm` (prefix, suffix, middle) or `spm`."""
     stop: list[str] | None = None
+    """Stop strings added for FIM requests (e.g. the end-of-middle token)."""
 
     @model_validator(mode="after")
     def _tokens_together(self) -> FimFormat:
@@ -143,32 +178,48 @@ class FimFormat(Strict):
 
 class NameGen(Strict):
     modes: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    """Name sampling modes of the A/B test."""
     temperature: NonNegFloat = 0.4
+    """Sampling temperature of name requests."""
     top_p: Probability = 0.9
+    """Nucleus sampling of name requests."""
     max_new_tokens: PositiveInt = 16
+    """Tokens per sampled name."""
     n: PositiveInt = 4
+    """Names sampled per description and mode (one request; extra requests when a server returns fewer)."""
     stop: list[str] = ["(", " ", "\n"]
-    logprobs: bool = True  # each name's log-prob; costly on llama.cpp, which computes it over the whole vocabulary
+    """Stop strings that end a name."""
+    logprobs: bool = True
+    """Ask for each name's log-prob; costly on llama.cpp, which computes it over the whole vocabulary."""
     fim_preset: Literal["qwen2.5-coder", "starcoder", "deepseek-coder", "emulated"] = "qwen2.5-coder"
+    """FIM token format: the model's own (`qwen2.5-coder`, `starcoder`, `deepseek-coder`) or `emulated`."""
     fim: FimFormat | None = None
-    # full prompt texts replacing the defaults in datagen/prompts.py; `{desc}` marks the escaped description
+    """Overrides of the preset's FIM format; unset fields keep the preset's."""
     templates: dict[Literal["l2r", "fim_prefix", "fim_suffix", "emulated"], str] = {}
+    """Prompt texts replacing the defaults (`l2r`, `fim_prefix`, `fim_suffix`, `emulated`); `{desc}`: description."""
     weaklist: list[str] = [
         "func", "function", "foo", "bar", "baz", "solution", "solve", "helper", "main", "test",
         "f", "fn", "g", "process", "do_it", "doit", "my_function", "my_func", "run", "compute",
         "calculate", "algorithm", "algo", "example", "sample", "temp", "tmp", "name", "method",
     ]  # fmt: skip
+    """Names too generic to keep (rejected as `weak_name`)."""
     select: Select = Select()
+    """Which kept names go on to stage B."""
 
 
 class CodeGen(Strict):
     temperature: NonNegFloat = 0.2
+    """Sampling temperature of code requests."""
     top_p: Probability = 0.95
+    """Nucleus sampling of code requests."""
     max_new_tokens: PositiveInt = 384
+    """Tokens per function; a function cut off here is rejected as `truncated`."""
     n: PositiveInt = 1
+    """Functions sampled per selected name."""
     stop: list[str] = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n"]
-    # replaces the default code prompt; `{desc}` is the description as `# ` lines, `{func_name}` the name
+    """Stop strings that end a function."""
     template: str | None = None
+    """Code prompt replacing the default: `{desc}` as `# ` lines, `{func_name}`; ends with `def {func_name}(`."""
 
     @field_validator("template")
     @classmethod
@@ -181,23 +232,38 @@ class CodeGen(Strict):
 
 class Dedup(Strict):
     exact: bool = True
+    """Drop functions with the same AST fingerprint as an earlier one (`duplicate`)."""
     near: bool = True
+    """Drop near-duplicates by MinHash of token n-grams (`near_duplicate`)."""
     threshold: Probability = 0.8
+    """Estimated Jaccard similarity from which two functions are near-duplicates."""
     num_perm: PositiveInt = 128
+    """MinHash permutations (more: a finer estimate, slower)."""
     ngram: PositiveInt = 5
+    """Tokens per shingle of the near-duplicate check."""
 
 
 class Filters(Strict):
     name_regex: str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
+    """A kept name must match this (`not_snake_case` otherwise)."""
     name_min_len: PositiveInt = 3
+    """Shortest kept name, in characters."""
     name_max_len: PositiveInt = 48
+    """Longest kept name, in characters."""
     min_relevance: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of the name's words found in the description; names below are `irrelevant`."""
     min_code_len: Annotated[int, Field(ge=0)] = 40
+    """Shortest kept function, in characters (`too_short`)."""
     max_code_len: PositiveInt = 8000
+    """Longest kept function, in characters (`too_long`)."""
     enable_ast: bool = True
+    """Parse each function; drop it on a syntax error, a missing function or a trivial body."""
     enable_ruff: bool = True
+    """Lint each function with ruff; a finding of ruff_rules drops it (`ruff:CODE`)."""
     ruff_rules: list[str] = ["E9", "F63", "F7", "F82"]
+    """Ruff rules that drop a function (default: syntax errors and undefined names)."""
     dedup: Dedup = Dedup()
+    """Duplicate checks, within a shard and across all shards."""
 
     @field_validator("name_regex")
     @classmethod
@@ -211,31 +277,51 @@ class Filters(Strict):
 
 class Scoring(Strict):
     enabled: bool = False
+    """Puts code/scored.jsonl in the default target; needs a server with echo + log-probs (`probe` tells)."""
     method: Literal["echo"] = "echo"
+    """`echo`: the server's log-probs of prompt + function, echoed back; only the function's tokens count."""
     max_ppl: PositiveFloat | None = None
+    """Functions with a higher perplexity go to code/score_rejects.jsonl; null: keep all."""
 
 
 class Io(Strict):
     input_desc_path: str = "data/descriptions/sample.jsonl"
+    """Descriptions: JSONL of {"id"?, "desc"} or a .txt file with one per line."""
     out_names_dir: str = "data/generated/names"
+    """Where stage A writes."""
     out_code_dir: str = "data/generated/code"
+    """Where stage B writes (and the report's plots go beside it, in ../report)."""
     shards_dir: str = "data/shards"
+    """Where the split descriptions go."""
     concurrency: PositiveInt = 32
+    """Requests in flight per generation job."""
     shard_size: PositiveInt = 1000
+    """Descriptions per shard (one generation job each)."""
     on_bad_line: Literal["error", "skip"] = "error"
+    """`error`: a bad input line stops the run; `skip`: it goes to {shards_dir}/quarantine.jsonl."""
     max_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """A job fails if a larger share of its requests fail after retries."""
     max_desc_chars: PositiveInt = 4000
+    """Longest description, in characters (longer lines are bad lines)."""
 
 
 class Config(Strict):
     meta: Meta = Meta()
+    """Reproducibility."""
     api: Api = Api()
+    """The model server and how to talk to it."""
     embedded: Embedded = Embedded()
+    """The local llama.cpp server used when `api.base_url: embedded`."""
     namegen: NameGen = NameGen()
+    """Stage A: name sampling in FIM and L2R mode."""
     codegen: CodeGen = CodeGen()
+    """Stage B: continuing each selected name into a function (always left to right)."""
     filters: Filters = Filters()
+    """Checks of names and functions."""
     scoring: Scoring = Scoring()
+    """Optional scoring of kept functions with the model's own log-probs."""
     io: Io = Io()
+    """Files, sharding and concurrency."""
 
     @model_validator(mode="after")
     def _names_fit(self) -> Config:

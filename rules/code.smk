@@ -72,5 +72,5 @@ rule merge_code_parts:
     log:
         "logs/merge_code_parts/{part}.log",
     shell:
-        "{EVO} merge {input} --out {output} --log {log}"
+        "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 

@@ -51,7 +51,7 @@ rule merge_names:
     log:
         "logs/merge_names/{part}.log",
     shell:
-        "{EVO} merge {input} --out {output} --log {log}"
+        "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
 
 rule names_metrics:
