@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install chromium run test test-slurm dry-run lint clean
+.PHONY: install chromium run test test-slurm dry-run lint clean report
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install chromium
 # Starts SLURM on this machine (scripts/slurm-up.sh: root, Debian) and stops it again whatever happens.
 test-slurm: install
 	trap scripts/slurm-down.sh EXIT; scripts/slurm-up.sh && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m slurm
+
+# The quick start's data plus the plots, collected into report.html.
+report: install
+	$(BIN)/snakemake --profile profiles/local
+	$(BIN)/snakemake --profile profiles/local --report report.html
 
 dry-run: install
 	$(BIN)/snakemake -n data/generated/code/filtered.jsonl

@@ -22,7 +22,7 @@ def make_workdir(dest: Path, descriptions: list[dict] | None = None, config: str
     import json
     import shutil
 
-    for item in ("Snakefile", "rules", "configs", "profiles"):
+    for item in ("Snakefile", "rules", "configs", "profiles", "report"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
     if descriptions is not None:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_workdir, snakemake
+from conftest import make_workdir, snakemake
 from fakeserver import FakeServer, Options
 
 pytestmark = pytest.mark.workflow
@@ -58,7 +58,6 @@ io: {{shard_size: 3, concurrency: 4}}
 scoring: {{enabled: true}}
 """
         workdir = make_workdir(tmp_path_factory.mktemp("report"), DESCRIPTIONS, config)
-        shutil.copytree(ROOT / "report", workdir / "report")
         env = {"EVO_REPORT_KEY": KEY}
         proc = snakemake(workdir, env=env)  # the default target, as the README says
         assert proc.returncode == 0, proc.stderr[-4000:]
