@@ -1,0 +1,61 @@
+"""The OpenAI client and the probe against the real embedded llama.cpp server (one choice per request)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from evoselfcode import embedded
+from evoselfcode.clients import make_client
+from evoselfcode.clients.probe import format_table, probe
+from evoselfcode.config import Api, Embedded
+
+pytestmark = pytest.mark.embedded
+
+PROMPT = "This is an algorithm function.\n\n# Return the largest value in a list of numbers.\ndef"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("embedded_client")
+    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
+    url = embedded.start(cfg, log_path=tmp / "server.log", state_file=tmp / "state.json")
+    api = Api(base_url=url, model="gemma-3-270m", max_retries=1)
+    client = make_client(api, base_url=url, concurrency=2)
+    try:
+        yield api, url, client
+    finally:
+        client.close()
+        embedded.stop(tmp / "state.json")
+
+
+def test_n_choices_come_back_though_the_server_returns_one(server):
+    _, _, client = server
+    choices = client.complete(PROMPT, max_tokens=8, temperature=0.9, top_p=0.95, n=3, stop=["\n"], seed=5)
+    assert len(choices) == 3
+    assert all("\n" not in c.text for c in choices)  # the stop sequence ends each one
+    assert all(c.finish_reason in ("stop", "length") for c in choices)
+
+
+def test_the_same_seed_gives_the_same_text(server):
+    _, _, client = server
+    args = dict(max_tokens=12, temperature=0.8, top_p=0.95, stop=["("], seed=11)
+    assert client.complete(PROMPT, **args)[0].text == client.complete(PROMPT, **args)[0].text
+
+
+def test_log_probs_come_with_the_tokens(server):
+    _, _, client = server
+    (choice,) = client.complete(PROMPT, max_tokens=6, temperature=0.0, top_p=1.0, logprobs=1, seed=1)
+    assert choice.tokens and len(choice.tokens) == len(choice.token_logprobs)
+    assert all(lp is None or lp <= 0 for lp in choice.token_logprobs)
+
+
+def test_the_probe_tells_what_llama_cpp_supports(server):
+    api, url, _ = server
+    found = probe(api, url)
+    rows = {cap: (result, note) for cap, result, note in found}
+    table = format_table(found)
+    assert "capability" in table.splitlines()[0]
+    assert {"models", "completion", "n", "seed", "logprobs", "echo"} <= rows.keys()
+    assert rows["completion"][0].lower().startswith(("ok", "yes"))
