@@ -19,7 +19,6 @@ import tokenize
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
@@ -114,6 +113,9 @@ def near_duplicates(items: Sequence[tuple[str, str]], *, threshold: float, num_p
     Items are judged in the given order against the items kept so far; a dropped item points to the
     earliest kept item it matches.
     """
+    # here, not at the top: datasketch imports scipy (~0.5-1.5 s), which every step importing this module paid
+    from datasketch import MinHash, MinHashLSH
+
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], not {threshold}")
     _check_keys(key for key, _ in items)
