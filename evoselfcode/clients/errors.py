@@ -23,9 +23,11 @@ import re
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 _BODY_CHARS = 300
 
@@ -171,6 +173,8 @@ def translate_request_exception(
     exc: requests.RequestException, *, url: str, timeout: tuple[float, float], redact: Redactor | None = None
 ) -> RequestError:
     """Map a `requests` exception to our tree; callers `raise translate_request_exception(...) from exc`."""
+    import requests  # here: every CLI step imports this module for LLMError, and requests costs ~0.1 s to import
+
     redact = redact or Redactor()
     shown = display_url(url)
     cause = redact(_reason(exc))
