@@ -1,0 +1,69 @@
+"""Throughput under faults: 10% 500s, 5% 429s with Retry-After: 1, 2% connection resets, 50 ms per answer.
+
+Successful answers/s against the fault-free limit concurrency / latency; the client is driven as the runner
+drives it, with the default retry policy (6 retries, full-jitter backoff from 0.5 s, Retry-After honoured).
+
+    python bench/bench_faults.py [--repeat 3] [--seconds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import bench_generation
+from bench_generation import LATENCY, PARAMS, PROMPT, api, timed
+from common import get_json, latency_server, median, save
+
+from evoselfcode.clients import make_client
+from evoselfcode.datagen.pipeline.runner import Request, run_requests
+
+FAULTS = {"p500": 0.10, "p429": 0.05, "preset": 0.02, "retry_after": 1.0}
+
+
+def run(url: str, concurrency: int, count: int) -> dict:
+    client = make_client(api(url), base_url=url, concurrency=concurrency)
+    client.transport.session.trust_env = bench_generation.TRUST_ENV
+    reqs = [Request((i,), PROMPT, dict(PARAMS, seed=i)) for i in range(count)]
+    get_json(url + "/reset", "POST")
+    out: list = []
+    wall, cpu = timed(lambda: out.extend(run_requests(client, reqs, concurrency=concurrency, every=1e9)), count)
+    stats = client.stats()
+    client.close()
+    ok = sum(o.error is None for o in out)
+    served = get_json(url + "/stats")
+    return {
+        "requests": count,
+        "ok": ok,
+        "failed": count - ok,
+        "wall_s": wall,
+        "ok_per_s": ok / wall,
+        "cpu_ms_per_ok": 1000 * cpu / max(ok, 1),
+        "retries": stats["retries"],
+        "server": {k: served[k] for k in ("requests", "ok", "500", "429", "reset", "max_active")},
+    }
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--name", default="faults")
+    p.add_argument("--before", action="store_true", help="undo this bench's fixes in-process (for before/after)")
+    a = p.parse_args()
+    if a.before:
+        bench_generation.before_fixes()
+    args = ["--latency", str(LATENCY), "--p500", "0.1", "--p429", "0.05", "--preset", "0.02", "--retry-after", "1"]
+    rows = []
+    with latency_server(*args) as url:
+        for conc in a.concurrency:
+            limit = conc / LATENCY
+            runs = [run(url, conc, int(limit * a.seconds)) for _ in range(a.repeat)]
+            ok_per_s = median(r["ok_per_s"] for r in runs)
+            row = {"concurrency": conc, "fault_free_limit": limit, "ok_per_s_median": ok_per_s, "runs": runs}
+            row["fraction_of_limit"] = row["ok_per_s_median"] / limit
+            rows.append(row)
+            print(f"faults  conc {conc:4d}: {row['ok_per_s_median']:6.0f} answers/s = {row['fraction_of_limit']:5.1%} "
+                  f"of the fault-free {limit:.0f}; failed {[r['failed'] for r in runs]}, "
+                  f"max in flight at the server {[r['server']['max_active'] for r in runs]}")  # fmt: skip
+    save(a.name, {"before_fixes": a.before, "latency_s": LATENCY, "faults": FAULTS, "rows": rows})

@@ -1,0 +1,183 @@
+"""Workflow overhead: `snakemake -n` over 1,000 shards, CLI start-up, peak memory of merging 1,000,000 lines.
+
+Everything runs in a temporary copy of the workflow (Snakefile, rules, configs) with generated inputs.
+Peak memory is the child's own ru_maxrss (os.wait4), so nothing else on the machine is counted.
+
+    python bench/bench_overhead.py [--lines 1000000] [--shards 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, PeakRSS, median, save
+from synth import function
+
+PY = sys.executable
+STEPS = ("split", "generate-names", "filter-code", "merge-code", "merge")
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB of the child, return code); stdout/stderr kept on failure only."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with PeakRSS(proc.pid) as rss:
+        out = proc.stdout.read()
+        proc.wait()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        print(out.decode(errors="replace")[-3000:])
+    return wall, rss.peak_mb, proc.returncode
+
+
+def descriptions(path: Path, lines: int) -> None:
+    rng = random.Random(0)
+    words = [
+        "parse",
+        "count",
+        "merge",
+        "the",
+        "list",
+        "of",
+        "words",
+        "lines",
+        "items",
+        "in",
+        "a",
+        "text",
+        "file",
+        "return",
+        "sorted",
+        "unique",
+        "values",
+    ]
+    with open(path, "w") as fh:
+        for i in range(lines):
+            desc = " ".join(rng.choice(words) for _ in range(rng.randint(6, 20)))
+            fh.write(json.dumps({"id": f"d{i}", "desc": f"{desc} (task {i})"}) + "\n")
+
+
+def workdir(dest: Path, config: str) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in ("Snakefile", "rules", "configs", "profiles", "report"):
+        src = ROOT / item
+        if src.exists():
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    (dest / "configs/bench.yaml").write_text(config)
+    return dest
+
+
+def dry_run(tmp: Path, lines: int, shards: int, repeat: int) -> dict:
+    source = tmp / "descriptions.jsonl"
+    descriptions(source, lines)
+    config = (
+        f"io: {{input_desc_path: {source}, shard_size: {lines // shards}}}\napi: {{base_url: http://127.0.0.1:9}}\n"
+    )
+    wd = workdir(tmp / "wf", config)
+    cmd = [PY, "-m", "snakemake", "-n", "--quiet", "all", "--cores", "4", "--configfile", "configs/bench.yaml"]
+    first = run(cmd, wd)
+    cached = [run(cmd, wd) for _ in range(repeat)]
+    row = {"lines": lines, "shards": shards, "first_s": first[0], "first_rc": first[2],
+           "cached_s_median": median(c[0] for c in cached), "cached_runs_s": [c[0] for c in cached],
+           "peak_mb_first": first[1]}  # fmt: skip
+    print(f"snakemake -n, {shards} shards / {lines} lines: first {first[0]:.1f} s (index built), "
+          f"cached {row['cached_s_median']:.1f} s (median of {repeat}), peak {first[1]:.0f} MB")  # fmt: skip
+    return row
+
+
+def startup(repeat: int) -> dict:
+    out = {}
+    for step in STEPS:
+        times = [run([PY, "-m", "evoselfcode", step, "--help"])[0] for _ in range(repeat)]
+        out[step] = median(times)
+    bare = median(run([PY, "-c", "pass"])[0] for _ in range(repeat))
+    print("start-up of --help (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in out.items()) + f"; bare {bare:.2f}")
+    return {"help_s": out, "python_bare_s": bare}
+
+
+def merge_files(tmp: Path, lines: int, files: int) -> list[Path]:
+    """`files` JSONL shards of realistic final code records, `lines` in all (1,000 distinct bodies, renamed)."""
+    rng = random.Random(1)
+    bodies = [function(rng, "NAME") for _ in range(1000)]
+    paths = []
+    per = lines // files
+    for f in range(files):
+        path = tmp / f"part{f:05d}.jsonl"
+        with open(path, "w") as fh:
+            for i in range(per):
+                n = f * per + i
+                name = f"func_{n}"
+                rec = {"desc": f"do task {n}", "func_name": name, "source": "FIM",
+                       "code": bodies[n % len(bodies)].replace("NAME", name),
+                       "meta": {"desc_id": f"d{n:07d}", "params": {"temperature": 0.2, "top_p": 0.95,
+                                "max_new_tokens": 384}, "seed": n, "sample_index": 0, "model": "m",
+                                "finish_reason": "stop", "trimmed": False}}  # fmt: skip
+                fh.write(json.dumps(rec) + "\n")
+        paths.append(path)
+    return paths
+
+
+def merge(tmp: Path, lines: int, files: int) -> dict:
+    parts = merge_files(tmp, lines, files)
+    wall, peak, rc = run([PY, "-m", "evoselfcode", "merge", *map(str, parts), "--out", str(tmp / "merged.jsonl")])
+    row = {"lines": lines, "files": files, "merge_s": wall, "merge_peak_mb": peak, "rc": rc,
+           "input_mb": sum(p.stat().st_size for p in parts) / 2**20}  # fmt: skip
+    print(f"merge {lines} lines from {files} files ({row['input_mb']:.0f} MB): {wall:.1f} s, peak {peak:.0f} MB")
+    return row
+
+
+def merge_code(tmp: Path, lines: int, files: int, near: bool) -> dict:
+    """`merge-code` (global exact + near dedup) over `lines` kept records."""
+    parts = merge_files(tmp, lines, files)
+    empty = tmp / "empty.jsonl"
+    empty.write_text("")
+    metrics = tmp / "names_metrics.json"
+    metrics.write_text('{"verdict": "tie"}')
+    cfg = tmp / "mc.yaml"
+    cfg.write_text(f"filters: {{dedup: {{near: {str(near).lower()}}}}}\n")
+    cmd = [PY, "-m", "evoselfcode", "merge-code", "--kept", *map(str, parts), "--shard-rejects", str(empty),
+           "--raw", str(empty), "--failures", str(empty), "--names-metrics", str(metrics),
+           "--out", str(tmp / "k.jsonl"), "--rejects", str(tmp / "r.jsonl"), "--metrics", str(tmp / "m.json"),
+           "--config", str(ROOT / "configs/datagen.yaml"), "--config", str(cfg)]  # fmt: skip
+    wall, peak, rc = run(cmd)
+    row = {"lines": lines, "near": near, "seconds": wall, "peak_mb": peak, "rc": rc}
+    print(f"merge-code {lines} lines (near dedup {near}): {wall:.1f} s, peak {peak:.0f} MB")
+    return row
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--lines", type=int, default=1_000_000)
+    p.add_argument("--shards", type=int, default=1000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--code-lines", type=int, nargs="*", default=[100_000])
+    p.add_argument("--skip", nargs="*", default=[], choices=["dry", "startup", "merge", "merge-code"])
+    p.add_argument("--name", default="overhead")
+    a = p.parse_args()
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="evo-bench-") as t:
+        tmp = Path(t)
+        if "startup" not in a.skip:
+            figures["startup"] = startup(a.repeat + 2)
+        if "dry" not in a.skip:
+            figures["dry_run"] = dry_run(tmp, a.lines, a.shards, a.repeat)
+        if "merge" not in a.skip:
+            (tmp / "m").mkdir()
+            figures["merge"] = merge(tmp / "m", a.lines, a.shards)
+            shutil.rmtree(tmp / "m")
+        if "merge-code" not in a.skip:
+            figures["merge_code"] = []
+            for n in a.code_lines:
+                for near in (False, True):
+                    (tmp / "c").mkdir()
+                    figures["merge_code"].append(merge_code(tmp / "c", n, max(1, n // 1000), near))
+                    shutil.rmtree(tmp / "c")
+    save(a.name, figures)
