@@ -114,27 +114,47 @@ def near_duplicates(items: Sequence[tuple[str, str]], *, threshold: float, num_p
     earliest kept item it matches.
     """
     # here, not at the top: datasketch imports scipy (~0.5-1.5 s), which every step importing this module paid
-    from datasketch import MinHash, MinHashLSH
+    from datasketch import MinHash
 
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], not {threshold}")
     _check_keys(key for key, _ in items)
     shingles_of = Shingler(ngram)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=lsh_bands(threshold, num_perm))
+    bands, rows = lsh_bands(threshold, num_perm)
+    # Per band, bucket hash -> the kept items in it (an order, or a list of them when several); datasketch's
+    # MinHashLSH kept a bytes key and a set per bucket: ~6.7 KB per kept item, this ~2 KB. A hash collision
+    # only adds a candidate, which the exact Jaccard check then rejects.
+    tables: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
     # One set of permutations for every MinHash: building them is the slow part of MinHash().
     permutations = MinHash(num_perm=num_perm).permutations
-    kept: dict[str, tuple[int, np.ndarray]] = {}
+    kept: dict[int, tuple[str, np.ndarray]] = {}
     dropped: dict[str, str] = {}
     for order, (key, code) in enumerate(items):
         shingles = shingles_of(code)
         signature = MinHash(num_perm=num_perm, hashfunc=int, permutations=permutations, scheme="affine32")
         signature.update_batch(shingles)
-        matches = [k for k in lsh.query(signature) if jaccard(shingles, kept[k][1]) >= threshold]
+        values = signature.hashvalues
+        buckets = [hash(values[band * rows : (band + 1) * rows].tobytes()) for band in range(bands)]
+        candidates: set[int] = set()
+        for table, bucket in zip(tables, buckets, strict=True):
+            hit = table.get(bucket)
+            if isinstance(hit, int):
+                candidates.add(hit)
+            elif hit is not None:
+                candidates.update(hit)
+        matches = [c for c in candidates if jaccard(shingles, kept[c][1]) >= threshold]
         if matches:
-            dropped[key] = min(matches, key=lambda k: kept[k][0])
-        else:
-            lsh.insert(key, signature, check_duplication=False)
-            kept[key] = (order, shingles)
+            dropped[key] = kept[min(matches)][0]
+            continue
+        kept[order] = (key, shingles)
+        for table, bucket in zip(tables, buckets, strict=True):
+            hit = table.get(bucket)
+            if hit is None:
+                table[bucket] = order
+            elif isinstance(hit, int):
+                table[bucket] = [hit, order]
+            else:
+                hit.append(order)
     return dropped
 
 
