@@ -18,12 +18,12 @@ from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.code_metrics import code_metrics
 from evoselfcode.datagen.pipeline.journal import Journal
+from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.schemas import (
     CodeRecord,
     CodeReject,
     CodeSample,
     Description,
-    Failure,
     NameCandidate,
     NameReject,
     NameSample,
@@ -32,10 +32,6 @@ from evoselfcode.datagen.writer import read_jsonl, read_models, write_json, writ
 from evoselfcode.workflow import index_input
 
 log = logging.getLogger("evoselfcode")
-
-
-class FailureBudgetExceeded(RuntimeError):
-    pass
 
 
 def split(cfg: Config, source: str, shard: str, out: str) -> None:
@@ -50,15 +46,6 @@ def quarantine(cfg: Config, source: str, out: str) -> None:
     log.info("%d bad input lines quarantined", len(bad))
 
 
-def _check_failure_budget(cfg: Config, failures: list[Failure], total: int, what: str) -> None:
-    if total and len(failures) / total > cfg.io.max_failure_rate:
-        last = failures[-1]
-        raise FailureBudgetExceeded(
-            f"{len(failures)} of {total} {what} requests failed after retries, more than io.max_failure_rate="
-            f"{cfg.io.max_failure_rate}; last error: {last.error}: {last.message}"
-        )
-
-
 def journal_for(out: str) -> Journal:
     """A hidden file beside the job's output: Snakemake does not remove it when the job fails."""
     return Journal(Path(out).with_name(f".{Path(out).stem}.journal.jsonl"))
@@ -71,7 +58,7 @@ def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: 
     journal = journal_for(out_raw)
     samples, failures = run(descs, cfg, client, journal)
     write_jsonl(out_failures, failures)
-    _check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
+    check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
     write_jsonl(out_raw, samples)
     journal.discard()
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
@@ -104,7 +91,7 @@ def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: s
     journal = journal_for(out_raw)
     samples, failures = run(selected, cfg, client, journal)
     write_jsonl(out_failures, failures)
-    _check_failure_budget(cfg, failures, len(selected), "code")
+    check_failure_budget(cfg, failures, len(selected), "code")
     write_jsonl(out_raw, samples)
     journal.discard()
     log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))

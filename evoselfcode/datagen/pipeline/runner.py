@@ -14,7 +14,9 @@ from tqdm import tqdm
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen
+from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
+from evoselfcode.datagen.schemas import Failure
 
 log = logging.getLogger("evoselfcode.runner")
 # Threads per in-flight slot: a request sleeping before a retry (Retry-After, backoff) holds a thread but no
@@ -132,3 +134,17 @@ def run_requests(
         if isinstance(out.error, CircuitOpen):  # the server is down: fail the job, the journal keeps the answers
             raise out.error
     return outcomes
+
+
+class FailureBudgetExceeded(RuntimeError):
+    pass
+
+
+def check_failure_budget(cfg: Config, failures: list[Failure], total: int, what: str) -> None:
+    """Fail the job when more than `io.max_failure_rate` of its requests failed after their retries."""
+    if total and len(failures) / total > cfg.io.max_failure_rate:
+        last = failures[-1]
+        raise FailureBudgetExceeded(
+            f"{len(failures)} of {total} {what} requests failed after retries, more than io.max_failure_rate="
+            f"{cfg.io.max_failure_rate}; last error: {last.error}: {last.message}"
+        )

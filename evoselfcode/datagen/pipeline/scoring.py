@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from evoselfcode.clients.base import ScoringClient
 from evoselfcode.clients.errors import CircuitOpen, ScoringUnsupported
 from evoselfcode.config import CodeGen, Config
+from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.prompts import code_head, code_prompt
 from evoselfcode.datagen.schemas import CodeRecord, Failure, Score, ScoredRecord
 from evoselfcode.datagen.writer import read_models, write_jsonl
@@ -25,10 +26,6 @@ __all__ = ["ScoringUnsupported", "Scored", "score_records", "score_step", "score
 log = logging.getLogger("evoselfcode.scoring")
 
 HIGH_PERPLEXITY = "high_perplexity"
-
-
-class ScoringFailureBudgetExceeded(RuntimeError):
-    pass
 
 
 @dataclass
@@ -108,21 +105,12 @@ def score_records(records: Sequence[CodeRecord], cfg: Config, client: ScoringCli
     return out
 
 
-def _check_failure_budget(cfg: Config, failures: list[Failure], total: int) -> None:
-    if total and len(failures) / total > cfg.io.max_failure_rate:
-        last = failures[-1]
-        raise ScoringFailureBudgetExceeded(
-            f"{len(failures)} of {total} scoring requests failed after retries, more than io.max_failure_rate="
-            f"{cfg.io.max_failure_rate}; last error: {last.error}: {last.message}"
-        )
-
-
 def score_step(cfg: Config, client: ScoringClient, records_path: str, out: dict[str, str]) -> None:
     """Read code/filtered.jsonl; write the scored records, the high-perplexity rejects and the failures."""
     records = read_models(records_path, CodeRecord)
     result = score_records(records, cfg, client)
     write_jsonl(out["failures"], result.failures)
-    _check_failure_budget(cfg, result.failures, len(records))
+    check_failure_budget(cfg, result.failures, len(records), "scoring")
     write_jsonl(out["kept"], result.kept)
     write_jsonl(out["rejects"], result.rejects)
     ppls = sorted([r.score.ppl for r in result.kept] + [r["score"]["ppl"] for r in result.rejects])
