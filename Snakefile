@@ -25,6 +25,8 @@ rule all:
         f"{CODE}/filtered.jsonl",
         f"{NAMES}/filtered.jsonl",
         f"{NAMES}/rejects.jsonl",
+        f"{NAMES}/timing.json",
+        f"{CODE}/timing.json",
         f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
         rules.plot_metrics.output,  # the plots of `snakemake --report report.html`
 

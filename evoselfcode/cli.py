@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("shard")
     s.add_argument("--out", required=True)
     s.add_argument("--failures", required=True)
+    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
 
     s = step("filter-names", "keep compliant, fitting names; one reason per rejected sample")
     s.add_argument("raw")
@@ -86,10 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", nargs="+", required=True)
     s.add_argument("--quarantine", required=True)
 
+    s = step("timing", "wall-clock per mode from the shards' request timings")
+    s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
+    s.add_argument("--kept", required=True, help="the stage's merged kept records, to count them per mode")
+    s.add_argument("--out", required=True)
+
     s = step("generate-code", "continue the selected names of a shard into functions")
     s.add_argument("names")
     s.add_argument("--out", required=True)
     s.add_argument("--failures", required=True)
+    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
 
     s = step("filter-code", "AST, length, ruff and exact-dedup checks of a shard's functions")
     s.add_argument("raw")
@@ -207,7 +214,7 @@ def run(args: argparse.Namespace) -> int | None:
         case "quarantine":
             steps.quarantine(cfg, args.source, args.out)
         case "generate-names":
-            steps.generate_names(cfg, _client(cfg), args.shard, args.out, args.failures)
+            steps.generate_names(cfg, _client(cfg), args.shard, args.out, args.failures, args.timing)
         case "filter-names":
             steps.filter_names_step(cfg, args.raw, args.out, args.rejects)
         case "names-metrics":
@@ -215,7 +222,9 @@ def run(args: argparse.Namespace) -> int | None:
                 cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine, args.out
             )
         case "generate-code":
-            steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures)
+            steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
+        case "timing":
+            steps.timing(args.shards, args.kept, args.out)
         case "filter-code":
             steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
         case "merge-code":

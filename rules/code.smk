@@ -3,6 +3,7 @@
 
 localrules:
     merge_code_parts,
+    code_timing,
 
 
 rule generate_code:
@@ -11,6 +12,7 @@ rule generate_code:
     output:
         raw=f"{CODE}/raw/{{shard}}.jsonl",
         failures=f"{CODE}/failures/{{shard}}.jsonl",
+        timing=f"{CODE}/timing/{{shard}}.jsonl",
     params:
         spec=spec("meta", "api.model", "codegen", "namegen.select"),
     resources:
@@ -21,7 +23,7 @@ rule generate_code:
         "benchmarks/generate_code/{shard}.tsv"
     shell:
         "{EVO} generate-code {input.names} --out {output.raw} --failures {output.failures} "
-        "--config {CONFIG_FILE} --log {log}"
+        "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
 
 
 rule filter_code:
@@ -74,3 +76,15 @@ rule merge_code_parts:
     shell:
         "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
+
+
+rule code_timing:
+    input:
+        shards=expand(f"{CODE}/timing/{{shard}}.jsonl", shard=SHARDS),
+        kept=f"{CODE}/filtered.jsonl",
+    output:
+        f"{CODE}/timing.json",
+    log:
+        "logs/code_timing/all.log",
+    shell:
+        "{EVO} timing --shards {input.shards} --kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -5,6 +5,7 @@
 localrules:
     merge_names,
     names_metrics,
+    names_timing,
 
 
 rule generate_names:
@@ -13,6 +14,7 @@ rule generate_names:
     output:
         raw=f"{NAMES}/raw/{{shard}}.jsonl",
         failures=f"{NAMES}/failures/{{shard}}.jsonl",
+        timing=f"{NAMES}/timing/{{shard}}.jsonl",
     params:
         spec=spec("meta", "api.model", "namegen", "!namegen.weaklist", "!namegen.select"),
     resources:
@@ -23,7 +25,7 @@ rule generate_names:
         "benchmarks/generate_names/{shard}.tsv"
     shell:
         "{EVO} generate-names {input.shard} --out {output.raw} --failures {output.failures} "
-        "--config {CONFIG_FILE} --log {log}"
+        "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
 
 
 rule filter_names:
@@ -70,3 +72,16 @@ rule names_metrics:
         "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
         "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} --out {output} "
         "--config {CONFIG_FILE} --log {log}"
+
+
+# Wall-clock apart from metrics.json: timings differ run to run, the data and metrics do not.
+rule names_timing:
+    input:
+        shards=expand(f"{NAMES}/timing/{{shard}}.jsonl", shard=SHARDS),
+        kept=f"{NAMES}/filtered.jsonl",
+    output:
+        f"{NAMES}/timing.json",
+    log:
+        "logs/names_timing/all.log",
+    shell:
+        "{EVO} timing --shards {input.shards} --kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,8 +49,8 @@ DESCRIPTIONS += [{"id": "h-code", "desc": f"Clean up the workspace. {_script('co
 DESCRIPTIONS += [{"id": i, "desc": f"Name it {name!r}. {_script('name', name)}"} for i, name in HOSTILE_NAMES.items()]
 MODES = 2  # FIM and L2R: name requests per description
 SHARD_SIZE = 4
-# Wall-clock fields: the only ones allowed to differ between two runs with the same seeds.
-CLOCK_FIELDS = frozenset({"latency", "latency_per_kept"})
+# Wall-clock files: the only ones allowed to differ between two runs with the same seeds.
+TIMING_FILES = re.compile(r"^data/generated/(names|code)/timing(/|\.json$)")
 
 
 def config(url: str, extra: str = "", api: str = "") -> str:
@@ -72,16 +73,8 @@ def workdir(path: Path, url: str, extra: str = "", api: str = "", descriptions: 
     return make_workdir(path, DESCRIPTIONS if descriptions is None else descriptions, config(url, extra, api))
 
 
-def _drop_clock(value):
-    if isinstance(value, dict):
-        return {k: _drop_clock(v) for k, v in value.items() if k not in CLOCK_FIELDS}
-    if isinstance(value, list):
-        return [_drop_clock(v) for v in value]
-    return value
-
-
 def outputs(root: Path) -> dict[str, str]:
-    """Every data file a run made (shards and generated), as text, with only the wall-clock fields removed.
+    """Every data file a run made (shards and generated), as text, but the timings.
 
     Hidden files (journals, temporary files) are not outputs.
     """
@@ -91,12 +84,10 @@ def outputs(root: Path) -> dict[str, str]:
         if not path.is_file() or rel.startswith("data/descriptions") or any(p.startswith(".") for p in path.parts):
             continue
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            found[rel] = json.dumps(_drop_clock(json.loads(text)), sort_keys=True)
-        else:
-            lines = text.splitlines(keepends=True)
-            assert all(line.endswith("\n") for line in lines), f"{rel} ends in a partial line"
-            found[rel] = "".join(json.dumps(_drop_clock(json.loads(line)), sort_keys=True) + "\n" for line in lines)
+        if path.suffix == ".jsonl":
+            assert all(line.endswith("\n") for line in text.splitlines(keepends=True)), f"{rel} ends in a partial line"
+        if not TIMING_FILES.match(rel):
+            found[rel] = text  # byte for byte
     return found
 
 

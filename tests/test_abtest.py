@@ -34,7 +34,6 @@ def samples_for(mode, per_desc: dict[tuple[str, str], list[str]], logprob=-1.0):
                     func_name=text,
                     logprob=logprob,
                     tokens=2,
-                    latency=0.25,
                 )
             )
     return out
@@ -135,7 +134,6 @@ def test_small_ab_known_answers():
     assert l2r["name_entropy_bits"] == 0.0
     assert fim["relevance"]["value"] == 1.0 and fim["relevance"]["ci95"] == [1.0, 1.0]
     assert fim["logprob"]["value"] == -1.0 and l2r["logprob"]["value"] == -2.0
-    assert fim["latency_per_kept"] == pytest.approx(8 * 0.25 / 4)
     assert fim["tokens_per_kept"] == pytest.approx(8 * 2 / 4)
     assert l2r["tokens_per_kept"] == pytest.approx(16.0)
 
@@ -218,7 +216,7 @@ def test_no_logprobs_and_nothing_kept():
     fim = m["modes"]["FIM"]
     assert fim["compliance"]["value"] == 0.0 and fim["compliance"]["ci95"][0] == 0.0
     assert fim["relevance"] == {"n": 0, "value": None, "ci95": None}
-    assert fim["logprob"]["value"] is None and fim["latency_per_kept"] is None
+    assert fim["logprob"]["value"] is None and fim["tokens_per_kept"] is None
     assert m["comparison"]["relevance"]["compared"] is False
     assert "not compared (no data) on distinct_per_desc" not in m["verdict"]
     assert "not compared (no data) on relevance" in m["verdict"]

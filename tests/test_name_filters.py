@@ -28,7 +28,6 @@ def sample(text, *, desc_id="d1", desc=SORT, mode="FIM", i=0, logprob=None, func
         finish_reason="stop",
         logprob=logprob,
         tokens=3,
-        latency=0.5,
     )
 
 

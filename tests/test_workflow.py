@@ -89,6 +89,19 @@ def test_metrics_add_up(done):
                                   "rejected": len(raw) - code["funnel"]["near_unique"], "adds_up": True}  # fmt: skip
 
 
+def test_timings_sit_apart_from_the_data_one_per_request(done):
+    timing = ("data/generated/names/timing.json", "data/generated/code/timing.json")
+    assert snakemake(done, *timing).returncode == 0
+    names = json.loads((done / timing[0]).read_text())["by_mode"]
+    assert {m: names[m]["requests"] for m in names} == {"FIM": len(DESCRIPTIONS), "L2R": len(DESCRIPTIONS)}
+    kept = list(read_jsonl(done / "data/generated/names/filtered.jsonl"))
+    assert sum(names[m]["kept"] for m in names) == len(kept)
+    code = json.loads((done / timing[1]).read_text())["by_mode"]
+    assert sum(code[m]["kept"] for m in code) == len(list(read_jsonl(done / TARGET)))
+    assert all(v["latency_s"]["max"] >= v["latency_s"]["p50"] > 0 for v in [*names.values(), *code.values()])
+    assert not any("latency" in r for r in read_jsonl(done / "data/generated/names/raw.jsonl"))
+
+
 def test_a_second_run_does_nothing(done):
     assert planned(snakemake(done, "-n", TARGET)) == {}
 

@@ -33,7 +33,6 @@ class NameSample(Record):
     finish_reason: str | None = None
     logprob: float | None = None
     tokens: int | None = None
-    latency: float | None = None
 
 
 class NameCandidate(Record):
@@ -66,7 +65,6 @@ class CodeSample(Record):
     trimmed: bool = False
     finish_reason: str | None = None
     tokens: int | None = None
-    latency: float | None = None
 
 
 class CodeMeta(BaseModel):
@@ -101,6 +99,20 @@ class ScoredRecord(CodeRecord):
     """`code/scored.jsonl`: a kept function with the model's own log-prob score."""
 
     score: Score
+
+
+class RequestTiming(Record):
+    """Wall-clock of one answered request: `{names,code}/timing/{shard}.jsonl`.
+
+    Timings live apart from the data so that a rerun with the same seeds writes byte-identical data files.
+    """
+
+    desc_id: str
+    mode: Mode  # for code requests, the mode that produced the name
+    func_name: str | None = None
+    choices: int
+    latency: float  # seconds until the request's last choice arrived
+    resumed: bool = False  # answered by an earlier run, read back from the journal
 
 
 class Failure(Record):

@@ -104,7 +104,6 @@ def _per_mode(
         "logprob": [c.meta["logprob"] for c in kept if c.meta.get("logprob") is not None],
     }
     boots = {m: bootstrap_means(v, f"{BOOT_SEED}:{m}:{mode}") if v else None for m, v in values.items()}
-    latencies = [s.latency for s in samples if s.latency is not None]
     tokens = [s.tokens for s in samples if s.tokens is not None]
     metrics = {
         "sampled": sampled,
@@ -117,8 +116,7 @@ def _per_mode(
         "name_entropy_bits": entropy_bits([c.func_name for c in kept]),
         "relevance": _mean(values["relevance"], boots["relevance"]),
         "logprob": _mean(values["logprob"], boots["logprob"]),
-        # what one usable name costs: all samples' time and tokens over the names kept
-        "latency_per_kept": math.fsum(latencies) / len(kept) if kept and latencies else None,
+        # what one usable name costs: all samples' tokens over the names kept (wall-clock: names/timing.json)
         "tokens_per_kept": sum(tokens) / len(kept) if kept and tokens else None,
         "reasons": {r: reasons[r] for r in REASONS} | {r: n for r, n in sorted(reasons.items()) if r not in REASONS},
     }

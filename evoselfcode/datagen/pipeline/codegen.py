@@ -7,7 +7,7 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
 from evoselfcode.datagen.prompts import code_head, code_prompt
-from evoselfcode.datagen.schemas import CodeSample, Failure, NameCandidate
+from evoselfcode.datagen.schemas import CodeSample, Failure, NameCandidate, RequestTiming
 from evoselfcode.datagen.utils.ast_tools import extract_function
 
 
@@ -32,9 +32,9 @@ def code_requests(names: list[NameCandidate], cfg: Config) -> list[Request]:
 
 def generate_code(
     names: list[NameCandidate], cfg: Config, client: CompletionClient, journal: Journal | None = None
-) -> tuple[list[CodeSample], list[Failure]]:
+) -> tuple[list[CodeSample], list[Failure], list[RequestTiming]]:
     by_key = {(c.desc_id, c.func_name): c for c in names}
-    samples, failures = [], []
+    samples, failures, timings = [], [], []
     requests = code_requests(names, cfg)
     outcomes = run_requests(client, requests, concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model)
     for out in outcomes:
@@ -67,7 +67,7 @@ def generate_code(
                     trimmed=trimmed,
                     finish_reason=choice.finish_reason,
                     tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
-                    latency=round(choice.latency, 4),
                 )
             )
-    return samples, failures
+        timings.append(out.timing(name.desc_id, name.source, name.func_name))
+    return samples, failures, timings

@@ -8,7 +8,7 @@ from evoselfcode.datagen.filters.names import normalise_name
 from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
 from evoselfcode.datagen.prompts import name_prompt, name_stop
-from evoselfcode.datagen.schemas import Description, Failure, NameSample
+from evoselfcode.datagen.schemas import Description, Failure, NameSample, RequestTiming
 
 
 def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
@@ -34,9 +34,9 @@ def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
 
 def generate_names(
     descs: list[Description], cfg: Config, client: CompletionClient, journal: Journal | None = None
-) -> tuple[list[NameSample], list[Failure]]:
+) -> tuple[list[NameSample], list[Failure], list[RequestTiming]]:
     by_id = {d.id: d for d in descs}
-    samples, failures = [], []
+    samples, failures, timings = [], [], []
     requests = name_requests(descs, cfg)
     outcomes = run_requests(client, requests, concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model)
     for out in outcomes:
@@ -62,7 +62,7 @@ def generate_names(
                     finish_reason=choice.finish_reason,
                     logprob=sum(lps) if lps else None,
                     tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
-                    latency=round(choice.latency, 4),
                 )
             )
-    return samples, failures
+        timings.append(out.timing(desc_id, mode))
+    return samples, failures, timings

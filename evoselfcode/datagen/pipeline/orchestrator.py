@@ -27,6 +27,7 @@ from evoselfcode.datagen.schemas import (
     NameCandidate,
     NameReject,
     NameSample,
+    RequestTiming,
 )
 from evoselfcode.datagen.writer import read_jsonl, read_models, write_json, write_jsonl
 from evoselfcode.workflow import index_input
@@ -51,17 +52,27 @@ def journal_for(out: str) -> Journal:
     return Journal(Path(out).with_name(f".{Path(out).stem}.journal.jsonl"))
 
 
-def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str) -> None:
+def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str, out_timing: str) -> None:
     from evoselfcode.datagen.pipeline.namegen import generate_names as run
 
     descs = read_models(shard, Description)
     journal = journal_for(out_raw)
-    samples, failures = run(descs, cfg, client, journal)
+    samples, failures, timings = run(descs, cfg, client, journal)
     write_jsonl(out_failures, failures)
     check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
+    write_jsonl(out_timing, timings)
     write_jsonl(out_raw, samples)
     journal.discard()
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
+
+
+def timing(shards: Sequence[str], kept: str, out: str) -> None:
+    """Wall-clock per mode from the shards' request timings; `kept` gives the records kept per mode."""
+    from evoselfcode.datagen.pipeline.timing import timing_summary
+
+    timings = (RequestTiming.model_validate(r) for p in shards for r in read_jsonl(p))
+    kept_modes = (r["source"] for r in read_jsonl(kept))
+    write_json(out, timing_summary(timings, kept_modes))
 
 
 def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
@@ -84,14 +95,15 @@ def names_metrics(
     write_json(out, metrics)
 
 
-def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str) -> None:
+def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str, out_timing: str) -> None:
     from evoselfcode.datagen.pipeline.codegen import generate_code as run
 
     selected = select_names(read_models(names, NameCandidate), cfg.namegen.select)
     journal = journal_for(out_raw)
-    samples, failures = run(selected, cfg, client, journal)
+    samples, failures, timings = run(selected, cfg, client, journal)
     write_jsonl(out_failures, failures)
     check_failure_budget(cfg, failures, len(selected), "code")
+    write_jsonl(out_timing, timings)
     write_jsonl(out_raw, samples)
     journal.discard()
     log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))

@@ -16,7 +16,7 @@ from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
-from evoselfcode.datagen.schemas import Failure
+from evoselfcode.datagen.schemas import Failure, RequestTiming
 
 log = logging.getLogger("evoselfcode.runner")
 # Threads per in-flight slot: a request sleeping before a retry (Retry-After, backoff) holds a thread but no
@@ -42,6 +42,13 @@ class Outcome:
     request: Request
     choices: list[Choice] | None = None
     error: Exception | None = None
+    resumed: bool = False  # answered by an earlier run, from the journal
+
+    def timing(self, desc_id: str, mode: str, func_name: str | None = None) -> RequestTiming:
+        choices = self.choices or []
+        latency = max((c.latency for c in choices), default=0.0)
+        return RequestTiming(desc_id=desc_id, mode=mode, func_name=func_name, choices=len(choices),
+                             latency=round(latency, 4), resumed=self.resumed)  # fmt: skip
 
 
 class _LogLines:
@@ -112,7 +119,7 @@ def run_requests(
     todo = []
     for i, key in enumerate(keys):
         if journal is not None and (known := journal.get(key)) is not None:
-            outcomes[i].choices = known
+            outcomes[i].choices, outcomes[i].resumed = known, True
         else:
             todo.append(i)
     progress = Progress(len(requests), len(requests) - len(todo), every)

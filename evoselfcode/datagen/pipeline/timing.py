@@ -1,0 +1,47 @@
+"""`{names,code}/timing.json`: what the requests of a stage cost in wall-clock, per mode.
+
+Apart from `metrics.json` on purpose: timings differ from run to run, the data and metrics do not.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from evoselfcode.datagen.schemas import RequestTiming
+
+
+def _latency(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "p50": None, "p95": None, "max": None}
+    q = statistics.quantiles(values, n=20, method="inclusive") if len(values) > 1 else [values[0]] * 19
+    return {"mean": round(statistics.fmean(values), 4), "p50": round(q[9], 4), "p95": round(q[18], 4),
+            "max": round(max(values), 4)}  # fmt: skip
+
+
+def timing_summary(timings: Iterable[RequestTiming], kept_modes: Iterable[str]) -> dict:
+    """Per mode: requests, their latency, and the request-seconds spent per record kept in the end.
+
+    `kept_modes` holds the mode of every kept record (a name's `source`, a function's `source`).
+    """
+    latencies: dict[str, list[float]] = defaultdict(list)
+    resumed: Counter[str] = Counter()
+    for t in timings:
+        latencies[t.mode].append(t.latency)
+        resumed[t.mode] += t.resumed
+    kept = Counter(kept_modes)
+    by_mode = {}
+    for mode in sorted(latencies.keys() | kept.keys()):
+        seconds = math.fsum(latencies[mode])
+        by_mode[mode] = {
+            "requests": len(latencies[mode]),
+            "resumed": resumed[mode],
+            "request_seconds": round(seconds, 3),
+            "latency_s": _latency(latencies[mode]),
+            "kept": kept[mode],
+            # what one usable record costs: the time of every request of its mode over the records kept
+            "seconds_per_kept": round(seconds / kept[mode], 4) if kept[mode] else None,
+        }
+    return {"by_mode": by_mode}
