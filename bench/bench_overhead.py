@@ -1,9 +1,10 @@
 """Workflow overhead: `snakemake -n` over 1,000 shards, CLI start-up, peak memory of merging 1,000,000 lines.
 
 Everything runs in a temporary copy of the workflow (Snakefile, rules, configs) with generated inputs.
-Peak memory is the child's own ru_maxrss (os.wait4), so nothing else on the machine is counted.
+Peak memory is the child's resident set sampled every 10 ms from /proc (psutil), so nothing else is counted.
 
     python bench/bench_overhead.py [--lines 1000000] [--shards 1000] [--repeat 3]
+    python bench/bench_overhead.py --skip dry startup merge --code-lines 1000000 --dedup exact --raw  # merge-code alone
 """
 
 from __future__ import annotations
@@ -103,25 +104,36 @@ def startup(repeat: int) -> dict:
     return {"help_s": out, "python_bare_s": bare}
 
 
-def merge_files(tmp: Path, lines: int, files: int) -> list[Path]:
-    """`files` JSONL shards of realistic final code records, `lines` in all (1,000 distinct bodies, renamed)."""
+def merge_files(tmp: Path, lines: int, files: int, raw: Path | None = None) -> list[Path]:
+    """`files` JSONL shards of realistic final code records, `lines` in all (1,000 distinct bodies, renamed).
+
+    With `raw`, also the raw sample each record came from, as `code/raw.jsonl` holds them (merge-code counts it).
+    """
     rng = random.Random(1)
     bodies = [function(rng, "NAME") for _ in range(1000)]
     paths = []
     per = lines // files
+    raw_fh = open(raw, "w") if raw else None  # noqa: SIM115 - written across the loop below
     for f in range(files):
         path = tmp / f"part{f:05d}.jsonl"
         with open(path, "w") as fh:
             for i in range(per):
                 n = f * per + i
                 name = f"func_{n}"
-                rec = {"desc": f"do task {n}", "func_name": name, "source": "FIM",
-                       "code": bodies[n % len(bodies)].replace("NAME", name),
+                code = bodies[n % len(bodies)].replace("NAME", name)
+                rec = {"desc": f"do task {n}", "func_name": name, "source": "FIM", "code": code,
                        "meta": {"desc_id": f"d{n:07d}", "params": {"temperature": 0.2, "top_p": 0.95,
                                 "max_new_tokens": 384}, "seed": n, "sample_index": 0, "model": "m",
                                 "finish_reason": "stop", "trimmed": False}}  # fmt: skip
                 fh.write(json.dumps(rec) + "\n")
+                if raw_fh:
+                    sample = {"desc_id": f"d{n:07d}", "desc": rec["desc"], "func_name": name, "source": "FIM",
+                              "sample_index": 0, "seed": n, "completion": code, "code": code, "trimmed": False,
+                              "finish_reason": "stop", "tokens": len(code) // 4}  # fmt: skip
+                    raw_fh.write(json.dumps(sample) + "\n")
         paths.append(path)
+    if raw_fh:
+        raw_fh.close()
     return paths
 
 
@@ -134,22 +146,23 @@ def merge(tmp: Path, lines: int, files: int) -> dict:
     return row
 
 
-def merge_code(tmp: Path, lines: int, files: int, near: bool) -> dict:
-    """`merge-code` (global exact + near dedup) over `lines` kept records."""
-    parts = merge_files(tmp, lines, files)
+def merge_code(tmp: Path, lines: int, files: int, near: bool, with_raw: bool) -> dict:
+    """`merge-code` (global exact + near dedup) over `lines` kept records (and as many raw samples)."""
     empty = tmp / "empty.jsonl"
     empty.write_text("")
+    raw = tmp / "raw.jsonl" if with_raw else empty
+    parts = merge_files(tmp, lines, files, raw if with_raw else None)
     metrics = tmp / "names_metrics.json"
     metrics.write_text('{"verdict": "tie"}')
     cfg = tmp / "mc.yaml"
     cfg.write_text(f"filters: {{dedup: {{near: {str(near).lower()}}}}}\n")
     cmd = [PY, "-m", "evoselfcode", "merge-code", "--kept", *map(str, parts), "--shard-rejects", str(empty),
-           "--raw", str(empty), "--failures", str(empty), "--names-metrics", str(metrics),
+           "--raw", str(raw), "--failures", str(empty), "--names-metrics", str(metrics),
            "--out", str(tmp / "k.jsonl"), "--rejects", str(tmp / "r.jsonl"), "--metrics", str(tmp / "m.json"),
            "--config", str(ROOT / "configs/datagen.yaml"), "--config", str(cfg)]  # fmt: skip
     wall, peak, rc = run(cmd)
-    row = {"lines": lines, "near": near, "seconds": wall, "peak_mb": peak, "rc": rc}
-    print(f"merge-code {lines} lines (near dedup {near}): {wall:.1f} s, peak {peak:.0f} MB")
+    row = {"lines": lines, "near": near, "raw": with_raw, "seconds": wall, "peak_mb": peak, "rc": rc}
+    print(f"merge-code {lines} lines (near dedup {near}, raw file {with_raw}): {wall:.1f} s, peak {peak:.0f} MB")
     return row
 
 
@@ -160,6 +173,9 @@ if __name__ == "__main__":
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--code-lines", type=int, nargs="*", default=[100_000])
     p.add_argument("--skip", nargs="*", default=[], choices=["dry", "startup", "merge", "merge-code"])
+    p.add_argument("--dedup", nargs="+", default=["exact", "near"], choices=["exact", "near"],
+                   help="merge-code runs: exact dedup only, exact + near")  # fmt: skip
+    p.add_argument("--raw", action="store_true", help="merge-code also reads a raw file of --code-lines samples")
     p.add_argument("--name", default="overhead")
     a = p.parse_args()
     figures: dict = {}
@@ -176,8 +192,9 @@ if __name__ == "__main__":
         if "merge-code" not in a.skip:
             figures["merge_code"] = []
             for n in a.code_lines:
-                for near in (False, True):
+                for dedup in a.dedup:
                     (tmp / "c").mkdir()
-                    figures["merge_code"].append(merge_code(tmp / "c", n, max(1, n // 1000), near))
+                    row = merge_code(tmp / "c", n, max(1, n // 1000), dedup == "near", a.raw)
+                    figures["merge_code"].append(row)
                     shutil.rmtree(tmp / "c")
     save(a.name, figures)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections import Counter
+from itertools import chain, repeat
 
 from evoselfcode.datagen.filters.code import funnel
 
@@ -16,31 +18,63 @@ def _quantiles(values: list[int]) -> dict:
             "mean": round(statistics.fmean(values), 1)}  # fmt: skip
 
 
-def code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failures: list[dict]) -> dict:
-    reasons = Counter(r["reason"] for r in rejects)
-    by_source = {}
-    for source in sorted({r["source"] for r in raw}):
-        generated = sum(r["source"] == source for r in raw)
-        n_kept = sum(r["source"] == source for r in kept)
-        by_source[source] = {
-            "generated": generated,
-            "kept": n_kept,
-            "pass_rate": round(n_kept / generated, 4) if generated else None,
-            "reasons": dict(sorted(Counter(r["reason"] for r in rejects if r["source"] == source).items())),
+class CodeMetrics:
+    """Counts for `code/metrics.json`, fed one record at a time: merge-code streams millions of them.
+
+    Records are dicts as in the files: raw samples, kept records, rejects (shard and global), failures.
+    """
+
+    def __init__(self) -> None:
+        self.generated: Counter[str] = Counter()  # raw samples per source
+        self.trimmed = 0
+        self.kept: Counter[str] = Counter()  # per source
+        self.rejected: Counter[tuple[str, str]] = Counter()  # per (source, reason)
+        self.failures = 0
+        self.code_chars = array("q")  # of each kept record: 8 bytes where a list of ints takes ~36
+        self.code_lines = array("q")
+
+    def add_raw(self, sample: dict) -> None:
+        self.generated[sample["source"]] += 1
+        self.trimmed += bool(sample.get("trimmed"))
+
+    def add_kept(self, record: dict) -> None:
+        self.kept[record["source"]] += 1
+        self.code_chars.append(len(record["code"]))
+        self.code_lines.append(record["code"].count("\n") + 1)
+
+    def add_reject(self, reject: dict) -> None:
+        self.rejected[reject["source"], reject["reason"]] += 1
+
+    def add_failure(self, failure: dict) -> None:
+        self.failures += 1
+
+    def result(self) -> dict:
+        reasons: Counter[str] = Counter()
+        for (_, reason), count in self.rejected.items():
+            reasons[reason] += count
+        generated, kept, rejected = self.generated.total(), self.kept.total(), reasons.total()
+        by_source = {}
+        for source in sorted(self.generated):
+            n_kept = self.kept[source]
+            by_source[source] = {
+                "generated": self.generated[source],
+                "kept": n_kept,
+                "pass_rate": round(n_kept / self.generated[source], 4),
+                "reasons": dict(sorted((r, n) for (s, r), n in self.rejected.items() if s == source)),
+            }
+        return {
+            "funnel": funnel(chain(repeat(None, kept), reasons.elements())),
+            "accounting": {
+                "generated": generated,
+                "kept": kept,
+                "rejected": rejected,
+                "adds_up": kept + rejected == generated,
+            },
+            "reasons": dict(sorted(reasons.items())),
+            "by_source": by_source,
+            "pass_rate": round(kept / generated, 4) if generated else None,
+            "trimmed": self.trimmed,
+            "failed_requests": self.failures,
+            "code_chars": _quantiles(self.code_chars.tolist()),
+            "code_lines": _quantiles(self.code_lines.tolist()),
         }
-    return {
-        "funnel": funnel([None] * len(kept) + [r["reason"] for r in rejects]),
-        "accounting": {
-            "generated": len(raw),
-            "kept": len(kept),
-            "rejected": len(rejects),
-            "adds_up": len(kept) + len(rejects) == len(raw),
-        },  # fmt: skip
-        "reasons": dict(sorted(reasons.items())),
-        "by_source": by_source,
-        "pass_rate": round(len(kept) / len(raw), 4) if raw else None,
-        "trimmed": sum(bool(r.get("trimmed")) for r in raw),
-        "failed_requests": len(failures),
-        "code_chars": _quantiles([len(r["code"]) for r in kept]),
-        "code_lines": _quantiles([r["code"].count("\n") + 1 for r in kept]),
-    }
