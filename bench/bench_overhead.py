@@ -104,13 +104,13 @@ def startup(repeat: int) -> dict:
     return {"help_s": out, "python_bare_s": bare}
 
 
-def merge_files(tmp: Path, lines: int, files: int, raw: Path | None = None) -> list[Path]:
-    """`files` JSONL shards of realistic final code records, `lines` in all (1,000 distinct bodies, renamed).
+def merge_files(tmp: Path, lines: int, files: int, raw: Path | None = None, bodies: int = 1000) -> list[Path]:
+    """`files` JSONL shards of realistic final code records, `lines` in all (`bodies` distinct bodies, renamed).
 
     With `raw`, also the raw sample each record came from, as `code/raw.jsonl` holds them (merge-code counts it).
     """
     rng = random.Random(1)
-    bodies = [function(rng, "NAME") for _ in range(1000)]
+    distinct = [function(rng, "NAME") for _ in range(min(bodies, lines))]
     paths = []
     per = lines // files
     raw_fh = open(raw, "w") if raw else None  # noqa: SIM115 - written across the loop below
@@ -120,7 +120,7 @@ def merge_files(tmp: Path, lines: int, files: int, raw: Path | None = None) -> l
             for i in range(per):
                 n = f * per + i
                 name = f"func_{n}"
-                code = bodies[n % len(bodies)].replace("NAME", name)
+                code = distinct[n % len(distinct)].replace("NAME", name)
                 rec = {"desc": f"do task {n}", "func_name": name, "source": "FIM", "code": code,
                        "meta": {"desc_id": f"d{n:07d}", "params": {"temperature": 0.2, "top_p": 0.95,
                                 "max_new_tokens": 384}, "seed": n, "sample_index": 0, "model": "m",
@@ -146,12 +146,12 @@ def merge(tmp: Path, lines: int, files: int) -> dict:
     return row
 
 
-def merge_code(tmp: Path, lines: int, files: int, near: bool, with_raw: bool) -> dict:
+def merge_code(tmp: Path, lines: int, files: int, near: bool, with_raw: bool, bodies: int) -> dict:
     """`merge-code` (global exact + near dedup) over `lines` kept records (and as many raw samples)."""
     empty = tmp / "empty.jsonl"
     empty.write_text("")
     raw = tmp / "raw.jsonl" if with_raw else empty
-    parts = merge_files(tmp, lines, files, raw if with_raw else None)
+    parts = merge_files(tmp, lines, files, raw if with_raw else None, bodies)
     metrics = tmp / "names_metrics.json"
     metrics.write_text('{"verdict": "tie"}')
     cfg = tmp / "mc.yaml"
@@ -161,8 +161,9 @@ def merge_code(tmp: Path, lines: int, files: int, near: bool, with_raw: bool) ->
            "--out", str(tmp / "k.jsonl"), "--rejects", str(tmp / "r.jsonl"), "--metrics", str(tmp / "m.json"),
            "--config", str(ROOT / "configs/datagen.yaml"), "--config", str(cfg)]  # fmt: skip
     wall, peak, rc = run(cmd)
-    row = {"lines": lines, "near": near, "raw": with_raw, "seconds": wall, "peak_mb": peak, "rc": rc}
-    print(f"merge-code {lines} lines (near dedup {near}, raw file {with_raw}): {wall:.1f} s, peak {peak:.0f} MB")
+    row = {"lines": lines, "bodies": bodies, "near": near, "raw": with_raw, "seconds": wall, "peak_mb": peak, "rc": rc}
+    print(f"merge-code {lines} lines, {bodies} distinct bodies (near dedup {near}, raw file {with_raw}): "
+          f"{wall:.1f} s, peak {peak:.0f} MB")  # fmt: skip
     return row
 
 
@@ -176,6 +177,7 @@ if __name__ == "__main__":
     p.add_argument("--dedup", nargs="+", default=["exact", "near"], choices=["exact", "near"],
                    help="merge-code runs: exact dedup only, exact + near")  # fmt: skip
     p.add_argument("--raw", action="store_true", help="merge-code also reads a raw file of --code-lines samples")
+    p.add_argument("--bodies", type=int, default=1000, help="distinct function bodies in merge-code's input")
     p.add_argument("--name", default="overhead")
     a = p.parse_args()
     figures: dict = {}
@@ -194,7 +196,7 @@ if __name__ == "__main__":
             for n in a.code_lines:
                 for dedup in a.dedup:
                     (tmp / "c").mkdir()
-                    row = merge_code(tmp / "c", n, max(1, n // 1000), dedup == "near", a.raw)
+                    row = merge_code(tmp / "c", n, max(1, n // 1000), dedup == "near", a.raw, a.bodies)
                     figures["merge_code"].append(row)
                     shutil.rmtree(tmp / "c")
     save(a.name, figures)
