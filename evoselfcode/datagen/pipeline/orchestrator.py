@@ -217,8 +217,10 @@ def _first_copies(fingerprints: np.ndarray) -> np.ndarray:
 
 
 class _Codes(Sequence):
-    """`(str(position), code)` of the records at `positions`, read from their shard when asked for: near dedup
-    sees every code, memory holds none of them."""
+    """`(str(position), code)` of the records at `positions`, each read from its shard when asked for.
+
+    Near dedup sees every code; memory holds none of them.
+    """
 
     def __init__(self, index: _RecordIndex, positions: np.ndarray, lines: LineReader) -> None:
         self.index, self.positions, self.lines = index, positions, lines
