@@ -3,7 +3,11 @@ against the latency server capped at C in flight (50 ms per answer). The server 
 it serves over time; the busy fraction is served / C, over the generation window (first request to last
 answer) and per 0.5 s bin.
 
-    python bench/bench_workflow.py [--capacity 32] [--shards 12] [--shard-size 200]
+    python bench/bench_workflow.py [--capacity 32] [--latency 0.05] [--shards 12] [--shard-size 200]
+        [--setups 2x32 4x16] [--scheduler greedy]
+
+50 ms answers make 2-4 s jobs here, where Snakemake's ~1 s per job turnover weighs a lot; a GPU server
+answers code requests in seconds and a production shard runs for minutes (`--latency 0.5` is closer).
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from pathlib import Path
 from bench_overhead import workdir
 from common import get_json, latency_server, save
 
-LATENCY = 0.05
 # (llm_slots K, io.concurrency per job): total in flight K x c against the server's C
 SETUPS = ((1, 32), (2, 16), (2, 32), (4, 16), (4, 32))
 
 
-def one(tmp: Path, url: str, slots: int, conc: int, shards: int, shard_size: int, capacity: int) -> dict:
+def one(tmp: Path, url: str, slots: int, conc: int, a: argparse.Namespace) -> dict:
+    shards, shard_size, capacity = a.shards, a.shard_size, a.capacity
     wd = tmp / f"k{slots}_c{conc}"
     wd.mkdir()
     source = wd / "descriptions.jsonl"
@@ -39,7 +43,8 @@ def one(tmp: Path, url: str, slots: int, conc: int, shards: int, shard_size: int
     get_json(url + "/reset", "POST")
     target = "data/generated/code/filtered.jsonl"
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(slots + 2), "--resources", f"llm_slots={slots}",
-           "--configfile", "configs/bench.yaml", "--quiet", "all", "--", target]  # fmt: skip
+           "--scheduler", a.scheduler, "--configfile", "configs/bench.yaml", "--quiet", "all",
+           "--", target]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -61,6 +66,8 @@ def one(tmp: Path, url: str, slots: int, conc: int, shards: int, shard_size: int
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--capacity", type=int, default=32)
+    p.add_argument("--latency", type=float, default=0.05, help="seconds per answer")
+    p.add_argument("--scheduler", default="ilp", help="Snakemake's job scheduler: ilp (its default) or greedy")
     p.add_argument("--shards", type=int, default=12)
     p.add_argument("--shard-size", type=int, default=200)
     p.add_argument("--setups", nargs="*", default=[f"{k}x{c}" for k, c in SETUPS], help="KxC pairs")
@@ -69,10 +76,10 @@ if __name__ == "__main__":
     rows = []
     with (
         tempfile.TemporaryDirectory(prefix="evo-bench-wf-") as t,
-        latency_server("--latency", str(LATENCY), "--capacity", str(a.capacity)) as url,
+        latency_server("--latency", str(a.latency), "--capacity", str(a.capacity)) as url,
     ):
         for setup in a.setups:
             k, c = map(int, setup.split("x"))
-            rows.append(one(Path(t), url, k, c, a.shards, a.shard_size, a.capacity))
-    save(a.name, {"latency_s": LATENCY, "capacity": a.capacity, "shards": a.shards, "shard_size": a.shard_size,
-                  "rows": rows})  # fmt: skip
+            rows.append(one(Path(t), url, k, c, a))
+    save(a.name, {"latency_s": a.latency, "scheduler": a.scheduler, "capacity": a.capacity, "shards": a.shards,
+                  "shard_size": a.shard_size, "rows": rows})  # fmt: skip
