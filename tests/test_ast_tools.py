@@ -187,3 +187,43 @@ def test_unparseable_code_still_gets_a_stable_fingerprint():
 
 def test_text_hash_is_sha256_hex():
     assert text_hash("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+BINDINGS = """async def f(p, *args, key=None, **kw):
+    global counter
+    counter = p
+    try:
+        async with open(p) as handle:
+            data = [row async for row in handle if row]
+    except OSError as error:
+        raise ValueError(p) from error
+    match data:
+        case [first, *rest] if first:
+            return lambda q: (first, rest, q, key, args, kw)
+        case {"k": value, **others}:
+            return value, others
+        case Point(x=px) | Point(y=px):
+            return px
+    return counter
+"""
+
+
+RENAMES = [
+    ("p,", "a,"), ("(p)", "(a)"), ("= p", "= a"), ("args", "many"), ("kw", "named"), ("handle", "h"), ("row", "r"),
+    ("error", "exc"), ("first", "head"), ("rest", "tail"), ("q", "z"), ("value", "v"), ("others", "more"), ("px", "c"),
+]  # fmt: skip
+
+
+def test_every_kind_of_binding_is_renamed():
+    renamed = BINDINGS
+    for old, new in RENAMES:
+        renamed = renamed.replace(old, new)
+    assert ast_fingerprint(renamed) == ast_fingerprint(BINDINGS)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("counter", "total"), ("Point", "Pair"), ("x=px", "z=px"), ('"k"', '"j"'), ("OSError", "IOError")],
+)
+def test_globals_attributes_and_pattern_keys_are_kept(old, new):
+    assert ast_fingerprint(BINDINGS.replace(old, new)) != ast_fingerprint(BINDINGS)

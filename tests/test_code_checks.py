@@ -21,8 +21,8 @@ from evoselfcode.datagen.filters.code import (
 )
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils import ruff as ruff_module
-from evoselfcode.datagen.utils.ast_tools import extract_function
-from evoselfcode.datagen.utils.hashing import ast_fingerprint
+from evoselfcode.datagen.utils.ast_tools import extract_function, parse
+from evoselfcode.datagen.utils.hashing import ast_fingerprint, tree_fingerprint
 
 GOOD = '''def clamp(value, low, high):
     """Clamp value into [low, high]."""
@@ -200,3 +200,24 @@ def test_funnel_counts_each_stage():
 def test_funnel_rejects_unknown_reasons():
     with pytest.raises(ValueError, match="weak_name"):
         funnel(["weak_name"])
+
+
+def test_each_sample_is_parsed_once(monkeypatch):
+    import ast
+
+    parsed = []
+    real_parse = ast.parse
+
+    def counting_parse(source, *args, **kwargs):
+        parsed.append(source)
+        return real_parse(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", counting_parse)
+    codes = [GOOD, RENAMED, LONG, NEAR_COPY, "def clamp(:\n"]
+    assert reasons_of(*codes) == [None, DUPLICATE, None, NEAR_DUPLICATE, SYNTAX_ERROR]
+    assert sorted(parsed) == sorted(codes)
+
+
+def test_fingerprint_of_the_shared_tree_is_the_fingerprint_of_the_code():
+    for code in [GOOD, RENAMED, LONG, NESTED_ONLY]:
+        assert tree_fingerprint(parse(code)) == ast_fingerprint(code)

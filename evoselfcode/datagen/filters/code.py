@@ -7,6 +7,7 @@ duplicate, near_duplicate. The code is only parsed and linted, never run.
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -14,6 +15,7 @@ from evoselfcode.config import Filters
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils.ast_tools import find_function, is_trivial, parse
+from evoselfcode.datagen.utils.hashing import ast_fingerprint, tree_fingerprint
 from evoselfcode.datagen.utils.ruff import SYNTAX_ERROR as RUFF_SYNTAX_ERROR
 from evoselfcode.datagen.utils.ruff import ruff_check
 
@@ -50,7 +52,11 @@ def check_truncated(finish_reason: str | None) -> str | None:
 
 def check_structure(code: str, func_name: str) -> str | None:
     """syntax_error, missing_function or trivial_body, from the AST alone."""
-    tree = parse(code)
+    return structure_reason(parse(code), func_name)
+
+
+def structure_reason(tree: ast.Module | None, func_name: str) -> str | None:
+    """`check_structure` of a tree already parsed (None: it did not parse)."""
     if tree is None:
         return SYNTAX_ERROR
     func = find_function(tree, func_name)
@@ -69,12 +75,22 @@ def check_length(code: str, filters: Filters) -> str | None:
 
 def check_sample(sample: CodeSample, filters: Filters) -> tuple[bool, str | None]:
     """`(keep, reason)` from the per-sample checks that need no other sample and no ruff."""
+    reason = _inspect(sample, filters, fingerprint=False)[0]
+    return reason is None, reason
+
+
+def _inspect(sample: CodeSample, filters: Filters, fingerprint: bool) -> tuple[str | None, str | None]:
+    """(reason, AST fingerprint if it passed and one is asked for): the code is parsed at most once for both."""
     reason = check_truncated(sample.finish_reason)
+    tree = None
     if reason is None and filters.enable_ast:
-        reason = check_structure(sample.code, sample.func_name)
+        tree = parse(sample.code)
+        reason = structure_reason(tree, sample.func_name)
     if reason is None:
         reason = check_length(sample.code, filters)
-    return reason is None, reason
+    if reason is not None or not fingerprint:
+        return reason, None
+    return None, tree_fingerprint(tree) if tree is not None else ast_fingerprint(sample.code)
 
 
 def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str | None]:
@@ -83,17 +99,19 @@ def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str |
     ruff runs once for all samples that passed the per-sample checks; exact, then near duplicates are
     looked for among the samples that passed everything else, and the first in the given order stays.
     """
-    reasons = [check_sample(sample, filters)[1] for sample in samples]
+    dedup = filters.dedup
+    inspected = [_inspect(sample, filters, fingerprint=dedup.exact) for sample in samples]
+    reasons = [reason for reason, _ in inspected]
     candidates = [i for i, reason in enumerate(reasons) if reason is None]
     if filters.enable_ruff and candidates:
         found = ruff_check([samples[i].code for i in candidates], filters.ruff_rules)
         for i, rule_codes in zip(candidates, found, strict=True):
             if rule_codes:
                 reasons[i] = ruff_reason(rule_codes[0])
-    dedup = filters.dedup
     if dedup.exact:
-        survivors = [(str(i), samples[i].code) for i, reason in enumerate(reasons) if reason is None]
-        for key in exact_duplicates(survivors):
+        survivors = [i for i, reason in enumerate(reasons) if reason is None]
+        fingerprints = [inspected[i][1] for i in survivors]
+        for key in exact_duplicates([(str(i), samples[i].code) for i in survivors], fingerprints=fingerprints):
             reasons[int(key)] = DUPLICATE
     if dedup.near:
         survivors = [(str(i), samples[i].code) for i, reason in enumerate(reasons) if reason is None]

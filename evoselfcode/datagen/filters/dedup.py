@@ -158,13 +158,19 @@ def near_duplicates(items: Sequence[tuple[str, str]], *, threshold: float, num_p
     return dropped
 
 
-def exact_duplicates(items: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """`{dropped key: kept key}` for items whose AST fingerprint equals an earlier item's."""
+def exact_duplicates(items: Sequence[tuple[str, str]], *, fingerprints: Sequence[str] | None = None) -> dict[str, str]:
+    """`{dropped key: kept key}` for items whose AST fingerprint equals an earlier item's.
+
+    `fingerprints`: the items' `ast_fingerprint`s, in order, if the caller has them already.
+    """
     _check_keys(key for key, _ in items)
+    if fingerprints is None:
+        fingerprints = [ast_fingerprint(code) for _, code in items]
+    elif len(fingerprints) != len(items):
+        raise ValueError(f"{len(fingerprints)} fingerprints for {len(items)} items")
     first_with: dict[str, str] = {}
     dropped: dict[str, str] = {}
-    for key, code in items:
-        fingerprint = ast_fingerprint(code)
+    for (key, _), fingerprint in zip(items, fingerprints, strict=True):
         if fingerprint in first_with:
             dropped[key] = first_with[fingerprint]
         else:
