@@ -22,7 +22,6 @@ FAULTS = {"p500": 0.10, "p429": 0.05, "preset": 0.02, "retry_after": 1.0}
 
 def run(url: str, concurrency: int, count: int) -> dict:
     client = make_client(api(url), base_url=url, concurrency=concurrency)
-    client.transport.session.trust_env = bench_generation.TRUST_ENV
     reqs = [Request((i,), PROMPT, dict(PARAMS, seed=i)) for i in range(count)]
     get_json(url + "/reset", "POST")
     out: list = []

@@ -5,6 +5,7 @@ The client is driven as the pipeline drives it: `make_client` + `runner.run_requ
 Figures: requests/s against Little's law (min(concurrency, capacity) / latency) and client CPU ms per request.
 
     python bench/bench_generation.py [--repeat 3] [--seconds 3] [--alternatives]
+    python bench/bench_generation.py --concurrency 32 64 128 --unlimited-only --skip-server   # a quick check
 """
 
 from __future__ import annotations
@@ -44,19 +45,14 @@ def timed(fn, count: int) -> tuple[float, float]:
 
 
 def before_fixes() -> None:
-    """Act as the code did before bench/README.md's fixes: environment read per request, one thread per slot."""
+    """Act as the runner did before bench/README.md's fixes: one worker thread per slot. (The other fix, reading
+    the environment once instead of per request, was requests' `trust_env`; the urllib3 Transport has no such
+    switch: to measure the requests client, run this script against an older checkout on PYTHONPATH.)"""
     runner.WORKERS_PER_SLOT = 1
-    global TRUST_ENV
-    TRUST_ENV = True
-
-
-TRUST_ENV = False
 
 
 def run_client(url: str, concurrency: int, count: int, api_overrides: dict | None = None) -> dict:
     client = make_client(api(url, **(api_overrides or {})), base_url=url, concurrency=concurrency)
-    if TRUST_ENV:
-        client.transport.session.trust_env = True
     warm = [Request(("w", i), PROMPT, dict(PARAMS, seed=i)) for i in range(concurrency)]
     run_requests(client, warm, concurrency=concurrency, every=1e9)  # connections open before the clock starts
     reqs = [Request((i,), PROMPT, dict(PARAMS, seed=i)) for i in range(count)]
@@ -191,14 +187,17 @@ if __name__ == "__main__":
     p.add_argument("--name", default="generation")
     p.add_argument("--before", action="store_true", help="undo this bench's fixes in-process (for before/after)")
     p.add_argument("--skip-server", action="store_true")
+    p.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="client levels to sweep")
+    p.add_argument("--unlimited-only", action="store_true", help="skip the sweep against the capped server")
     a = p.parse_args()
     if a.before:
         before_fixes()
     figures = {"latency_s": LATENCY, "capped_at": CAPPED, "before_fixes": a.before}
     if not a.skip_server:
         figures["server_capacity"] = server_capacity(a.repeat)
-    figures["client_unlimited"] = sweep(run_client, 0, a.repeat, a.seconds)
-    figures["client_capped"] = sweep(run_client, CAPPED, a.repeat, a.seconds)
+    figures["client_unlimited"] = sweep(run_client, 0, a.repeat, a.seconds, levels=a.concurrency)
+    if not a.unlimited_only:
+        figures["client_capped"] = sweep(run_client, CAPPED, a.repeat, a.seconds, levels=a.concurrency)
     if a.alternatives:
         alt = {"requests_threads": run_requests_loop, "urllib3_threads": run_urllib3_loop,
                "httpclient_threads": run_httpclient_loop, "asyncio_streams": run_asyncio_loop}  # fmt: skip

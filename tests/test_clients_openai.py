@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -10,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import urllib3
 from fakeserver import FakeServer, Faults, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_client, make_scorer
@@ -24,7 +26,8 @@ from evoselfcode.clients.errors import (
     ServerError,
     Timeout,
 )
-from evoselfcode.clients.resilience import reset_shared_state
+from evoselfcode.clients.openai import OpenAIClient
+from evoselfcode.clients.resilience import Environment, reset_shared_state
 from evoselfcode.config import Api, ConfigError, deep_merge
 
 NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
@@ -241,3 +244,55 @@ def test_two_thousand_completions_through_faults(server):
     assert stats["retries_total"] == faults + unforced_timeouts
     assert set(stats["retries"]) == {"ServerError", "RateLimited", "ConnectError", "Timeout"}
     assert stats["failures_total"] == 0
+
+
+BASIC = "Basic " + base64.b64encode(b"alice:s3cret-pass").decode()
+
+
+@pytest.mark.parametrize("server", [Options(required_headers={"Authorization": BASIC})], indirect=True)
+def test_credentials_from_netrc_or_the_url_and_the_config_header_wins(server, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret-pass\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert client_for(server).complete("def ", seed=1, **NAME_ARGS)
+    with pytest.raises(BadRequest) as info:  # a configured Authorization header is sent instead of .netrc's
+        client_for(server, headers={"Authorization": "Bearer other-token"}).complete("def ", seed=1, **NAME_ARGS)
+    assert "other-token" not in str(info.value)
+
+    monkeypatch.delenv("NETRC")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    with_user = server.url.replace("http://", "http://alice:s3cret-pass@")
+    client = make_client(fast_api(), base_url=with_user, concurrency=2)
+    assert client.complete("def ", seed=1, **NAME_ARGS)
+    with pytest.raises(BadRequest) as info:
+        client.complete("[[always:404]] def ", seed=1, **NAME_ARGS)
+    assert "s3cret-pass" not in str(info.value) and "***@127.0.0.1" in str(info.value)
+
+
+def test_proxy_and_ca_bundle_come_from_the_environment_once(monkeypatch, tmp_path):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://user:pw@proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    assert Environment.read("http://model.test:8000").proxy == "http://user:pw@proxy.test:3128"
+    assert Environment.read("http://gpu.internal.test:8000").proxy is None
+    assert Environment.read("https://model.test").ca_certs == str(tmp_path / "ca.pem")
+
+    client = make_client(fast_api(), base_url="http://model.test:8000/v1", concurrency=2)
+    assert isinstance(client.transport.pool, urllib3.ProxyManager)
+    assert client.transport.pool.proxy_headers == {
+        "Proxy-Authorization": "Basic " + base64.b64encode(b"user:pw").decode()
+    }
+    assert client.transport._target == "http://model.test:8000/v1"  # absolute-form, as a proxy needs
+    direct = make_client(fast_api(), base_url="http://localhost:8000/v1", concurrency=2)
+    assert not isinstance(direct.transport.pool, urllib3.ProxyManager) and direct.transport._target == "/v1"
+
+
+def test_an_injected_pool_carries_the_requests(server):
+    pool = urllib3.PoolManager(maxsize=2, block=True, retries=False)
+    client = OpenAIClient(fast_api(), base_url=server.url, concurrency=2, pool=pool)
+    assert client.complete("def ", seed=1, **NAME_ARGS)
+    assert client.transport.pool is pool and len(pool.pools) == 1
+    client.close()
+    assert len(pool.pools) == 0

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-import requests
+from urllib3 import exceptions as u3
 
 from evoselfcode.clients import errors
 from evoselfcode.clients.errors import (
@@ -30,6 +30,7 @@ from evoselfcode.clients.resilience import (
     Breaker,
     RateLimiter,
     RetryPolicy,
+    Slots,
     Stats,
     TokenBucket,
 )
@@ -82,14 +83,34 @@ def test_retry_after_header_seconds_and_date():
 
 def test_request_exceptions_translate_by_kind():
     timeout = (1.0, 2.0)
-    assert type(translate_request_exception(requests.ReadTimeout("x"), url=URL, timeout=timeout)) is Timeout
-    assert type(translate_request_exception(requests.ConnectTimeout("x"), url=URL, timeout=timeout)) is Timeout
-    err = translate_request_exception(
-        requests.ConnectionError(ConnectionRefusedError(111, "refused")), url=URL, timeout=timeout
-    )
-    assert type(err) is ConnectError and err.retryable
-    assert URL in str(err) and "ConnectionRefusedError" in str(err)
+
+    def translate(exc):
+        return translate_request_exception(exc, url=URL, timeout=timeout)
+
+    read = translate(u3.ReadTimeoutError(None, URL, "timed out"))
+    assert type(read) is Timeout and "api.timeout.read" in str(read)
+    connect = translate(u3.ConnectTimeoutError(None, "timed out"))
+    assert type(connect) is Timeout and "api.timeout.connect" in str(connect)
+    try:
+        raise u3.NewConnectionError(None, "Failed to establish a new connection") from ConnectionRefusedError(
+            111, "refused"
+        )
+    except u3.NewConnectionError as exc:
+        refused = translate(exc)
+    assert type(refused) is ConnectError and refused.retryable  # a NewConnectionError is no connect timeout
+    assert URL in str(refused) and "ConnectionRefusedError" in str(refused)
+    reset = translate(u3.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer")))
+    assert type(reset) is ConnectError and "ConnectionResetError" in str(reset)
+    assert type(translate(u3.MaxRetryError(None, URL, u3.ReadTimeoutError(None, URL, "x")))) is Timeout
+    assert type(translate(u3.ProxyError("Unable to connect to proxy", OSError("x")))) is ConnectError
+    assert type(translate(u3.DecodeError("bad gzip"))) is errors.RequestError
     assert not CircuitOpen("x").retryable and errors.ResponseFormatError("x").retryable
+
+
+def test_a_redirect_is_a_bad_request_that_names_where_it_points():
+    err = error_for_status(301, url=URL, body="", headers={"Location": "https://model.test/v1/completions"})
+    assert type(err) is BadRequest and not err.retryable
+    assert "https://model.test/v1/completions" in str(err) and "api.base_url" in str(err)
 
 
 def test_redactor_hides_header_values_and_the_words_in_them():
@@ -200,3 +221,26 @@ def test_stats_percentiles_and_counters_are_thread_safe():
     assert snap["latency_s"]["p50"] == pytest.approx(0.5, abs=0.02)
     assert snap["latency_s"]["p95"] == pytest.approx(0.95, abs=0.02)
     assert snap["latency_s"]["p99"] == pytest.approx(0.99, abs=0.02)
+
+
+def test_slots_bound_the_holders_across_threads():
+    slots, lock = Slots(3), threading.Lock()
+    held = peak = 0
+
+    def worker():
+        nonlocal held, peak
+        for _ in range(20):
+            with slots:
+                with lock:
+                    held += 1
+                    peak = max(peak, held)
+                time.sleep(0.001)
+                with lock:
+                    held -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 3 and held == 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import requests
+import urllib3
 
 from evoselfcode.clients.base import Choice, CompletionClient, collect_choices
 from evoselfcode.clients.errors import ResponseFormatError, display_url
@@ -120,14 +120,14 @@ class EndpointClient(CompletionClient):
         *,
         base_url: str,
         concurrency: int,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         transport: Transport | None = None,
     ):
         self.api = api
         self.fields = resolve_field_map(api.field_map)
         # the preset's route unless the config names one itself
         self.route = api.route if "route" in api.model_fields_set else self.fields.get("route", api.route)
-        self.transport = transport or Transport(api, base_url, concurrency=concurrency, session=session)
+        self.transport = transport or Transport(api, base_url, concurrency=concurrency, pool=pool)
         self.url = self.transport.base_url + self.route
 
     def close(self) -> None:

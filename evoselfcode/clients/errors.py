@@ -1,4 +1,4 @@
-"""Every error a client raises, and the one place where `requests` exceptions and HTTP statuses become them.
+"""Every error a client raises, and the one place where urllib3 exceptions and HTTP statuses become them.
 
     LLMError
     ├── RequestError                 no usable HTTP response (retryable)
@@ -7,7 +7,7 @@
     ├── StatusError                  the server answered with an error status
     │   ├── RateLimited              429, carries `retry_after` (retryable)
     │   ├── ServerError              5xx, 408 (retryable)
-    │   └── BadRequest               400/401/403/404/422 and other 4xx (never retried)
+    │   └── BadRequest               400/401/403/404/422, other 4xx, 3xx redirects (never retried)
     ├── ResponseFormatError          200 whose body is not JSON or lacks the expected fields (retryable)
     ├── CircuitOpen                  the breaker refuses to send: the server kept failing
     └── ScoringUnsupported           the server cannot return prompt log-probs
@@ -23,11 +23,7 @@ import re
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-if TYPE_CHECKING:
-    import requests
 
 _BODY_CHARS = 300
 
@@ -144,6 +140,15 @@ def error_for_status(
     except ValueError:
         reason = ""
     said = f"{shown} answered {status} {reason}".rstrip() + (f": {snippet}" if snippet else "")
+    if 300 <= status < 400:
+        location = redact(str((headers or {}).get("Location") or "elsewhere"))
+        return BadRequest(
+            f"{shown} answered {status} {reason}".rstrip() + f", redirecting to {display_url(location)}; redirects "
+            "are not followed: set api.base_url (and api.route) to the address the server redirects to",
+            url=url,
+            status=status,
+            body=snippet,
+        )
     if status == 429:
         retry_after = parse_retry_after((headers or {}).get("Retry-After"))
         wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
@@ -170,27 +175,41 @@ def error_for_status(
 
 
 def translate_request_exception(
-    exc: requests.RequestException, *, url: str, timeout: tuple[float, float], redact: Redactor | None = None
+    exc: Exception, *, url: str, timeout: tuple[float, float], redact: Redactor | None = None
 ) -> RequestError:
-    """Map a `requests` exception to our tree; callers `raise translate_request_exception(...) from exc`."""
-    import requests  # here: every CLI step imports this module for LLMError, and requests costs ~0.1 s to import
+    """Map a urllib3 exception (or an OSError from under it) to our tree; callers `raise ...(...) from exc`."""
+    from urllib3 import exceptions as u3  # here: every CLI step imports this module for LLMError
 
+    if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # only when a caller's pool retries itself; the Transport's never does
     redact = redact or Redactor()
     shown = display_url(url)
     cause = redact(_reason(exc))
-    if isinstance(exc, requests.ConnectTimeout):
+    if isinstance(exc, u3.ConnectTimeoutError) and not isinstance(exc, u3.NewConnectionError):
         return Timeout(
             f"could not connect to {shown} within {timeout[0]:g}s ({cause}); check that the server is up "
             "and reachable, or raise api.timeout.connect",
             url=url,
         )
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, u3.TimeoutError | TimeoutError) and not isinstance(exc, u3.NewConnectionError):
         return Timeout(
             f"no response from {shown} within {timeout[1]:g}s; the server is slow or overloaded: "
             "raise api.timeout.read or lower io.concurrency",
             url=url,
         )
-    if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, u3.ProxyError):
+        return ConnectError(
+            f"connection to {shown} through the proxy failed ({cause}); check the HTTP_PROXY, HTTPS_PROXY "
+            "and NO_PROXY environment variables",
+            url=url,
+        )
+    if isinstance(exc, u3.SSLError):
+        return ConnectError(
+            f"TLS connection to {shown} failed ({cause}); check the server's certificate, or point "
+            "REQUESTS_CA_BUNDLE or SSL_CERT_FILE at the CA bundle that signed it",
+            url=url,
+        )
+    if isinstance(exc, u3.NewConnectionError | u3.ProtocolError | u3.PoolError | OSError):
         return ConnectError(
             f"connection to {shown} failed ({cause}); check that the server is running and api.base_url is right",
             url=url,

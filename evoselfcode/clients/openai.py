@@ -7,7 +7,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-import requests
+import urllib3
 
 from evoselfcode.clients.base import Choice, CompletionClient, ScoringClient, collect_choices
 from evoselfcode.clients.errors import LLMError, ResponseFormatError, ScoringUnsupported, display_url
@@ -89,11 +89,11 @@ class OpenAIClient(CompletionClient, ScoringClient):
         *,
         base_url: str,
         concurrency: int,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         transport: Transport | None = None,
     ):
         self.api = api
-        self.transport = transport or Transport(api, base_url, concurrency=concurrency, session=session)
+        self.transport = transport or Transport(api, base_url, concurrency=concurrency, pool=pool)
         self.url = self.transport.base_url + api.route
         self._unscorable: str | None = None
         self._lock = threading.Lock()

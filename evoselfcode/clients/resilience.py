@@ -1,25 +1,33 @@
 """Retries, circuit breaking, rate limiting and counters around every HTTP call a client makes.
 
-`Transport` is the single path to the server: breaker check -> rate limiter -> in-flight slot -> HTTP ->
-status/JSON checks -> caller's parser, inside a retry loop with full-jitter exponential backoff.
+`Transport` is the single path to the server: breaker check -> rate limiter -> in-flight slot -> HTTP (urllib3,
+which never retries or redirects itself) -> status/JSON checks -> caller's parser, inside a retry loop with
+full-jitter exponential backoff.
 A request waiting to retry (or waiting on the limiter) holds no in-flight slot.
 The breaker and the limiter are shared by every client of a process that talks to the same base URL.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import logging
+import netrc
+import os
+import queue
 import random
 import threading
 import time
+import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 
 from evoselfcode.clients.errors import (
     CircuitOpen,
@@ -229,6 +237,19 @@ class Stats:
         with self._lock:
             self._counts.update(counts)
 
+    def sent(self, estimated_tokens: float) -> None:
+        with self._lock:
+            self._counts["requests"] += 1
+            self._counts["estimated_tokens"] += estimated_tokens
+
+    def answered(self, latency: float, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            counts = self._counts
+            counts["responses"] += 1
+            counts["prompt_tokens"] += prompt_tokens
+            counts["completion_tokens"] += completion_tokens
+            self._latencies.append(latency)
+
     def retry(self, cause: str) -> None:
         with self._lock:
             self._retries[cause] += 1
@@ -262,35 +283,113 @@ class Stats:
         return out
 
 
-def make_session(concurrency: int, headers: dict[str, str], base_url: str | None = None) -> requests.Session:
-    session = requests.Session()
-    # max_retries=0: urllib3 must never resend a POST behind our back; retries are ours and counted
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=concurrency, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update(headers)
-    if base_url:
-        freeze_environment(session, base_url)
-    return session
+class Slots:
+    """At most `n` holders at once. A queue of `n` tokens: its wait is in C, so with many threads waiting (the
+    runner has 4 per slot) a request costs ~2 us here, where `threading.Semaphore`'s Condition costs ~25 us."""
+
+    def __init__(self, n: int):
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(n):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc: object) -> None:
+        self._tokens.put(None)
 
 
-def freeze_environment(session: requests.Session, base_url: str) -> None:
-    """Read proxies, CA bundle and .netrc for `base_url` from the environment once, not on every request.
+# Everything urllib3 may raise for a request that got no usable answer; errors.translate_request_exception maps them.
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+# `retries=False` as an object: urllib3 would build this from the bool on every request
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
-    With `trust_env` requests scans os.environ and stats ~/.netrc per request: 0.2-0.5 ms of CPU each,
-    as much as the rest of the HTTP call. A session talks to one base URL, so one look-up gives the same answer.
-    """
-    settings = session.merge_environment_settings(base_url, {}, None, None, None)
-    session.proxies.update(settings["proxies"])
-    session.verify = settings["verify"]
-    session.cert = settings["cert"]
-    if session.auth is None:
-        session.auth = requests.utils.get_netrc_auth(base_url)
-    session.trust_env = False
+
+@dataclass(frozen=True)
+class Environment:
+    """What the environment says about reaching one base URL, read once per Transport, not per request."""
+
+    proxy: str | None = None
+    ca_certs: str | None = None
+    ca_cert_dir: str | None = None
+    netrc_auth: tuple[str, str] | None = None
+
+    @classmethod
+    def read(cls, base_url: str) -> Environment:
+        """Proxy (HTTP_PROXY/HTTPS_PROXY/ALL_PROXY unless NO_PROXY matches), CA bundle (REQUESTS_CA_BUNDLE,
+        CURL_CA_BUNDLE, SSL_CERT_FILE, else certifi's if installed, else the system's) and ~/.netrc (or $NETRC)."""
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        if proxy and urllib.request.proxy_bypass(parts.netloc.rsplit("@", 1)[-1]):
+            proxy = None
+        ca_certs = ca_cert_dir = None
+        if parts.scheme == "https":
+            bundle = next(filter(None, map(os.environ.get, _CA_BUNDLE_VARIABLES)), None) or _certifi_bundle()
+            if bundle and os.path.isdir(bundle):
+                ca_cert_dir = bundle
+            else:
+                ca_certs = bundle
+        return cls(proxy, ca_certs, ca_cert_dir, _netrc_auth(host))
+
+
+def _certifi_bundle() -> str | None:
+    try:
+        import certifi  # the bundle requests used; without it urllib3 falls back to the system's
+    except ImportError:
+        return None
+    return certifi.where()
+
+
+def _netrc_auth(host: str) -> tuple[str, str] | None:
+    candidates = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
+    for name in candidates:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            continue
+        try:
+            found = netrc.netrc(path).authenticators(host)
+        except (OSError, netrc.NetrcParseError):
+            return None
+        if found:
+            login, account, password = found
+            return (login or account or "", password or "")
+        return None
+    return None
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def make_pool(base_url: str, concurrency: int, env: Environment | None = None) -> urllib3.PoolManager:
+    """Connections to `base_url`: at most `concurrency`, kept alive; urllib3 retries and redirects nothing
+    (retries are ours and counted; a POST must never be resent behind our back)."""
+    env = env or Environment.read(base_url)
+    options: dict[str, Any] = {"num_pools": 2, "maxsize": concurrency, "block": True, "retries": _NO_RETRIES}
+    if env.ca_certs or env.ca_cert_dir:
+        options.update(ca_certs=env.ca_certs, ca_cert_dir=env.ca_cert_dir)
+    if not env.proxy:
+        return urllib3.PoolManager(**options)
+    proxy = urlsplit(env.proxy if "://" in env.proxy else "http://" + env.proxy)
+    if proxy.scheme.startswith("socks"):
+        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests did
+
+        return SOCKSProxyManager(proxy.geturl(), **options)
+    headers = None
+    if proxy.username:
+        headers = {"Proxy-Authorization": basic_auth(unquote(proxy.username), unquote(proxy.password or ""))}
+        proxy = proxy._replace(netloc=proxy.netloc.rsplit("@", 1)[1])
+    return urllib3.ProxyManager(urlunsplit(proxy), proxy_headers=headers, **options)
 
 
 class Transport:
-    """JSON over HTTP to one base URL, with every resilience rule applied; clients build on it."""
+    """JSON over HTTP to one base URL, with every resilience rule applied; clients build on it.
+
+    `pool` may be injected (tests): a `urllib3.PoolManager`, or a `ProxyManager` to go through a proxy.
+    """
 
     def __init__(
         self,
@@ -298,33 +397,50 @@ class Transport:
         base_url: str,
         *,
         concurrency: int,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         breaker: Breaker | None = None,
         limiter: RateLimiter | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         rng: random.Random | None = None,
     ):
-        headers = api.resolved_headers()
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        env = Environment.read(self.base_url)
+        headers = api.resolved_headers()
+        if not any(k.lower() == "authorization" for k in headers):
+            # the config's header wins, then user:password in api.base_url, then ~/.netrc
+            if parts.username:
+                headers["Authorization"] = basic_auth(unquote(parts.username), unquote(parts.password or ""))
+            elif env.netrc_auth:
+                headers["Authorization"] = basic_auth(*env.netrc_auth)
         self.redact = Redactor(headers.values())
         self.timeout = (api.timeout.connect, api.timeout.read)
-        self.session = session or make_session(concurrency, headers, self.base_url)
-        if session is not None:
-            self.session.headers.update(headers)
+        self._timeout = urllib3.Timeout(connect=api.timeout.connect, read=api.timeout.read)
+        self._get_headers = dict(headers)
+        self._post_headers = {"Content-Type": "application/json", **headers}
+        self.pool = pool or make_pool(self.base_url, concurrency, env)
+        origin = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+        if isinstance(self.pool, urllib3.ProxyManager):
+            self._urlopen = self.pool.urlopen  # the proxy manager needs the absolute URL
+            self._target = origin
+        else:
+            # the one connection pool for this host, once: PoolManager.urlopen would look it up per request
+            self._urlopen = self.pool.connection_from_url(origin).urlopen
+            self._target = parts.path
         self.policy = RetryPolicy.from_api(api)
         if breaker is None and api.circuit_breaker.enabled:
             breaker = shared_breaker(self.base_url, api.circuit_breaker)
         self.breaker = breaker
         self.limiter = limiter or shared_limiter(self.base_url, api.rate_limit)
         self.stats = Stats()
-        self._slots = threading.BoundedSemaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.clear()
 
     def post(
         self,
@@ -336,17 +452,17 @@ class Transport:
         classify: Classifier | None = None,
     ) -> tuple[T, float]:
         """`parse(json)` runs inside the retry loop, so a malformed answer is retried like a failed one."""
-        return self._with_retries("POST", route, body, parse, cost_tokens, classify)
+        return self._with_retries("POST", route, json.dumps(body).encode(), parse, cost_tokens, classify)
 
     def get(self, route: str, parse: Callable[[Any], T]) -> tuple[T, float]:
         return self._with_retries("GET", route, None, parse, 0.0, None)
 
-    def _with_retries(self, method, route, body, parse, cost, classify):
+    def _with_retries(self, method, route, payload, parse, cost, classify):
         url = self.base_url + route
         retry = 0
         while True:
             try:
-                return self._attempt(method, url, body, parse, cost, classify)
+                return self._attempt(method, route, url, payload, parse, cost, classify)
             except LLMError as err:
                 cause = type(err).__name__
                 if not err.retryable or retry >= self.policy.max_retries:
@@ -358,7 +474,7 @@ class Transport:
                 log.info("retry %d/%d in %.2fs after %s: %s", retry, self.policy.max_retries, delay, cause, err)
                 self._sleep(delay)
 
-    def _attempt(self, method, url, body, parse, cost, classify):
+    def _attempt(self, method, route, url, payload, parse, cost, classify):
         if self.breaker:
             self.breaker.allow()
         outcome: LLMError | None = None
@@ -366,37 +482,44 @@ class Transport:
         try:
             self.limiter.acquire(cost)
             with self._slots:
-                self.stats.add(requests=1, estimated_tokens=cost)
+                self.stats.sent(cost)
                 started = self._clock()
                 try:
-                    resp = self.session.request(method, url, json=body, timeout=self.timeout)
-                except requests.RequestException as exc:
+                    resp = self._urlopen(
+                        method,
+                        self._target + route,
+                        body=payload,
+                        headers=self._post_headers if payload is not None else self._get_headers,
+                        retries=_NO_RETRIES,
+                        redirect=False,
+                        timeout=self._timeout,
+                    )
+                except _TRANSPORT_ERRORS as exc:
                     raise translate_request_exception(exc, url=url, timeout=self.timeout, redact=self.redact) from exc
                 latency = self._clock() - started
             answered = True
-            text = resp.text
-            if resp.status_code >= 400:
-                special = classify(resp.status_code, self.redact(text)) if classify else None
-                raise special or error_for_status(
-                    resp.status_code, url=url, body=text, headers=resp.headers, redact=self.redact
-                )
+            status, raw = resp.status, resp.data
+            if status >= 300:
+                text = raw.decode("utf-8", "replace")
+                special = classify(status, self.redact(text)) if classify else None
+                raise special or error_for_status(status, url=url, body=text, headers=resp.headers, redact=self.redact)
             try:
-                data = json.loads(text)
-            except ValueError as exc:
+                data = json.loads(raw)
+            except ValueError as exc:  # UnicodeDecodeError is one
                 raise ResponseFormatError(
-                    f"{display_url(url)} answered {resp.status_code} with a body that is not JSON "
-                    f"({self.redact(text[:80])!r}...); check api.base_url and api.route point at the model server",
+                    f"{display_url(url)} answered {status} with a body that is not JSON "
+                    f"({self.redact(raw[:80].decode('utf-8', 'replace'))!r}...); check api.base_url and api.route "
+                    "point at the model server",
                     url=url,
                 ) from exc
             result = parse(data)
             usage = data.get("usage") if isinstance(data, dict) else None
             if isinstance(usage, dict):
-                self.stats.add(
-                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0),
-                )
-            self.stats.add(responses=1)
-            self.stats.latency(latency)
+                prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                completion_tokens = int(usage.get("completion_tokens") or 0)
+            else:
+                prompt_tokens = completion_tokens = 0
+            self.stats.answered(latency, prompt_tokens, completion_tokens)
             return result, latency
         except LLMError as err:
             outcome = err
