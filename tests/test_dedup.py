@@ -1,10 +1,22 @@
+import io
 import itertools
 import random
+import subprocess
+import sys
+import tokenize
 
+import numpy as np
 import pytest
 
 from evoselfcode.datagen.filters import dedup
-from evoselfcode.datagen.filters.dedup import code_tokens, exact_duplicates, lsh_bands, near_duplicates
+from evoselfcode.datagen.filters.dedup import (
+    band_keys,
+    code_tokens,
+    exact_duplicates,
+    lsh_bands,
+    minhash_signatures,
+    near_duplicates,
+)
 
 VOCAB = [f"name{i}" for i in range(400)] + ["len", "sum", "max", "min", "range", "sorted"]
 OPS = ["+", "-", "*", "//", "%", "<<"]
@@ -103,8 +115,33 @@ def test_comments_and_whitespace_do_not_matter_but_names_do():
     assert code_tokens(code) != code_tokens("def f(x, y):\n    return x + y\n")
 
 
-def test_tokenizer_falls_back_on_broken_code():
+def test_tokens_of_broken_code():
     assert code_tokens("def f(a:\n    return [a,  # oops\n") == ["def", "f", "(", "a", ":", "return", "[", "a", ","]
+    open_docstring = '"""Open docstring\n    return 1\n'
+    assert code_tokens("def f():\n    " + open_docstring) == ["def", "f", "(", ")", ":", open_docstring]
+
+
+VARIED = r'''@cache  # decorated
+async def g(a: int = 0x1F, *b, c=1_000.5e-3j, **d) -> dict[str, int]:
+    """Doc with 'quotes' and # no comment."""
+    x = rb'\x00' + Rb"y" + u'z' + """multi
+line"""
+    y = a ** 2 // 3 >> 1 << 2 if (n := len(b)) else ...  # walrus
+    y **= 2; y //= 3; y >>= 1; y <<= 1; y @= m; y ^= 1; y |= 2; y &= 3; y %= 4; y -= .5; y += 1.
+    z = [i for i in range(10) if i != 3 and i <= 4 or i >= 5 or i == 6 or not i < 7 > 8]
+    return {'k': \
+        x}, lambda q: q, d[1:2, ::3], 1e10, 0o17, 0b101, 1 if False else -1
+'''
+
+
+def test_tokens_match_tokenize_on_code_that_tokenizes():
+    layout = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    expected = [t.string for t in tokenize.generate_tokens(io.StringIO(VARIED).readline) if t.type not in layout]
+    assert code_tokens(VARIED) == expected
+
+
+def test_an_f_string_is_one_token():  # as in tokenize up to 3.11; 3.12 splits it
+    assert code_tokens("x = f\"{a!r:>{c}}\" + rf'{b}'") == ["x", "=", 'f"{a!r:>{c}}"', "+", "rf'{b}'"]
 
 
 def test_broken_near_copies_still_match():
@@ -158,3 +195,66 @@ def test_exact_duplicates_by_fingerprint():
         ("5", "def f(a, b):\n    return a + b\n"),
     ]
     assert exact_duplicates(items) == {"2": "1", "4": "1", "5": "3"}
+
+
+def test_signature_rows_agree_as_often_as_the_jaccard_similarity():
+    rng = np.random.default_rng(11)
+    pairs, size, common = 2000, 150, 133  # Jaccard 133 / 167 = 0.796
+    hashes = []
+    for _ in range(pairs):
+        pool = rng.choice(2**32, size=2 * size - common, replace=False).astype(np.uint32)
+        hashes += [pool[:size], np.concatenate([pool[:common], pool[size:]])]
+    signatures = minhash_signatures(np.concatenate(hashes), np.full(2 * pairs, size), num_perm=128)
+    a, b = signatures[0::2], signatures[1::2]
+    assert abs((a == b).mean() - common / (2 * size - common)) < 0.005
+    bands, rows = lsh_bands(0.8, 128)
+    same_band = (a[:, : bands * rows] == b[:, : bands * rows]).reshape(pairs, bands, rows).all(axis=2)
+    assert same_band.any(axis=1).mean() >= 0.99  # the LSH recall promised at the threshold
+
+
+def test_band_keys_are_the_same_in_every_process_and_batch():
+    codes = [code for _, code in generated_corpus(8, families=5)]
+    keys = band_keys(codes, threshold=0.8, num_perm=128, ngram=5)
+    assert np.array_equal(keys[3:], band_keys(codes[3:], threshold=0.8, num_perm=128, ngram=5))
+    script = (
+        "import sys, numpy as np; from evoselfcode.datagen.filters.dedup import band_keys; "
+        "codes = sys.stdin.read().split('\\0'); "
+        "sys.stdout.write(band_keys(codes, threshold=0.8, num_perm=128, ngram=5).tobytes().hex())"
+    )
+    for seed in ("0", "1"):
+        env = {"PYTHONHASHSEED": seed, "PATH": ""}
+        out = subprocess.run([sys.executable, "-c", script], input="\0".join(codes), env=env,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert out == keys.tobytes().hex()
+
+
+def test_precomputed_keys_give_the_same_result():
+    items = generated_corpus(9, families=20)
+    keys = band_keys([code for _, code in items], threshold=0.8, num_perm=128, ngram=5)
+    expected = near_duplicates(items, threshold=0.8, num_perm=128, ngram=5)
+    assert expected
+    assert near_duplicates(items, threshold=0.8, num_perm=128, ngram=5, keys=keys) == expected
+
+
+class LazyItems:
+    """Items read on demand, like merge-code's records read back from their shards."""
+
+    def __init__(self, items):
+        self.items, self.reads = items, 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.items[i]
+
+
+def test_items_are_read_once_and_then_only_the_candidates(monkeypatch):
+    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
+    items = generated_corpus(10, families=20)
+    lazy = LazyItems(items)
+    assert near_duplicates(lazy, threshold=0.8, num_perm=128, ngram=5) == near_duplicates(
+        items, threshold=0.8, num_perm=128, ngram=5
+    )
+    assert len(items) < lazy.reads < 2 * len(items) + 1

@@ -3,51 +3,69 @@
 Both take `(key, code)` pairs in the order the caller wants them judged and return
 `{dropped key: key of the kept copy it duplicates}`; the first item of a group always survives.
 
-Near duplicates: each code becomes the set of its token `ngram`-shingles (Python tokens, names kept,
-comments and whitespace dropped). MinHash LSH proposes candidate pairs in linear time; each candidate
-is then verified with the EXACT Jaccard similarity of the two shingle sets, so no pair below
-`threshold` is ever dropped. The LSH bands are chosen for recall: a pair exactly at the threshold
-is missed with probability at most 1%, a pair further above it far less often.
+Near duplicates: each code becomes the set of its token `ngram`-shingles. MinHash LSH proposes candidate
+pairs in linear time; each candidate is then verified with the EXACT Jaccard similarity of the two shingle
+sets, so no pair below `threshold` is ever dropped. The LSH bands are chosen for recall: a pair exactly at
+the threshold is missed with probability at most 1%, a pair further above it far less often.
+
+- Tokens come from one regular expression (`tokenize` is pure Python in 3.11 and took ~40% of near dedup):
+  names, numbers, whole string literals with their prefix, operators (longest first) and any other single
+  character; comments, line continuations and whitespace are dropped. On code that tokenizes, these are
+  the tokens of 3.11's `tokenize` (all but 2 of 99,468 synthetic functions: truncated ones ending in `!`),
+  an f-string staying one token. On broken code they still are tokens where `tokenize` gave up (an open
+  triple-quoted string runs to the end).
+- MinHash signatures of many items at once, in numpy: permutation p maps a 32-bit shingle hash x to
+  (a_p * x + b_p) mod 2^64 (multiply-add-shift: its high 32 bits are a strongly universal hash of x),
+  and the signature keeps the high 32 bits of each minimum. a_p and b_p come from blake2b, so signatures
+  are the same in every process and run. Each band of signature rows becomes one 64-bit key.
+- Candidates are the items that share a band key with another item, found by sorting each band's keys;
+  only those are then judged one by one, in order, against the items kept so far, their shingles computed
+  again. Memory: 8 bytes per band per item, plus the shingles of those items.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import itertools
 import re
-import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 MAX_MISS_AT_THRESHOLD = 0.01
+# Items whose signatures are computed together; bounds the memory of one batch.
+CHUNK_SIZE = 2_000
 
-_LAYOUT_TOKENS = {
-    tokenize.COMMENT,
-    tokenize.NL,
-    tokenize.NEWLINE,
-    tokenize.INDENT,
-    tokenize.DEDENT,
-    tokenize.ENDMARKER,
-    tokenize.ENCODING,
-}
-_COMMENT = re.compile(r"#[^\r\n]*")
-_ROUGH_TOKEN = re.compile(r"[A-Za-z_]\w*|\d[\w.]*|\S")
+_TOKEN = re.compile(
+    r"""
+    \#[^\r\n]* | \\\r?\n                                         # dropped: comments, line continuations
+    | (                                                          # kept:
+        (?:[rRbBuUfF]{1,2})?(?:'''(?:\\.|[^\\])*?(?:'''|\Z)      #   strings, triple-quoted ones may be open
+          | \"\"\"(?:\\.|[^\\])*?(?:\"\"\"|\Z)
+          | '(?:\\.|[^'\\\r\n])*' | "(?:\\.|[^"\\\r\n])*")
+      | [^\W\d]\w*                                               #   names
+      | 0[xXoObB]\w+ | (?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?    # numbers
+      | \*\*=? | //=? | >>=? | <<=? | -> | := | \.\.\. | [-+*/%&|^@=<>!]= | \S        # operators, the rest
+    )""",
+    re.VERBOSE,
+)
 # Odd 64-bit multipliers for the rolling n-gram hash (fixed so hashes are stable across runs).
 _NGRAM_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD],
     dtype=np.uint64,
 )
+_LOW_32 = np.uint64(0xFFFFFFFF)
+_32 = np.uint64(32)
+# Shingles hashed at once by one permutation block: 128 permutations x 4,096 x 8 bytes = 4 MB.
+_SHINGLES_PER_BLOCK = 4_096
 
 
 def code_tokens(code: str) -> list[str]:
-    """Python tokens without comments and layout; a rough regex split when `tokenize` gives up."""
-    try:
-        return [t.string for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type not in _LAYOUT_TOKENS]
-    except (tokenize.TokenError, SyntaxError):
-        return _ROUGH_TOKEN.findall(_COMMENT.sub("", code))
+    """Python tokens without comments and layout (see the module docstring)."""
+    return list(filter(None, _TOKEN.findall(code)))
 
 
 def _multiplier(position: int) -> np.uint64:
@@ -55,33 +73,52 @@ def _multiplier(position: int) -> np.uint64:
     return base + np.uint64(2 * (position // len(_NGRAM_MULTIPLIERS)))
 
 
-class Shingler:
-    """Turns code into its sorted array of 32-bit token n-gram hashes; caches token hashes."""
+class _TokenIds(dict):
+    """Token -> its 64-bit id (blake2b of the text), computed once per distinct token."""
 
-    def __init__(self, ngram: int) -> None:
-        if ngram < 1:
-            raise ValueError(f"ngram must be at least 1, not {ngram}")
-        self.ngram = ngram
-        self._token_ids: dict[str, int] = {}
-
-    def _token_id(self, token: str) -> int:
-        token_id = self._token_ids.get(token)
-        if token_id is None:
-            digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-            token_id = self._token_ids[token] = int.from_bytes(digest, "little")
+    def __missing__(self, token: str) -> int:
+        digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        token_id = self[token] = int.from_bytes(digest, "little")
         return token_id
 
-    def __call__(self, code: str) -> np.ndarray:
-        ids = np.array([self._token_id(t) for t in code_tokens(code)], dtype=np.uint64)
-        # Code shorter than one n-gram is a single shingle of all its tokens.
-        width = min(self.ngram, len(ids))
-        count = len(ids) - width + 1
-        hashes = np.full(count, np.uint64(width), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for position in range(width):
-                hashes = hashes + ids[position : position + count] * _multiplier(position)
-            folded = (hashes >> np.uint64(32)) ^ (hashes & np.uint64(0xFFFFFFFF))
-        return np.unique(folded.astype(np.uint32))
+
+def _shingles(codes: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, counts): each code's 32-bit token n-gram hashes, in token order, concatenated; counts per code.
+
+    Code shorter than one n-gram is a single shingle of all its tokens (no tokens: one shingle of none).
+    """
+    if ngram < 1:
+        raise ValueError(f"ngram must be at least 1, not {ngram}")
+    token_ids = _TokenIds()
+    ids = [list(map(token_ids.__getitem__, code_tokens(code))) for code in codes]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.uint64, count=int(lengths.sum()))
+    tokens = np.concatenate([tokens, np.zeros(ngram, dtype=np.uint64)])  # windows may look past the end
+    widths = np.minimum(lengths, ngram)
+    counts = lengths - widths + 1
+    code_of = np.repeat(np.arange(len(codes)), counts)
+    first_shingle = np.cumsum(counts) - counts
+    start = (np.cumsum(lengths) - lengths)[code_of] + (np.arange(len(code_of)) - first_shingle[code_of])
+    width = widths[code_of].astype(np.uint64)
+    short = bool((widths < ngram).any())
+    hashes = width.copy()
+    for position in range(ngram):
+        ids_here = tokens[start + position]
+        if short:
+            ids_here[width <= position] = 0
+        hashes += ids_here * _multiplier(position)
+    folded = (hashes >> _32) ^ (hashes & _LOW_32)
+    return folded.astype(np.uint32), counts
+
+
+def shingle_sets(codes: Sequence[str], ngram: int) -> list[np.ndarray]:
+    """Each code's sorted, distinct 32-bit token n-gram hashes: the sets whose Jaccard similarity is judged."""
+    hashes, counts = _shingles(codes, ngram)
+    code_of = np.repeat(np.arange(len(codes), dtype=np.uint64), counts)
+    distinct = np.unique((code_of << _32) | hashes)  # sorted by code, then by hash
+    ends = np.searchsorted(distinct >> _32, np.arange(len(codes), dtype=np.uint64), side="right")
+    values = (distinct & _LOW_32).astype(np.uint32)
+    return np.split(values, ends[:-1])
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -99,6 +136,69 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return num_perm, 1
 
 
+def _random_words(label: str, count: int) -> np.ndarray:
+    """`count` fixed pseudo-random 64-bit words: blake2b of the label and the index."""
+    words = [hashlib.blake2b(f"{label} {i}".encode(), digest_size=8).digest() for i in range(count)]
+    return np.array([int.from_bytes(w, "little") for w in words], dtype=np.uint64)
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), each (num_perm, 1): the multipliers and increments of the MinHash permutations."""
+    return _random_words("minhash a", num_perm)[:, None], _random_words("minhash b", num_perm)[:, None]
+
+
+def minhash_signatures(hashes: np.ndarray, counts: np.ndarray, num_perm: int) -> np.ndarray:
+    """(items, num_perm) uint32: per item, the high 32 bits of its minimum under each permutation.
+
+    `hashes` holds each item's shingle hashes in turn, `counts[i]` of them for item i (at least one each).
+    """
+    a, b = _permutations(num_perm)
+    values = hashes.astype(np.uint64)
+    starts = np.cumsum(counts) - counts
+    signatures = np.empty((num_perm, len(counts)), dtype=np.uint64)
+    first = 0
+    while first < len(counts):
+        # items first..last-1, at least one, about _SHINGLES_PER_BLOCK shingles together
+        last = max(first + 1, int(np.searchsorted(starts, starts[first] + _SHINGLES_PER_BLOCK, side="right")))
+        begin, end = starts[first], starts[last - 1] + counts[last - 1]
+        permuted = a * values[begin:end]  # (num_perm, shingles), mod 2^64
+        permuted += b
+        signatures[:, first:last] = np.minimum.reduceat(permuted, starts[first:last] - begin, axis=1)
+        first = last
+    return (signatures.T >> _32).astype(np.uint32)
+
+
+def band_keys(codes: Sequence[str], *, threshold: float, num_perm: int, ngram: int) -> np.ndarray:
+    """(len(codes), bands) uint64: each code's LSH band keys; codes with a key in common are near-dup candidates.
+
+    A code's keys depend on it alone, so they can be computed in any batches, in any process.
+    """
+    bands, rows = lsh_bands(threshold, num_perm)
+    row_multipliers = _random_words("band row", rows) | np.uint64(1)
+    keys = np.empty((len(codes), bands), dtype=np.uint64)
+    for first in range(0, len(codes), CHUNK_SIZE):
+        batch = codes[first : first + CHUNK_SIZE]
+        signatures = minhash_signatures(*_shingles(batch, ngram), num_perm)
+        banded = signatures[:, : bands * rows].reshape(len(batch), bands, rows).astype(np.uint64)
+        keys[first : first + len(batch)] = (banded * row_multipliers).sum(axis=2, dtype=np.uint64)
+    return keys
+
+
+def _shared_keys(keys: np.ndarray) -> np.ndarray:
+    """(items, bands) bool: whether another item has the same key in that band."""
+    shared = np.zeros(keys.shape, dtype=bool)
+    for band in range(keys.shape[1]):
+        order = np.argsort(keys[:, band], kind="stable")
+        ordered = keys[order, band]
+        same = ordered[1:] == ordered[:-1]
+        hit = np.zeros(len(order), dtype=bool)
+        hit[1:] = same
+        hit[:-1] |= same
+        shared[order[hit], band] = True
+    return shared
+
+
 def _check_keys(keys: Iterable[str]) -> None:
     seen: set[str] = set()
     for key in keys:
@@ -107,54 +207,79 @@ def _check_keys(keys: Iterable[str]) -> None:
         seen.add(key)
 
 
-def near_duplicates(items: Sequence[tuple[str, str]], *, threshold: float, num_perm: int, ngram: int) -> dict[str, str]:
+def _key_digest(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm: int, ngram: int) -> np.ndarray:
+    """`band_keys` of the items' codes, reading the items once and holding one chunk of code at a time.
+
+    Also checks that the item keys are distinct, holding 8 bytes per key (a set of the keys is looked at
+    only when two digests are equal).
+    """
+    bands, _ = lsh_bands(threshold, num_perm)
+    rows = [np.empty((0, bands), dtype=np.uint64)]
+    digests: list[int] = []
+    for chunk in _chunks(items, CHUNK_SIZE):
+        digests.extend(_key_digest(key) for key, _ in chunk)
+        rows.append(band_keys([code for _, code in chunk], threshold=threshold, num_perm=num_perm, ngram=ngram))
+    if len(np.unique(np.array(digests, dtype=np.uint64))) < len(digests):
+        _check_keys(key for key, _ in items)
+    return np.concatenate(rows)
+
+
+def near_duplicates(
+    items: Sequence[tuple[str, str]],
+    *,
+    threshold: float,
+    num_perm: int,
+    ngram: int,
+    keys: np.ndarray | None = None,
+) -> dict[str, str]:
     """`{dropped key: kept key}` for items whose shingle Jaccard with an earlier kept item is >= threshold.
 
     Items are judged in the given order against the items kept so far; a dropped item points to the
-    earliest kept item it matches.
+    earliest kept item it matches. `items` is read once whole, then the candidates again by index.
+    `keys`: the items' `band_keys` with the same parameters, if the caller has them already.
     """
-    # here, not at the top: datasketch imports scipy (~0.5-1.5 s), which every step importing this module paid
-    from datasketch import MinHash
-
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], not {threshold}")
-    _check_keys(key for key, _ in items)
-    shingles_of = Shingler(ngram)
-    bands, rows = lsh_bands(threshold, num_perm)
-    # Per band, bucket hash -> the kept items in it (an order, or a list of them when several); datasketch's
-    # MinHashLSH kept a bytes key and a set per bucket: ~6.7 KB per kept item, this ~2 KB. A hash collision
-    # only adds a candidate, which the exact Jaccard check then rejects.
-    tables: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
-    # One set of permutations for every MinHash: building them is the slow part of MinHash().
-    permutations = MinHash(num_perm=num_perm).permutations
+    if keys is None:
+        keys = _read_band_keys(items, threshold, num_perm, ngram)
+    else:
+        _check_keys(key for key, _ in items)
+        if len(keys) != len(items):
+            raise ValueError(f"{len(keys)} rows of band keys for {len(items)} items")
+    shared = _shared_keys(keys)
+    candidates = np.flatnonzero(shared.any(axis=1)).tolist()
+    # Per band, key -> the kept candidates with that key; the shingles of the kept candidates.
+    tables: list[dict[int, list[int]]] = [{} for _ in range(keys.shape[1])]
     kept: dict[int, tuple[str, np.ndarray]] = {}
     dropped: dict[str, str] = {}
-    for order, (key, code) in enumerate(items):
-        shingles = shingles_of(code)
-        signature = MinHash(num_perm=num_perm, hashfunc=int, permutations=permutations, scheme="affine32")
-        signature.update_batch(shingles)
-        values = signature.hashvalues
-        buckets = [hash(values[band * rows : (band + 1) * rows].tobytes()) for band in range(bands)]
-        candidates: set[int] = set()
-        for table, bucket in zip(tables, buckets, strict=True):
-            hit = table.get(bucket)
-            if isinstance(hit, int):
-                candidates.add(hit)
-            elif hit is not None:
-                candidates.update(hit)
-        matches = [c for c in candidates if jaccard(shingles, kept[c][1]) >= threshold]
-        if matches:
-            dropped[key] = kept[min(matches)][0]
-            continue
-        kept[order] = (key, shingles)
-        for table, bucket in zip(tables, buckets, strict=True):
-            hit = table.get(bucket)
-            if hit is None:
-                table[bucket] = order
-            elif isinstance(hit, int):
-                table[bucket] = [hit, order]
-            else:
-                hit.append(order)
+    for first in range(0, len(candidates), CHUNK_SIZE):
+        batch = [(order, *items[order]) for order in candidates[first : first + CHUNK_SIZE]]
+        for (order, key, _), shingles in zip(batch, shingle_sets([code for *_, code in batch], ngram), strict=True):
+            buckets = [
+                (table, band_key)
+                for table, band_key, is_shared in zip(tables, keys[order].tolist(), shared[order].tolist(), strict=True)
+                if is_shared
+            ]
+            others: set[int] = set()
+            for table, band_key in buckets:
+                others.update(table.get(band_key, ()))
+            matches = [other for other in others if jaccard(shingles, kept[other][1]) >= threshold]
+            if matches:
+                dropped[key] = kept[min(matches)][0]
+                continue
+            kept[order] = (key, shingles.copy())  # a view would keep its whole batch alive
+            for table, band_key in buckets:
+                table.setdefault(band_key, []).append(order)
     return dropped
 
 
