@@ -4,6 +4,7 @@ import pytest
 
 from evoselfcode.config import Dedup, Filters
 from evoselfcode.datagen.filters import code as checks
+from evoselfcode.datagen.filters import dedup
 from evoselfcode.datagen.filters.code import (
     DUPLICATE,
     MISSING_FUNCTION,
@@ -19,6 +20,7 @@ from evoselfcode.datagen.filters.code import (
     reason_counts,
     ruff_reason,
 )
+from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils import ruff as ruff_module
 from evoselfcode.datagen.utils.ast_tools import extract_function, parse
@@ -221,3 +223,39 @@ def test_each_sample_is_parsed_once(monkeypatch):
 def test_fingerprint_of_the_shared_tree_is_the_fingerprint_of_the_code():
     for code in [GOOD, RENAMED, LONG, NESTED_ONLY]:
         assert tree_fingerprint(parse(code)) == ast_fingerprint(code)
+
+
+def varied_samples(count: int) -> list[CodeSample]:
+    """Distinct functions with exact copies, renamed copies, near copies, broken and undefined-name ones."""
+
+    def own(i: int) -> str:
+        return LONG.replace("total", f"total{i % 17}").replace("[", f"[{i} + ").replace("weights", f"w{i % 5}")
+
+    codes = []
+    for i in range(count):
+        base = i - i % 6
+        near = own(base).replace("    return ", "    checked = 1\n    return ")
+        codes.append([own(base), RENAMED, own(base), near, "def clamp(:\n", GOOD + "x = undefined\n"][i % 6])
+    return [sample(code, index=i) for i, code in enumerate(codes)]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_worker_processes_give_the_same_reasons(monkeypatch, workers):
+    data = varied_samples(90)
+    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(checks, "worker_count", lambda items: 0)
+    serial = check_samples(data, Filters())
+    assert {DUPLICATE, NEAR_DUPLICATE, SYNTAX_ERROR, "ruff:F821", None} <= set(serial)
+    monkeypatch.setattr(checks, "worker_count", lambda items: workers)
+    assert check_samples(data, Filters()) == serial
+
+
+def test_dedup_in_workers_gives_the_same_result(monkeypatch):
+    items = [(str(s.sample_index), s.code) for s in varied_samples(60)]
+    params = {"threshold": 0.8, "num_perm": 128, "ngram": 5}
+    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
+    serial = exact_duplicates(items), near_duplicates(items, **params)
+    monkeypatch.setattr(dedup, "PARALLEL_MIN_ITEMS", 0)
+    monkeypatch.setattr(dedup.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert (exact_duplicates(items), near_duplicates(items, **params)) == serial
+    assert serial[0] and serial[1]

@@ -3,6 +3,10 @@
 Checks run cheapest first and stop at the first failure, in funnel order:
 truncated, syntax_error, missing_function, trivial_body, too_short, too_long, ruff:<CODE>,
 duplicate, near_duplicate. The code is only parsed and linted, never run.
+
+Each sample is parsed once; its tree gives the structure checks and the exact-dedup fingerprint.
+The per-sample work (parse, checks, fingerprint, near-dedup band keys) of many samples runs in worker
+processes (`dedup.map_in_workers`); ruff and the dedup decisions run here, in order.
 """
 
 from __future__ import annotations
@@ -10,9 +14,19 @@ from __future__ import annotations
 import ast
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import partial
+
+import numpy as np
 
 from evoselfcode.config import Filters
-from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.filters.dedup import (
+    band_keys,
+    chunks,
+    exact_duplicates,
+    map_in_workers,
+    near_duplicates,
+    worker_count,
+)
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils.ast_tools import find_function, is_trivial, parse
 from evoselfcode.datagen.utils.hashing import ast_fingerprint, tree_fingerprint
@@ -75,22 +89,39 @@ def check_length(code: str, filters: Filters) -> str | None:
 
 def check_sample(sample: CodeSample, filters: Filters) -> tuple[bool, str | None]:
     """`(keep, reason)` from the per-sample checks that need no other sample and no ruff."""
-    reason = _inspect(sample, filters, fingerprint=False)[0]
+    reason = _inspect(sample.finish_reason, sample.code, sample.func_name, filters, fingerprint=False)[0]
     return reason is None, reason
 
 
-def _inspect(sample: CodeSample, filters: Filters, fingerprint: bool) -> tuple[str | None, str | None]:
+def _inspect(
+    finish_reason: str | None, code: str, func_name: str, filters: Filters, fingerprint: bool
+) -> tuple[str | None, str | None]:
     """(reason, AST fingerprint if it passed and one is asked for): the code is parsed at most once for both."""
-    reason = check_truncated(sample.finish_reason)
+    reason = check_truncated(finish_reason)
     tree = None
     if reason is None and filters.enable_ast:
-        tree = parse(sample.code)
-        reason = structure_reason(tree, sample.func_name)
+        tree = parse(code)
+        reason = structure_reason(tree, func_name)
     if reason is None:
-        reason = check_length(sample.code, filters)
+        reason = check_length(code, filters)
     if reason is not None or not fingerprint:
         return reason, None
-    return None, tree_fingerprint(tree) if tree is not None else ast_fingerprint(sample.code)
+    return None, tree_fingerprint(tree) if tree is not None else ast_fingerprint(code)
+
+
+def _inspect_batch(
+    batch: list[tuple[str | None, str, str]], filters: Filters
+) -> tuple[list[str | None], list[str | None], np.ndarray | None]:
+    """The per-sample work of `check_samples` on (finish_reason, code, func_name) triples: the reasons,
+    the fingerprints (None for samples that failed) and the near-dedup band keys of the samples that passed."""
+    dedup = filters.dedup
+    inspected = [_inspect(*sample, filters, fingerprint=dedup.exact) for sample in batch]
+    reasons = [reason for reason, _ in inspected]
+    keys = None
+    if dedup.near:
+        passed = [code for (_, code, _), reason in zip(batch, reasons, strict=True) if reason is None]
+        keys = band_keys(passed, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
+    return reasons, [fingerprint for _, fingerprint in inspected], keys
 
 
 def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str | None]:
@@ -98,24 +129,38 @@ def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str |
 
     ruff runs once for all samples that passed the per-sample checks; exact, then near duplicates are
     looked for among the samples that passed everything else, and the first in the given order stays.
+    The result does not depend on how many worker processes did the per-sample work.
     """
     dedup = filters.dedup
-    inspected = [_inspect(sample, filters, fingerprint=dedup.exact) for sample in samples]
-    reasons = [reason for reason, _ in inspected]
-    candidates = [i for i, reason in enumerate(reasons) if reason is None]
-    if filters.enable_ruff and candidates:
-        found = ruff_check([samples[i].code for i in candidates], filters.ruff_rules)
-        for i, rule_codes in zip(candidates, found, strict=True):
+    batches = chunks((s.finish_reason, s.code, s.func_name) for s in samples)
+    reasons: list[str | None] = []
+    fingerprints: list[str | None] = []
+    key_batches: list[np.ndarray] = []
+    for batch_reasons, batch_fingerprints, batch_keys in map_in_workers(
+        partial(_inspect_batch, filters=filters), batches, worker_count(len(samples))
+    ):
+        reasons += batch_reasons
+        fingerprints += batch_fingerprints
+        key_batches.append(batch_keys)
+    passed = [i for i, reason in enumerate(reasons) if reason is None]
+    if filters.enable_ruff and passed:
+        found = ruff_check([samples[i].code for i in passed], filters.ruff_rules)
+        for i, rule_codes in zip(passed, found, strict=True):
             if rule_codes:
                 reasons[i] = ruff_reason(rule_codes[0])
     if dedup.exact:
         survivors = [i for i, reason in enumerate(reasons) if reason is None]
-        fingerprints = [inspected[i][1] for i in survivors]
-        for key in exact_duplicates([(str(i), samples[i].code) for i in survivors], fingerprints=fingerprints):
+        items = [(str(i), samples[i].code) for i in survivors]
+        for key in exact_duplicates(items, fingerprints=[fingerprints[i] for i in survivors]):
             reasons[int(key)] = DUPLICATE
     if dedup.near:
-        survivors = [(str(i), samples[i].code) for i, reason in enumerate(reasons) if reason is None]
-        near = near_duplicates(survivors, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
+        keys = np.concatenate(key_batches) if key_batches else None  # rows: the samples in `passed`
+        rows = [row for row, i in enumerate(passed) if reasons[i] is None]
+        items = [(str(passed[row]), samples[passed[row]].code) for row in rows]
+        near = near_duplicates(
+            items, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram,
+            keys=keys[rows] if keys is not None else None,
+        )  # fmt: skip
         for key in near:
             reasons[int(key)] = NEAR_DUPLICATE
     return reasons

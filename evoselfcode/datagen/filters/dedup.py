@@ -21,27 +21,42 @@ the threshold is missed with probability at most 1%, a pair further above it far
 - Candidates are the items that share a band key with another item, found by sorting each band's keys;
   only those are then judged one by one, in order, against the items kept so far, their shingles computed
   again. Memory: 8 bytes per band per item, plus the shingles of those items.
+
+The per-item work (fingerprints; tokens, shingles, signatures) of large inputs runs in forked worker
+processes, a chunk of items at a time (`map_in_workers`); the decisions stay here, in order, so the
+result is the same with or without workers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import multiprocessing
+import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache, partial
+from typing import TypeVar
 
 import numpy as np
 
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 MAX_MISS_AT_THRESHOLD = 0.01
-# Items whose signatures are computed together; bounds the memory of one batch.
+# Items handled together: by one worker, and in one batch of signatures (bounds the memory of a batch).
 CHUNK_SIZE = 2_000
+# Below this many items, forking workers costs more than it saves (~0.2 ms of work per item, ~50 ms to start).
+PARALLEL_MIN_ITEMS = 4_000
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _TOKEN = re.compile(
     r"""
-    \#[^\r\n]* | \\\r?\n                                         # dropped: comments, line continuations
+    [ \t\f\r\n]*+                                                # whitespace: one step, not one per space (2.5x faster)
+    (?: \#[^\r\n]* | \\\r?\n | \Z                              # dropped: comments, line continuations, the end
     | (                                                          # kept:
         (?:[rRbBuUfF]{1,2})?(?:'''(?:\\.|[^\\])*?(?:'''|\Z)      #   strings, triple-quoted ones may be open
           | \"\"\"(?:\\.|[^\\])*?(?:\"\"\"|\Z)
@@ -49,7 +64,7 @@ _TOKEN = re.compile(
       | [^\W\d]\w*                                               #   names
       | 0[xXoObB]\w+ | (?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?    # numbers
       | \*\*=? | //=? | >>=? | <<=? | -> | := | \.\.\. | [-+*/%&|^@=<>!]= | \S        # operators, the rest
-    )""",
+    ))""",
     re.VERBOSE,
 )
 # Odd 64-bit multipliers for the rolling n-gram hash (fixed so hashes are stable across runs).
@@ -211,10 +226,39 @@ def _key_digest(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
+def chunks(items: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (default CHUNK_SIZE), the last one shorter."""
     iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
+    while chunk := list(itertools.islice(iterator, size or CHUNK_SIZE)):
         yield chunk
+
+
+def worker_count(items: int) -> int:
+    """Worker processes for per-item work on `items` items: the usable cores, or 0 (work here) if too few
+    items, one core, or no safe fork (only Linux forks: macOS's system libraries do not survive it)."""
+    if items < PARALLEL_MIN_ITEMS or sys.platform != "linux":
+        return 0
+    cores = len(os.sched_getaffinity(0))
+    return cores if cores > 1 else 0
+
+
+def map_in_workers(fn: Callable[[T], R], batches: Iterable[T], workers: int) -> Iterator[R]:
+    """fn(batch) for each batch, in order: in `workers` forked processes, or here if fewer than 2.
+
+    `fn` and the batches are pickled to the workers, the results back. At most two batches per worker
+    are under way, so an input read lazily is never all in memory.
+    """
+    if workers < 2:
+        yield from map(fn, batches)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(fn, (batch,)))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm: int, ngram: int) -> np.ndarray:
@@ -224,11 +268,15 @@ def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm
     only when two digests are equal).
     """
     bands, _ = lsh_bands(threshold, num_perm)
-    rows = [np.empty((0, bands), dtype=np.uint64)]
     digests: list[int] = []
-    for chunk in _chunks(items, CHUNK_SIZE):
-        digests.extend(_key_digest(key) for key, _ in chunk)
-        rows.append(band_keys([code for _, code in chunk], threshold=threshold, num_perm=num_perm, ngram=ngram))
+
+    def codes() -> Iterator[list[str]]:
+        for chunk in chunks(items):
+            digests.extend(_key_digest(key) for key, _ in chunk)
+            yield [code for _, code in chunk]
+
+    keys_of = partial(band_keys, threshold=threshold, num_perm=num_perm, ngram=ngram)
+    rows = [np.empty((0, bands), dtype=np.uint64), *map_in_workers(keys_of, codes(), worker_count(len(items)))]
     if len(np.unique(np.array(digests, dtype=np.uint64))) < len(digests):
         _check_keys(key for key, _ in items)
     return np.concatenate(rows)
@@ -283,6 +331,10 @@ def near_duplicates(
     return dropped
 
 
+def _fingerprints(codes: list[str]) -> list[str]:
+    return [ast_fingerprint(code) for code in codes]
+
+
 def exact_duplicates(items: Sequence[tuple[str, str]], *, fingerprints: Sequence[str] | None = None) -> dict[str, str]:
     """`{dropped key: kept key}` for items whose AST fingerprint equals an earlier item's.
 
@@ -290,7 +342,8 @@ def exact_duplicates(items: Sequence[tuple[str, str]], *, fingerprints: Sequence
     """
     _check_keys(key for key, _ in items)
     if fingerprints is None:
-        fingerprints = [ast_fingerprint(code) for _, code in items]
+        batches = map_in_workers(_fingerprints, chunks(code for _, code in items), worker_count(len(items)))
+        fingerprints = list(itertools.chain.from_iterable(batches))
     elif len(fingerprints) != len(items):
         raise ValueError(f"{len(fingerprints)} fingerprints for {len(items)} items")
     first_with: dict[str, str] = {}
