@@ -97,3 +97,22 @@ def test_hostile_code_is_linted_but_never_run(tmp_path):
     found = ruff_check(hostile, RULES)
     assert found == [[], [], [], [], []]
     assert not marker.exists()
+
+
+def test_sources_go_to_shared_memory_only_when_it_has_room(monkeypatch, tmp_path):
+    seen = []
+    real_directory = ruff_module.tempfile.TemporaryDirectory
+
+    def recording_directory(*args, **kwargs):
+        seen.append(kwargs.get("dir"))
+        return real_directory(*args, **kwargs)
+
+    monkeypatch.setattr(ruff_module.tempfile, "TemporaryDirectory", recording_directory)
+    monkeypatch.setattr(ruff_module, "_SHARED_MEMORY", tmp_path)
+    assert ruff_check([UNDEFINED], RULES) == [["F821"]]
+    monkeypatch.setattr(ruff_module, "_SHARED_MEMORY", tmp_path / "missing")
+    assert ruff_check([UNDEFINED], RULES) == [["F821"]]
+    monkeypatch.setattr(ruff_module, "_ROOM_PER_FILE", 2**62)  # more than any disk
+    monkeypatch.setattr(ruff_module, "_SHARED_MEMORY", tmp_path)
+    assert ruff_check([UNDEFINED], RULES) == [["F821"]]
+    assert seen == [str(tmp_path), None, None]

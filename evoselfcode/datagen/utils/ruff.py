@@ -1,12 +1,16 @@
 """Lint many generated sources with one `ruff check` process.
 
 The sources are written to files in one temporary directory and only read by ruff; nothing is run.
+The directory is in memory (/dev/shm) when that has room: creating a file on this project's ext4
+disk cost 0.1-0.5 ms of kernel time, as much as all other checks of a sample together, in /dev/shm ~0.01 ms.
+It holds a 4 KB page per source while ruff runs (8 MB for a shard of 2,000; 400 MB for 100,000).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +41,23 @@ def ruff_command() -> list[str]:
     raise RuffError("ruff is not installed: no ruff beside the interpreter, no ruff module, none on PATH")
 
 
+_SHARED_MEMORY = Path("/dev/shm")
+# Room asked of /dev/shm per file beyond its bytes (a page each, and more), so it never fills up.
+_ROOM_PER_FILE = 16 * 1024
+
+
+def _temporary_root(sources: Sequence[str]) -> str | None:
+    """/dev/shm if it is a writable directory with room for the sources many times over, else the default."""
+    try:
+        if not os.access(_SHARED_MEMORY, os.W_OK | os.X_OK):
+            return None
+        stats = os.statvfs(_SHARED_MEMORY)
+    except OSError:
+        return None
+    needed = sum(map(len, sources)) * 4 + len(sources) * _ROOM_PER_FILE
+    return str(_SHARED_MEMORY) if stats.f_bavail * stats.f_frsize > 2 * needed else None
+
+
 def _file_name(index: int) -> str:
     return f"s{index:07d}.py"
 
@@ -61,11 +82,20 @@ def ruff_check(sources: Sequence[str], rules: Sequence[str]) -> list[list[str]]:
         return []
     if not rules:
         return [[] for _ in sources]
-    with tempfile.TemporaryDirectory(prefix="evoselfcode-ruff-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="evoselfcode-ruff-", dir=_temporary_root(sources)) as tmp:
         root = Path(tmp)
-        for index, source in enumerate(sources):
-            # surrogatepass keeps a lone surrogate from a JSON string as bytes ruff reports (E902), not a crash here
-            (root / _file_name(index)).write_bytes(source.encode("utf-8", "surrogatepass"))
+        directory = os.open(root, os.O_RDONLY)
+
+        def in_directory(name: str, flags: int) -> int:  # relative to the open directory: 2x faster
+            return os.open(name, flags, 0o600, dir_fd=directory)
+
+        try:
+            for index, source in enumerate(sources):
+                with open(_file_name(index), "xb", opener=in_directory) as file:
+                    # surrogatepass keeps a lone surrogate from a JSON string as bytes ruff reports (E902), not a crash
+                    file.write(source.encode("utf-8", "surrogatepass"))
+        finally:
+            os.close(directory)
         command = [
             *ruff_command(),
             "check",
