@@ -259,3 +259,16 @@ def test_dedup_in_workers_gives_the_same_result(monkeypatch):
     monkeypatch.setattr(dedup.os, "sched_getaffinity", lambda pid: {0, 1})
     assert (exact_duplicates(items), near_duplicates(items, **params)) == serial
     assert serial[0] and serial[1]
+
+
+def test_identical_samples_are_inspected_once_and_judged_alike(monkeypatch):
+    import ast
+
+    parsed = []
+    real_parse = ast.parse
+    monkeypatch.setattr(ast, "parse", lambda source, *a, **k: parsed.append(source) or real_parse(source, *a, **k))
+    undefined = GOOD.replace("return low", "return lower_bound")
+    data = [sample(code, index=i) for i, code in enumerate([GOOD, undefined, GOOD, undefined, GOOD])]
+    data.append(sample(GOOD.replace("def clamp", "def squeeze"), func_name="squeeze"))
+    assert check_samples(data, Filters()) == [None, "ruff:F821", DUPLICATE, "ruff:F821", DUPLICATE, NEAR_DUPLICATE]
+    assert len(parsed) == 3

@@ -132,34 +132,42 @@ def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str |
     The result does not depend on how many worker processes did the per-sample work.
     """
     dedup = filters.dedup
-    batches = chunks((s.finish_reason, s.code, s.func_name) for s in samples)
-    reasons: list[str | None] = []
-    fingerprints: list[str | None] = []
+    # Identical samples (same finish reason, code and name) have the same per-sample results and ruff codes:
+    # each is inspected and linted once (a model at low temperature repeats itself).
+    number_of: dict[tuple[str | None, str, str], int] = {}
+    distinct_of = [number_of.setdefault((s.finish_reason, s.code, s.func_name), len(number_of)) for s in samples]
+    distinct = list(number_of)
+    del number_of
+    reason_of: list[str | None] = []
+    fingerprint_of: list[str | None] = []
     key_batches: list[np.ndarray] = []
     for batch_reasons, batch_fingerprints, batch_keys in map_in_workers(
-        partial(_inspect_batch, filters=filters), batches, worker_count(len(samples))
+        partial(_inspect_batch, filters=filters), chunks(distinct), worker_count(len(distinct))
     ):
-        reasons += batch_reasons
-        fingerprints += batch_fingerprints
+        reason_of += batch_reasons
+        fingerprint_of += batch_fingerprints
         key_batches.append(batch_keys)
-    passed = [i for i, reason in enumerate(reasons) if reason is None]
+    passed = [d for d, reason in enumerate(reason_of) if reason is None]  # rows of the band keys
     if filters.enable_ruff and passed:
-        found = ruff_check([samples[i].code for i in passed], filters.ruff_rules)
-        for i, rule_codes in zip(passed, found, strict=True):
+        found = ruff_check([distinct[d][1] for d in passed], filters.ruff_rules)
+        for d, rule_codes in zip(passed, found, strict=True):
             if rule_codes:
-                reasons[i] = ruff_reason(rule_codes[0])
+                reason_of[d] = ruff_reason(rule_codes[0])
+    reasons = [reason_of[d] for d in distinct_of]
     if dedup.exact:
         survivors = [i for i, reason in enumerate(reasons) if reason is None]
         items = [(str(i), samples[i].code) for i in survivors]
-        for key in exact_duplicates(items, fingerprints=[fingerprints[i] for i in survivors]):
+        fingerprints = [fingerprint_of[distinct_of[i]] for i in survivors]
+        for key in exact_duplicates(items, fingerprints=fingerprints):
             reasons[int(key)] = DUPLICATE
     if dedup.near:
-        keys = np.concatenate(key_batches) if key_batches else None  # rows: the samples in `passed`
-        rows = [row for row, i in enumerate(passed) if reasons[i] is None]
-        items = [(str(passed[row]), samples[passed[row]].code) for row in rows]
+        row_of = {d: row for row, d in enumerate(passed)}
+        survivors = [i for i, reason in enumerate(reasons) if reason is None]
+        keys = np.concatenate(key_batches) if key_batches else None
         near = near_duplicates(
-            items, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram,
-            keys=keys[rows] if keys is not None else None,
+            [(str(i), samples[i].code) for i in survivors],
+            threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram,
+            keys=keys[[row_of[distinct_of[i]] for i in survivors]] if keys is not None else None,
         )  # fmt: skip
         for key in near:
             reasons[int(key)] = NEAR_DUPLICATE
