@@ -20,7 +20,7 @@ the threshold is missed with probability at most 1%, a pair further above it far
   are the same in every process and run. Each band of signature rows becomes one 64-bit key.
 - Candidates are the items that share a band key with another item, found by sorting each band's keys;
   only those are then judged one by one, in order, against the items kept so far, their shingles computed
-  again. Memory: 8 bytes per band per item, plus the shingles of those items.
+  again. Memory: 8 bytes per band per item, plus the shingles of the kept candidates.
 
 The per-item work (fingerprints; tokens, shingles, signatures) of large inputs runs in forked worker
 processes, a chunk of items at a time (`map_in_workers`); the decisions stay here, in order, so the
@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import re
 import sys
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache, partial
@@ -235,7 +236,7 @@ def chunks(items: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
 
 def worker_count(items: int) -> int:
     """Worker processes for per-item work on `items` items: the usable cores, or 0 (work here) if too few
-    items, one core, or no safe fork (only Linux forks: macOS's system libraries do not survive it)."""
+    items, one core, or not Linux (workers are forked; macOS's system libraries do not survive a fork)."""
     if items < PARALLEL_MIN_ITEMS or sys.platform != "linux":
         return 0
     cores = len(os.sched_getaffinity(0))
@@ -268,7 +269,7 @@ def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm
     only when two digests are equal).
     """
     bands, _ = lsh_bands(threshold, num_perm)
-    digests: list[int] = []
+    digests = array("Q")
 
     def codes() -> Iterator[list[str]]:
         for chunk in chunks(items):
@@ -277,7 +278,7 @@ def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm
 
     keys_of = partial(band_keys, threshold=threshold, num_perm=num_perm, ngram=ngram)
     rows = [np.empty((0, bands), dtype=np.uint64), *map_in_workers(keys_of, codes(), worker_count(len(items)))]
-    if len(np.unique(np.array(digests, dtype=np.uint64))) < len(digests):
+    if len(np.unique(np.frombuffer(digests, dtype=np.uint64))) < len(digests):
         _check_keys(key for key, _ in items)
     return np.concatenate(rows)
 
