@@ -241,7 +241,7 @@ def _verdicts(dedup: Dedup, index: _RecordIndex, lines: LineReader) -> np.ndarra
     if dedup.near:
         rest = _Codes(index, np.flatnonzero(verdicts == _KEEP), lines)
         near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
-        verdicts[np.array([int(k) for k in near], dtype=np.int64)] = _NEAR_DUPLICATE
+        verdicts[np.fromiter(map(int, near), dtype=np.int64, count=len(near))] = _NEAR_DUPLICATE
     return verdicts
 
 
