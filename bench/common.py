@@ -20,7 +20,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-PACKAGES = ("evoselfcode", "requests", "urllib3", "snakemake", "datasketch", "numpy", "pydantic", "ruff", "psutil")
+PACKAGES = ("evoselfcode", "requests", "urllib3", "snakemake", "numpy", "pydantic", "ruff", "psutil")
 
 
 def machine() -> dict:
