@@ -67,7 +67,7 @@ class CircuitBreaker(Strict):
     enabled: bool = True
     """Stop sending after a run of failures, so a dead server fails the job fast (the journal keeps answers)."""
     failure_threshold: PositiveInt = 8
-    """Failed requests in a row that open the circuit."""
+    """Failed requests in a row that open the circuit; at least io.concurrency (a burst of fast errors is no outage)."""
     reset_timeout: PositiveFloat = 20.0
     """Seconds the circuit stays open before one trial request."""
 

@@ -215,6 +215,18 @@ def test_down_server_opens_the_breaker_and_names_url_and_last_error(caplog):
         make_client(api, base_url=url, concurrency=2).complete("def ", seed=2, **NAME_ARGS)
 
 
+def test_the_run_of_failures_that_opens_the_breaker_is_at_least_the_requests_in_flight():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    api = fast_api(max_retries=10, circuit_breaker={"failure_threshold": 3, "reset_timeout": 30.0})
+    client = make_client(api, base_url=url, concurrency=6)
+    with pytest.raises(CircuitOpen, match="6 consecutive failures"):
+        client.complete("def ", seed=1, **NAME_ARGS)
+    assert client.stats()["requests"] == 6
+
+
 DONE_WHEN = Options(
     seed=11,
     faults=Faults(server_error=0.10, rate_limited=0.05, reset=0.02, stall=0.01, retry_after=0.2, stall_s=1.0),

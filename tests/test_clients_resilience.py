@@ -171,6 +171,18 @@ def test_breaker_state_machine_with_fake_clock(caplog):
     assert sum("circuit closed" in m for m in messages) == 1
 
 
+def test_fast_errors_overtaking_slow_successes_in_flight_do_not_open_the_breaker():
+    breaker = Breaker("http://model.test", failure_threshold=3, reset_timeout=10.0, clock=FakeClock())
+    breaker.expect_in_flight(16)
+    breaker.expect_in_flight(4)  # a smaller client of the same server lowers nothing
+    boom = ServerError("injected 500", url="http://model.test")
+    for _ in range(15):  # a burst of 16 in flight: the fast 500s come back before any success
+        breaker.record_failure(boom)
+    assert breaker.state == CLOSED
+    breaker.record_failure(boom)
+    assert breaker.state == OPEN
+
+
 def test_token_bucket_rate_over_a_window_with_fake_clock():
     clock = FakeClock()
     bucket = TokenBucket(rate=1000.0, capacity=1000.0, clock=clock, sleep=clock.sleep)

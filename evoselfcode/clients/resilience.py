@@ -61,7 +61,12 @@ def estimate_tokens(prompt: str, max_tokens: int, n: int = 1) -> float:
 
 class Breaker:
     """Closed -> open after `failure_threshold` consecutive failures -> half-open after `reset_timeout`,
-    where exactly one probe request goes through: success closes, failure reopens."""
+    where exactly one probe request goes through: success closes, failure reopens.
+
+    The run that opens it is never shorter than the requests in flight (`expect_in_flight`): errors answered
+    at once overtake the slow successes sent with them, so with 64 in flight and 12% fast 500s, the first
+    burst alone would often be 8 failures "in a row" from a server that answers 88% of requests.
+    """
 
     def __init__(self, base_url: str, failure_threshold: int, reset_timeout: float, *, clock: Clock = time.monotonic):
         self.base_url = base_url
@@ -75,6 +80,11 @@ class Breaker:
         self._probing = False
         self._last_error: LLMError | None = None
         self.opens = 0
+
+    def expect_in_flight(self, requests: int) -> None:
+        """A client of this breaker keeps up to `requests` in flight."""
+        with self._lock:
+            self.failure_threshold = max(self.failure_threshold, requests)
 
     @property
     def state(self) -> str:
@@ -431,6 +441,7 @@ class Transport:
         self.policy = RetryPolicy.from_api(api)
         if breaker is None and api.circuit_breaker.enabled:
             breaker = shared_breaker(self.base_url, api.circuit_breaker)
+            breaker.expect_in_flight(concurrency)
         self.breaker = breaker
         self.limiter = limiter or shared_limiter(self.base_url, api.rate_limit)
         self.stats = Stats()
