@@ -34,6 +34,8 @@ rule filter_names:
     output:
         kept=f"{NAMES}/filtered/{{shard}}.jsonl",
         rejects=f"{NAMES}/rejects/{{shard}}.jsonl",
+    # before the CPU-heavy jobs: it is quick and unblocks a shard's code generation (keeps the server fed)
+    priority: 10
     params:
         spec=spec("namegen.weaklist", "filters.name_*", "filters.min_relevance"),
     log:
