@@ -34,6 +34,8 @@ rule filter_code:
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
     params:
         spec=spec("filters", "!filters.name_*", "!filters.min_relevance"),
+    # worker processes for large shards (Snakemake passes threads as OMP_NUM_THREADS); --set-threads for more
+    threads: 2
     log:
         "logs/filter_code/{shard}.log",
     shell:
@@ -56,6 +58,7 @@ rule merge_code:
         metrics=f"{CODE}/metrics.json",
     params:
         spec=spec("filters.dedup"),
+    threads: 2
     log:
         "logs/merge_code/all.log",
     shell:

@@ -218,8 +218,8 @@ def test_stats_percentiles_and_counters_are_thread_safe():
 
     def worker(offset: int):
         for i in range(1, 101):
-            stats.latency(i / 100)
-            stats.add(requests=1)
+            stats.sent(estimated_tokens=2.0)
+            stats.answered(i / 100, prompt_tokens=3, completion_tokens=1)
             if i % 10 == 0:
                 stats.retry("ServerError")
 
@@ -229,7 +229,8 @@ def test_stats_percentiles_and_counters_are_thread_safe():
     for t in threads:
         t.join()
     snap = stats.snapshot()
-    assert snap["requests"] == 400 and snap["retries"] == {"ServerError": 40} and snap["retries_total"] == 40
+    assert snap["requests"] == snap["responses"] == 400 and snap["prompt_tokens"] == 1200
+    assert snap["retries"] == {"ServerError": 40} and snap["retries_total"] == 40
     assert snap["latency_s"]["p50"] == pytest.approx(0.5, abs=0.02)
     assert snap["latency_s"]["p95"] == pytest.approx(0.95, abs=0.02)
     assert snap["latency_s"]["p99"] == pytest.approx(0.99, abs=0.02)

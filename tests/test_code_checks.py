@@ -24,7 +24,7 @@ from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils import ruff as ruff_module
 from evoselfcode.datagen.utils.ast_tools import extract_function, parse
-from evoselfcode.datagen.utils.hashing import ast_fingerprint, tree_fingerprint
+from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 GOOD = '''def clamp(value, low, high):
     """Clamp value into [low, high]."""
@@ -222,7 +222,14 @@ def test_each_sample_is_parsed_once(monkeypatch):
 
 def test_fingerprint_of_the_shared_tree_is_the_fingerprint_of_the_code():
     for code in [GOOD, RENAMED, LONG, NESTED_ONLY]:
-        assert tree_fingerprint(parse(code)) == ast_fingerprint(code)
+        assert ast_fingerprint(code, parse(code)) == ast_fingerprint(code)
+
+
+def test_code_nested_deeper_than_the_fingerprint_walk_is_judged_not_crashed():
+    deep = "def clamp(x):\n    return " + "-" * 1000 + "x\n"
+    assert parse(deep) is not None  # the parser takes it; a recursive walk of its tree does not
+    first, again = reasons_of(deep, deep)
+    assert first is None and again == DUPLICATE
 
 
 def varied_samples(count: int) -> list[CodeSample]:

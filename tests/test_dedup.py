@@ -1,9 +1,12 @@
 import io
 import itertools
+import os
 import random
+import signal
 import subprocess
 import sys
 import tokenize
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -14,8 +17,10 @@ from evoselfcode.datagen.filters.dedup import (
     code_tokens,
     exact_duplicates,
     lsh_bands,
+    map_in_workers,
     minhash_signatures,
     near_duplicates,
+    worker_count,
 )
 
 VOCAB = [f"name{i}" for i in range(400)] + ["len", "sum", "max", "min", "range", "sorted"]
@@ -258,3 +263,30 @@ def test_items_are_read_once_and_then_only_the_candidates(monkeypatch):
         items, threshold=0.8, num_perm=128, ngram=5
     )
     assert len(items) < lazy.reads < 2 * len(items) + 1
+
+
+def _die_on_three(batch: list[int]) -> list[int]:
+    if 3 in batch:
+        os._exit(1)  # as the OOM killer would end it
+    return batch
+
+
+def test_a_worker_that_dies_fails_the_job_instead_of_hanging_it():
+    signal.alarm(60)  # a hang fails the test rather than the whole run
+    try:
+        with pytest.raises(BrokenProcessPool):
+            list(map_in_workers(_die_on_three, [[1], [2], [3], [4]], workers=2))
+    finally:
+        signal.alarm(0)
+
+
+def test_a_snakemake_job_forks_no_more_workers_than_its_threads(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert worker_count(100_000) == 8
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # what Snakemake sets for `threads: 3`
+    assert worker_count(100_000) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert worker_count(100_000) == 0
+    assert worker_count(10) == 0

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,31 @@ def test_sources_go_to_shared_memory_only_when_it_has_room(monkeypatch, tmp_path
     monkeypatch.setattr(ruff_module, "_SHARED_MEMORY", tmp_path)
     assert ruff_check([UNDEFINED], RULES) == [["F821"]]
     assert seen == [str(tmp_path), None, None]
+
+
+def test_shared_memory_filling_up_mid_write_falls_back_to_the_disk(monkeypatch, tmp_path):
+    roots = []
+    real_run = ruff_module._run_ruff
+
+    def full_shared_memory(sources, rules, temp_root):
+        roots.append(temp_root)
+        if temp_root is not None:
+            raise OSError(28, "No space left on device")  # another job took the room after we looked
+        return real_run(sources, rules, temp_root)
+
+    monkeypatch.setattr(ruff_module, "_SHARED_MEMORY", tmp_path)
+    monkeypatch.setattr(ruff_module, "_run_ruff", full_shared_memory)
+    assert ruff_check([UNDEFINED], RULES) == [["F821"]]
+    assert roots == [str(tmp_path), None]
+
+
+def test_directories_of_killed_jobs_are_removed_from_shared_memory(monkeypatch, tmp_path):
+    orphan = tmp_path / "evoselfcode-ruff-999999999-x1"  # no such process
+    live = tmp_path / f"evoselfcode-ruff-{os.getpid()}-x2"
+    other = tmp_path / "someone-else"
+    for path in (orphan, live, other):
+        path.mkdir()
+        (path / "s0000000.py").write_text("x = 1\n")
+    monkeypatch.setattr(ruff_module, "_SHARED_MEMORY", tmp_path)
+    assert ruff_check([UNDEFINED], RULES) == [["F821"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

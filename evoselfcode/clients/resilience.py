@@ -243,10 +243,6 @@ class Stats:
         self._failures: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=latency_window)
 
-    def add(self, **counts: float) -> None:
-        with self._lock:
-            self._counts.update(counts)
-
     def sent(self, estimated_tokens: float) -> None:
         with self._lock:
             self._counts["requests"] += 1
@@ -267,10 +263,6 @@ class Stats:
     def failure(self, cause: str) -> None:
         with self._lock:
             self._failures[cause] += 1
-
-    def latency(self, seconds: float) -> None:
-        with self._lock:
-            self._latencies.append(seconds)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -29,7 +29,7 @@ from evoselfcode.datagen.filters.dedup import (
 )
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils.ast_tools import find_function, is_trivial, parse
-from evoselfcode.datagen.utils.hashing import ast_fingerprint, tree_fingerprint
+from evoselfcode.datagen.utils.hashing import ast_fingerprint
 from evoselfcode.datagen.utils.ruff import SYNTAX_ERROR as RUFF_SYNTAX_ERROR
 from evoselfcode.datagen.utils.ruff import ruff_check
 
@@ -106,7 +106,7 @@ def _inspect(
         reason = check_length(code, filters)
     if reason is not None or not fingerprint:
         return reason, None
-    return None, tree_fingerprint(tree) if tree is not None else ast_fingerprint(code)
+    return None, ast_fingerprint(code, tree)
 
 
 def _inspect_batch(

@@ -35,9 +35,11 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache, partial
 from typing import TypeVar
 
@@ -236,10 +238,18 @@ def chunks(items: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
 
 def worker_count(items: int) -> int:
     """Worker processes for per-item work on `items` items: the usable cores, or 0 (work here) if too few
-    items, one core, or not Linux (workers are forked; macOS's system libraries do not survive a fork)."""
-    if items < PARALLEL_MIN_ITEMS or sys.platform != "linux":
+    items, one core, or not Linux (workers are forked; macOS's system libraries do not survive a fork).
+
+    A Snakemake job gets the cores of its `threads:` (Snakemake sets OMP_NUM_THREADS to them), so that
+    parallel jobs do not each fork one worker per core of the machine. A process already running other
+    threads works here: a fork copies the locks those threads may hold.
+    """
+    if items < PARALLEL_MIN_ITEMS or sys.platform != "linux" or threading.active_count() > 1:
         return 0
     cores = len(os.sched_getaffinity(0))
+    allowed = os.environ.get("OMP_NUM_THREADS", "")
+    if allowed.isdigit() and int(allowed) > 0:
+        cores = min(cores, int(allowed))
     return cores if cores > 1 else 0
 
 
@@ -247,19 +257,20 @@ def map_in_workers(fn: Callable[[T], R], batches: Iterable[T], workers: int) -> 
     """fn(batch) for each batch, in order: in `workers` forked processes, or here if fewer than 2.
 
     `fn` and the batches are pickled to the workers, the results back. At most two batches per worker
-    are under way, so an input read lazily is never all in memory.
+    are under way, so an input read lazily is never all in memory. A worker that dies (OOM killer) raises
+    BrokenProcessPool here instead of leaving the job waiting forever.
     """
     if workers < 2:
         yield from map(fn, batches)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: deque = deque()
         for batch in batches:
-            pending.append(pool.apply_async(fn, (batch,)))
+            pending.append(pool.submit(fn, batch))
             if len(pending) > 2 * workers:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
 
 def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm: int, ngram: int) -> np.ndarray:

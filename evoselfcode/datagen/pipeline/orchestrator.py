@@ -258,8 +258,8 @@ def merge_code(
 
     Streams in two passes, so that a million records fit in a few hundred MB: the first indexes every
     kept record (sort key, place in its shard, AST fingerprint); the second reads them back one at a
-    time in sorted order and writes each to the kept or the rejects file. Nothing is renamed into
-    place unless every output is complete.
+    time in sorted order and writes each to the kept or the rejects file. Each output appears whole or
+    not at all (written aside, then renamed); Snakemake removes the others if the job fails.
     """
     names_verdict = json.loads(Path(names_metrics).read_text()).get("verdict")
     dedup = cfg.filters.dedup

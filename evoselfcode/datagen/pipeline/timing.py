@@ -41,7 +41,8 @@ def timing_summary(timings: Iterable[RequestTiming], kept_modes: Iterable[str]) 
             "request_seconds": round(seconds, 3),
             "latency_s": _latency(latencies[mode]),
             "kept": kept[mode],
-            # what one usable record costs: the time of every request of its mode over the records kept
+            # what one usable record costs: the time of every answered request of its mode over the records kept
+            # (a request that failed after its retries is in failures.jsonl, without a time)
             "seconds_per_kept": round(seconds / kept[mode], 4) if kept[mode] else None,
         }
     return {"by_mode": by_mode}

@@ -167,8 +167,7 @@ def _build_visitors() -> dict[type, object]:
 _VISIT = _build_visitors()
 
 
-def tree_fingerprint(tree: ast.Module) -> str:
-    """`ast_fingerprint` of a tree already parsed (the tree is only read)."""
+def _tree_fingerprint(tree: ast.Module) -> str:
     parts: list[str] = []
     names: list[str] = []
     bound: dict[str, bool] = {}  # name -> bound here (True) or declared global/nonlocal (False)
@@ -182,16 +181,20 @@ def tree_fingerprint(tree: ast.Module) -> str:
     return text_hash("".join(parts) + "\x01" + _MARK.join(resolved))
 
 
-def ast_fingerprint(code: str) -> str:
+def ast_fingerprint(code: str, tree: ast.Module | None = None) -> str:
     """sha256 of the code's AST with docstrings removed and its own bound names renamed to v0, v1, ...
 
     Renamed in order of first appearance in the tree. Whitespace, comments, docstrings and renamed
     locals/parameters do not change it; globals, builtins, attributes, keyword-argument names and the
-    top-level definitions' own names do. Code that does not parse falls back to a hash of its text without
-    trailing whitespace, so it still dedups exactly.
+    top-level definitions' own names do. Code that does not parse, or nests deeper than the walk's stack
+    allows, falls back to a hash of its text without trailing whitespace, so it still dedups exactly.
+    `tree`: the code's tree, if the caller parsed it already (it is only read).
     """
-    tree = parse(code)
-    if tree is None:
-        stripped = "\n".join(line.rstrip() for line in code.strip().splitlines())
-        return text_hash("text:" + stripped)
-    return tree_fingerprint(tree)
+    tree = tree if tree is not None else parse(code)
+    if tree is not None:
+        try:
+            return _tree_fingerprint(tree)
+        except RecursionError:
+            pass
+    stripped = "\n".join(line.rstrip() for line in code.strip().splitlines())
+    return text_hash("text:" + stripped)

@@ -58,6 +58,17 @@ def _temporary_root(sources: Sequence[str]) -> str | None:
     return str(_SHARED_MEMORY) if stats.f_bavail * stats.f_frsize > 2 * needed else None
 
 
+_PREFIX = "evoselfcode-ruff-"
+
+
+def _remove_orphans(root: Path) -> None:
+    """Directories a killed job left in /dev/shm (named after their process, which is gone): they hold RAM."""
+    for path in root.glob(f"{_PREFIX}*-*"):
+        pid = path.name[len(_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _file_name(index: int) -> str:
     return f"s{index:07d}.py"
 
@@ -72,17 +83,11 @@ def _location(diagnostic: dict) -> tuple[int, int]:
     return loc.get("row", 0), loc.get("column", 0)
 
 
-def ruff_check(sources: Sequence[str], rules: Sequence[str]) -> list[list[str]]:
-    """Each source's violated rule codes, in order of position in the source; parse failures are "syntax-error".
-
-    One ruff process lints all sources; a source that does not parse still lets the others be linted.
-    `# noqa` comments in the sources are ignored: the code under test does not get to silence its checks.
-    """
-    if not sources:
-        return []
-    if not rules:
-        return [[] for _ in sources]
-    with tempfile.TemporaryDirectory(prefix="evoselfcode-ruff-", dir=_temporary_root(sources)) as tmp:
+def _run_ruff(sources: Sequence[str], rules: Sequence[str], temp_root: str | None) -> subprocess.CompletedProcess:
+    """ruff over the sources written as files in a new directory under `temp_root` (None: the default)."""
+    if temp_root is not None:
+        _remove_orphans(Path(temp_root))
+    with tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{os.getpid()}-", dir=temp_root) as tmp:
         root = Path(tmp)
         directory = os.open(root, os.O_RDONLY)
 
@@ -110,7 +115,26 @@ def ruff_check(sources: Sequence[str], rules: Sequence[str]) -> list[list[str]]:
             "--quiet",
             str(root),
         ]
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+        return subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+
+
+def ruff_check(sources: Sequence[str], rules: Sequence[str]) -> list[list[str]]:
+    """Each source's violated rule codes, in order of position in the source; parse failures are "syntax-error".
+
+    One ruff process lints all sources; a source that does not parse still lets the others be linted.
+    `# noqa` comments in the sources are ignored: the code under test does not get to silence its checks.
+    """
+    if not sources:
+        return []
+    if not rules:
+        return [[] for _ in sources]
+    root = _temporary_root(sources)
+    try:
+        proc = _run_ruff(sources, rules, root)
+    except OSError:
+        if root is None:
+            raise
+        proc = _run_ruff(sources, rules, None)  # /dev/shm filled up under parallel jobs: the disk has room
     if proc.returncode not in (0, 1):
         raise RuffError(f"ruff check exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
     try:
