@@ -80,7 +80,6 @@ rule merge_code_parts:
         "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
 
-
 rule code_timing:
     input:
         shards=expand(f"{CODE}/timing/{{shard}}.jsonl", shard=SHARDS),
