@@ -13,6 +13,31 @@ def _in_project_root(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_breakers():
+    """Circuit breakers and rate limiters are shared per base URL in a process: one test's must not reach the next."""
+    from evoselfcode.clients.resilience import reset_shared_state
+
+    reset_shared_state()
+    yield
+    reset_shared_state()
+
+
+@pytest.fixture(scope="session")
+def embedded_url(tmp_path_factory):
+    """The base URL of one real embedded llama.cpp server (Gemma 3 270M) for the in-process tests that need it."""
+    from evoselfcode import embedded
+    from evoselfcode.config import Embedded
+
+    tmp = tmp_path_factory.mktemp("embedded_server")
+    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
+    url = embedded.start(cfg, log_path=tmp / "server.log", state_file=tmp / "state.json")
+    try:
+        yield url
+    finally:
+        embedded.stop(tmp / "state.json")
+
+
 def pytest_configure(config):
     os.environ.setdefault("PYTHONHASHSEED", "0")
 

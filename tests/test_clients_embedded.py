@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from evoselfcode import embedded
 from evoselfcode.clients import make_client
 from evoselfcode.clients.probe import format_table, probe
-from evoselfcode.config import Api, Embedded
+from evoselfcode.config import Api
 
 pytestmark = pytest.mark.embedded
 
@@ -17,17 +14,13 @@ PROMPT = "This is an algorithm function.\n\n# Return the largest value in a list
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("embedded_client")
-    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
-    url = embedded.start(cfg, log_path=tmp / "server.log", state_file=tmp / "state.json")
-    api = Api(base_url=url, model="gemma-3-270m", max_retries=1)
-    client = make_client(api, base_url=url, concurrency=2)
+def server(embedded_url):
+    api = Api(base_url=embedded_url, model="gemma-3-270m", max_retries=1)
+    client = make_client(api, base_url=embedded_url, concurrency=2)
     try:
-        yield api, url, client
+        yield api, embedded_url, client
     finally:
         client.close()
-        embedded.stop(tmp / "state.json")
 
 
 def test_n_choices_come_back_though_the_server_returns_one(server):

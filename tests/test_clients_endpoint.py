@@ -15,17 +15,9 @@ from evoselfcode.clients import make_client, make_scorer
 from evoselfcode.clients.endpoint import EndpointClient, get_path, resolve_field_map
 from evoselfcode.clients.errors import ResponseFormatError, ScoringUnsupported
 from evoselfcode.clients.probe import format_table, probe
-from evoselfcode.clients.resilience import reset_shared_state
 from evoselfcode.config import Api, ConfigError
 
 CODE_ARGS = {"max_tokens": 64, "temperature": 0.2, "top_p": 1.0, "stop": ["\ndef ", "\nclass "]}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers():
-    reset_shared_state()
-    yield
-    reset_shared_state()
 
 
 @pytest.fixture

@@ -27,17 +27,10 @@ from evoselfcode.clients.errors import (
     Timeout,
 )
 from evoselfcode.clients.openai import OpenAIClient
-from evoselfcode.clients.resilience import Environment, reset_shared_state
+from evoselfcode.clients.resilience import Environment
 from evoselfcode.config import Api, ConfigError, deep_merge
 
 NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers():
-    reset_shared_state()
-    yield
-    reset_shared_state()
 
 
 def fast_api(**overrides) -> Api:

@@ -13,7 +13,6 @@ from fakeserver import FakeServer, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_scorer
 from evoselfcode.clients.errors import ScoringUnsupported
-from evoselfcode.clients.resilience import reset_shared_state
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.scoring import HIGH_PERPLEXITY, score_records, scored_span
 from evoselfcode.datagen.prompts import code_prompt
@@ -62,13 +61,6 @@ def expected_logprobs(prompt: str, text: str) -> list[float]:
             out.append(token_logprob(full[i - 1] if i else "", tok))
         pos += len(tok)
     return out
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers():
-    reset_shared_state()
-    yield
-    reset_shared_state()
 
 
 @pytest.fixture

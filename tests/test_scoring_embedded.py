@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 
 import pytest
 
-from evoselfcode import embedded
 from evoselfcode.clients import make_scorer
-from evoselfcode.config import Api, Embedded
+from evoselfcode.config import Api
 
 pytestmark = pytest.mark.embedded
 
@@ -19,16 +17,13 @@ TEXT = "a, b):\n    while b:\n        a, b = b, a % b\n    return a\n"
 
 
 @pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("embedded_scoring")
-    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
-    url = embedded.start(cfg, log_path=tmp / "server.log", state_file=tmp / "state.json")
-    client = make_scorer(Api(base_url=url, model="gemma-3-270m", max_retries=1), base_url=url, concurrency=1)
+def scorer(embedded_url):
+    client = make_scorer(Api(base_url=embedded_url, model="gemma-3-270m", max_retries=1), base_url=embedded_url,
+                         concurrency=1)  # fmt: skip
     try:
         yield client
     finally:
         client.close()
-        embedded.stop(tmp / "state.json")
 
 
 def shuffled(text: str, seed: int = 0) -> str:
