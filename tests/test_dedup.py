@@ -241,6 +241,49 @@ def test_precomputed_keys_give_the_same_result():
     assert near_duplicates(items, threshold=0.8, num_perm=128, ngram=5, keys=keys) == expected
 
 
+def test_band_keys_are_32_bit():
+    items = generated_corpus(8, families=5)
+    bands, _ = lsh_bands(0.8, 128)
+    keys = band_keys([code for _, code in items], threshold=0.8, num_perm=128, ngram=5)
+    assert keys.dtype == np.uint32
+    assert keys.shape == (len(items), bands)
+    assert keys.nbytes == 4 * bands * len(items)  # 84 bytes per item at 21 bands, not 168
+    read = dedup._read_band_keys(items, 0.8, 128, 5)
+    assert read.dtype == np.uint32
+    assert np.array_equal(read, keys)
+    assert dedup._read_band_keys([], 0.8, 128, 5).dtype == np.uint32
+    assert (keys >> 16).any()  # the high bits of the mix, not a narrow low part
+
+
+def _all_equal(keys):
+    return np.zeros_like(keys)
+
+
+def _sixteen_values(keys):
+    return keys & np.uint32(0xF)
+
+
+@pytest.mark.parametrize("collide", [_all_equal, _sixteen_values])
+def test_colliding_band_keys_only_add_candidates_which_are_verified_exactly(monkeypatch, collide):
+    items = generated_corpus(1)
+    expected, _ = brute_force(items, 0.8, 5)
+    assert len(expected) > 30
+    calls = 0
+    real_jaccard, real_band_keys = dedup.jaccard, dedup.band_keys
+
+    def counting_jaccard(a, b):
+        nonlocal calls
+        calls += 1
+        return real_jaccard(a, b)
+
+    monkeypatch.setattr(dedup, "jaccard", counting_jaccard)
+    assert near_duplicates(items, threshold=0.8, num_perm=128, ngram=5) == expected
+    calls_with_real_keys, calls = calls, 0
+    monkeypatch.setattr(dedup, "band_keys", lambda codes, **kw: collide(real_band_keys(codes, **kw)))
+    assert near_duplicates(items, threshold=0.8, num_perm=128, ngram=5) == expected
+    assert calls > 2 * calls_with_real_keys  # the collisions did bring more candidates to verify
+
+
 class LazyItems:
     """Items read on demand, like merge-code's records read back from their shards."""
 

@@ -17,10 +17,12 @@ the threshold is missed with probability at most 1%, a pair further above it far
 - MinHash signatures of many items at once, in numpy: permutation p maps a 32-bit shingle hash x to
   (a_p * x + b_p) mod 2^64 (multiply-add-shift: its high 32 bits are a strongly universal hash of x),
   and the signature keeps the high 32 bits of each minimum. a_p and b_p come from blake2b, so signatures
-  are the same in every process and run. Each band of signature rows becomes one 64-bit key.
+  are the same in every process and run. Each band of signature rows becomes one 32-bit key: the high 32
+  bits of sum(m_r * row_r) mod 2^64 with fixed odd 64-bit m_r (multiply-shift vector hashing, so two
+  different bands collide with probability ~2^-32). A collision only adds a candidate, verified exactly.
 - Candidates are the items that share a band key with another item, found by sorting each band's keys;
   only those are then judged one by one, in order, against the items kept so far, their shingles computed
-  again. Memory: 8 bytes per band per item, plus the shingles of the kept candidates.
+  again. Memory: 4 bytes per band per item (84 bytes at 21 bands), plus the shingles of the kept candidates.
 
 The per-item work (fingerprints; tokens, shingles, signatures) of large inputs runs in forked worker
 processes, a chunk of items at a time (`map_in_workers`); the decisions stay here, in order, so the
@@ -188,18 +190,20 @@ def minhash_signatures(hashes: np.ndarray, counts: np.ndarray, num_perm: int) ->
 
 
 def band_keys(codes: Sequence[str], *, threshold: float, num_perm: int, ngram: int) -> np.ndarray:
-    """(len(codes), bands) uint64: each code's LSH band keys; codes with a key in common are near-dup candidates.
+    """(len(codes), bands) uint32: each code's LSH band keys; codes with a key in common are near-dup candidates.
 
-    A code's keys depend on it alone, so they can be computed in any batches, in any process.
+    A code's keys depend on it alone, so they can be computed in any batches, in any process. Equal bands
+    always give equal keys; different bands rarely do (~2^-32), which only adds a candidate to verify.
     """
     bands, rows = lsh_bands(threshold, num_perm)
     row_multipliers = _random_words("band row", rows) | np.uint64(1)
-    keys = np.empty((len(codes), bands), dtype=np.uint64)
+    keys = np.empty((len(codes), bands), dtype=np.uint32)
     for first in range(0, len(codes), CHUNK_SIZE):
         batch = codes[first : first + CHUNK_SIZE]
         signatures = minhash_signatures(*_shingles(batch, ngram), num_perm)
         banded = signatures[:, : bands * rows].reshape(len(batch), bands, rows).astype(np.uint64)
-        keys[first : first + len(batch)] = (banded * row_multipliers).sum(axis=2, dtype=np.uint64)
+        mixed = (banded * row_multipliers).sum(axis=2, dtype=np.uint64)  # mod 2^64
+        keys[first : first + len(batch)] = mixed >> _32  # the high half: the well-mixed bits
     return keys
 
 
@@ -288,7 +292,7 @@ def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm
             yield [code for _, code in chunk]
 
     keys_of = partial(band_keys, threshold=threshold, num_perm=num_perm, ngram=ngram)
-    rows = [np.empty((0, bands), dtype=np.uint64), *map_in_workers(keys_of, codes(), worker_count(len(items)))]
+    rows = [np.empty((0, bands), dtype=np.uint32), *map_in_workers(keys_of, codes(), worker_count(len(items)))]
     if len(np.unique(np.frombuffer(digests, dtype=np.uint64))) < len(digests):
         _check_keys(key for key, _ in items)
     return np.concatenate(rows)
