@@ -1,7 +1,7 @@
 """Generation throughput of the client against the latency server, and what the server itself can take.
 
-The client is driven as the pipeline drives it: `make_client` + `runner.run_requests` (a thread pool of
-`concurrency` calling `complete`). Only this process's CPU is counted; the server runs in its own process.
+The client is driven as the pipeline drives it: `make_client` + `runner.run_requests` (`concurrency` worker
+threads calling `complete`). Only this process's CPU is counted; the server runs in its own process.
 Figures: requests/s against Little's law (min(concurrency, capacity) / latency) and client CPU ms per request.
 
     python bench/bench_generation.py [--repeat 3] [--seconds 3] [--alternatives]
@@ -22,7 +22,6 @@ from common import latency_server, median, save
 
 from evoselfcode.clients import make_client
 from evoselfcode.config import Api
-from evoselfcode.datagen.pipeline import runner
 from evoselfcode.datagen.pipeline.runner import Request, run_requests
 
 LATENCY = 0.05
@@ -42,13 +41,6 @@ def timed(fn, count: int) -> tuple[float, float]:
     cpu, wall = time.process_time(), time.perf_counter()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def before_fixes() -> None:
-    """Act as the runner did before bench/README.md's fixes: one worker thread per slot. (The other fix, reading
-    the environment once instead of per request, was requests' `trust_env`; the urllib3 Transport has no such
-    switch: to measure the requests client, run this script against an older checkout on PYTHONPATH.)"""
-    runner.WORKERS_PER_SLOT = 1
 
 
 def run_client(url: str, concurrency: int, count: int, api_overrides: dict | None = None) -> dict:
@@ -185,14 +177,11 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--alternatives", action="store_true", help="also bare requests, http.client and asyncio loops")
     p.add_argument("--name", default="generation")
-    p.add_argument("--before", action="store_true", help="undo this bench's fixes in-process (for before/after)")
     p.add_argument("--skip-server", action="store_true")
     p.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="client levels to sweep")
     p.add_argument("--unlimited-only", action="store_true", help="skip the sweep against the capped server")
     a = p.parse_args()
-    if a.before:
-        before_fixes()
-    figures = {"latency_s": LATENCY, "capped_at": CAPPED, "before_fixes": a.before}
+    figures = {"latency_s": LATENCY, "capped_at": CAPPED}
     if not a.skip_server:
         figures["server_capacity"] = server_capacity(a.repeat)
     figures["client_unlimited"] = sweep(run_client, 0, a.repeat, a.seconds, levels=a.concurrency)

@@ -7,8 +7,9 @@ import pytest
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen, ServerError
+from evoselfcode.clients.resilience import waiting_to_retry
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
-from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
+from evoselfcode.datagen.pipeline.runner import MAX_THREADS_PER_SLOT, Request, request_seed, run_requests
 
 
 class ScriptedClient(CompletionClient):
@@ -95,3 +96,69 @@ def test_request_seeds_are_stable_and_distinct():
     assert request_seed(42, "d1", "FIM", 0) == request_seed(42, "d1", "FIM", 0)
     assert request_seed(42, "d1", "FIM", 0) != request_seed(43, "d1", "FIM", 0)
     assert all(0 <= s < 2**31 for s in seeds)
+
+
+class SleepyClient(CompletionClient):
+    """Prompts in `sleepers` wait (as before a retry: holding no slot) until `until` is set or `wait` passes."""
+
+    def __init__(self, sleepers=(), until=None, wait=5.0):
+        self.sleepers, self.until, self.wait = set(sleepers), until or threading.Event(), wait
+        self.lock = threading.Lock()
+        self.threads, self.asleep, self.most_asleep, self.order = set(), 0, 0, []
+
+    def complete(self, prompt, **params):
+        with self.lock:
+            self.threads.add(threading.get_ident())
+        if prompt in self.sleepers:
+            with waiting_to_retry():
+                with self.lock:
+                    self.asleep += 1
+                    self.most_asleep = max(self.most_asleep, self.asleep)
+                self.until.wait(self.wait)
+                with self.lock:
+                    self.asleep -= 1
+        with self.lock:
+            self.order.append(prompt)
+        return [Choice(text=prompt, finish_reason="stop")]
+
+
+def test_a_request_waiting_to_retry_lends_its_turn_to_the_next_request():
+    # concurrency 1: p0 waits until p3 is answered, which only a stand-in worker can send meanwhile
+    client = SleepyClient(sleepers={"p0"})
+    done = threading.Event()
+    original = client.complete
+
+    def complete(prompt, **params):
+        out = original(prompt, **params)
+        if prompt == "p3":
+            client.until.set()
+            done.set()
+        return out
+
+    client.complete = complete
+    out = run_requests(client, requests(4), concurrency=1)
+    assert done.is_set() and client.order[-1] == "p0" and all(o.choices for o in out)
+
+
+def test_a_run_without_retries_uses_one_thread_per_slot():
+    client = SleepyClient()
+    run_requests(client, requests(40), concurrency=3)
+    assert len(client.threads) == 3
+
+
+def test_threads_waiting_to_retry_are_capped_per_slot():
+    # every request waits (up to 0.2 s): at most MAX_THREADS_PER_SLOT threads per slot exist, so as many wait at once
+    client = SleepyClient(sleepers={f"p{i}" for i in range(12)}, wait=0.2)
+    out = run_requests(client, requests(12), concurrency=2)
+    assert client.most_asleep == 2 * MAX_THREADS_PER_SLOT and all(o.choices for o in out)
+
+
+def test_an_error_outside_a_request_stops_the_run_and_is_raised(tmp_path):
+    class FullDisk(Journal):
+        def record(self, key, choices):
+            raise OSError(28, "No space left on device")
+
+    client = SleepyClient()
+    with pytest.raises(OSError, match="No space left"):
+        run_requests(client, requests(50), concurrency=4, journal=FullDisk(tmp_path / "j.jsonl"))
+    assert len(client.order) <= 4  # each worker stopped after its first answer

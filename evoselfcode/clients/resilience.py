@@ -21,7 +21,8 @@ import threading
 import time
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -205,6 +206,21 @@ def reset_shared_state() -> None:
     with _shared_lock:
         _breakers.clear()
         _limiters.clear()
+
+
+_retry_wait = threading.local()
+
+
+def on_retry_wait(hook: AbstractContextManager | None) -> None:
+    """In the calling thread, every sleep before a retry runs inside `hook` (the runner lends the thread's turn)."""
+    _retry_wait.hook = hook
+
+
+@contextmanager
+def waiting_to_retry() -> Iterator[None]:
+    """Around a wait that holds no in-flight slot: the calling thread's `on_retry_wait` hook, if any."""
+    with getattr(_retry_wait, "hook", None) or nullcontext():
+        yield
 
 
 @dataclass(frozen=True)
@@ -475,7 +491,8 @@ class Transport:
                 retry += 1
                 self.stats.retry(cause)
                 log.info("retry %d/%d in %.2fs after %s: %s", retry, self.policy.max_retries, delay, cause, err)
-                self._sleep(delay)
+                with waiting_to_retry():
+                    self._sleep(delay)
 
     def _attempt(self, method, route, url, payload, parse, cost, classify):
         if self.breaker:

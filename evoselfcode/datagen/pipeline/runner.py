@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,14 +15,14 @@ from tqdm import tqdm
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen
+from evoselfcode.clients.resilience import on_retry_wait
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.datagen.schemas import Failure, RequestTiming
 
 log = logging.getLogger("evoselfcode.runner")
-# Threads per in-flight slot: a request sleeping before a retry (Retry-After, backoff) holds a thread but no
-# slot of the client's in-flight semaphore, so the other threads keep `concurrency` requests at the server.
-WORKERS_PER_SLOT = 4
+# At most this many threads per in-flight slot, counting the workers sleeping before a retry (see Workers).
+MAX_THREADS_PER_SLOT = 4
 
 
 def request_seed(base: int, *parts: object) -> int:
@@ -123,24 +124,90 @@ def run_requests(
         else:
             todo.append(i)
     progress = Progress(len(requests), len(requests) - len(todo), every)
+    done = threading.Lock()
 
-    def call(i: int) -> int:
+    def call(i: int) -> None:
+        out = outcomes[i]
         try:
-            outcomes[i].choices = client.complete(requests[i].prompt, **requests[i].params)
+            out.choices = client.complete(requests[i].prompt, **requests[i].params)
         except Exception as exc:  # becomes a failure record, never lost
-            outcomes[i].error = exc
-        return i
+            out.error = exc
+        with done:  # in the worker: a hand-over to another thread per answer would cost more than the work
+            if journal is not None and out.choices is not None:
+                journal.record(keys[i], out.choices)
+            progress.step(out.error is not None)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency * WORKERS_PER_SLOT, len(todo) or 1))) as pool:
-        for future in as_completed([pool.submit(call, i) for i in todo]):
-            i = future.result()
-            if journal is not None and outcomes[i].choices is not None:
-                journal.record(keys[i], outcomes[i].choices)
-            progress.step(outcomes[i].error is not None)
+    Workers(call, todo, concurrency).run()
     for out in outcomes:
         if isinstance(out.error, CircuitOpen):  # the server is down: fail the job, the journal keeps the answers
             raise out.error
     return outcomes
+
+
+class Workers:
+    """Threads that run `task(i)` for every index, `concurrency` of them at work at any time.
+
+    A request sleeping before a retry holds no in-flight slot (resilience.Transport), so its worker starts a
+    stand-in before it sleeps, and a worker leaves after its task when enough others are at work: the slots
+    stay full through 429s and backoff, and a fault-free run has exactly `concurrency` threads, each going
+    from one request to the next without waking another thread.
+    """
+
+    def __init__(self, task: Callable[[int], None], indices: Sequence[int], concurrency: int):
+        self._task = task
+        self._todo = deque(indices)
+        self._want = max(1, concurrency)
+        self._most = self._want * MAX_THREADS_PER_SLOT
+        self._lock = threading.Lock()
+        self._working = self._live = 0  # threads not sleeping before a retry; threads alive
+        self._finished = threading.Event()
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        with self._lock:
+            for _ in range(min(self._want, len(self._todo))):
+                self._start()
+            if not self._live:
+                return
+        self._finished.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _start(self) -> None:
+        """With the lock held."""
+        self._working += 1
+        self._live += 1
+        threading.Thread(target=self._work, name="evoselfcode-request", daemon=True).start()
+
+    def _work(self) -> None:
+        on_retry_wait(self)
+        try:
+            while True:
+                with self._lock:
+                    if self._error is not None or not self._todo or self._working > self._want:
+                        return
+                    i = self._todo.popleft()
+                self._task(i)
+        except BaseException as exc:  # e.g. the journal's disk is full: stop taking tasks, raise in run()
+            with self._lock:
+                self._error = self._error or exc
+        finally:
+            with self._lock:
+                self._working -= 1
+                self._live -= 1
+                if not self._live:
+                    self._finished.set()
+
+    def __enter__(self) -> None:
+        """This thread's request sleeps before a retry: let another worker take its turn."""
+        with self._lock:
+            self._working -= 1
+            if self._todo and self._working < self._want and self._live < self._most and self._error is None:
+                self._start()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._working += 1
 
 
 class FailureBudgetExceeded(RuntimeError):
