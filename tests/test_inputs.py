@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from evoselfcode.datagen.inputs import InputError, cached_index, index_descriptions, read_descriptions, read_shard
+from evoselfcode.datagen.inputs import (
+    InputError,
+    _loads,
+    cached_index,
+    index_descriptions,
+    read_descriptions,
+    read_shard,
+)
 
 
 def jsonl(tmp_path, lines, name="in.jsonl", raw=False):
@@ -116,3 +123,18 @@ def test_sample_descriptions_are_valid_and_varied():
     assert not bad and len(good) >= 40
     prefixes = {d.id.split("-")[0] for _, d in good}
     assert {"sort", "graph", "str", "dp", "math", "ds"} <= prefixes
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"desc": "a"}', '  {"desc": "a"}', '{"desc": "a"}  ', '{"desc": "a"} {"desc": "b"}', '{"desc": "a"', "",
+     '{"desc": NaN}', '"just a string"', '{"desc": "\\ud800"}', "\t[1, 2]"],
+)  # fmt: skip
+def test_line_parsing_matches_json_loads_in_value_and_error(text):
+    def outcome(parse):
+        try:
+            return "ok", parse(text)
+        except json.JSONDecodeError as exc:
+            return "error", exc.msg, exc.colno
+
+    assert outcome(_loads) == outcome(json.loads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.scanner
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,6 +107,18 @@ def _parse(raw: bytes, is_jsonl: bool, max_chars: int) -> Description | tuple[st
     return Description(id=parsed[1], desc=parsed[2]) if parsed[0] is None else parsed  # type: ignore[return-value]
 
 
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _loads(text: str) -> object:
+    """`json.loads`, without its Python layers for a line that is exactly one JSON value (1.7 -> 0.6 s per 1M)."""
+    try:
+        obj, end = _scan_once(text, 0)
+    except (StopIteration, json.JSONDecodeError):
+        return json.loads(text)  # leading whitespace, or the error message json.loads gives
+    return obj if end == len(text) else json.loads(text)
+
+
 def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] | tuple[str, str]:
     """(None, id, desc) for a good line, or (reason, detail); no model objects, as it runs once per input line."""
     try:
@@ -114,7 +127,7 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
         return "invalid_utf8", f"byte {exc.start} is not UTF-8; re-encode the file as UTF-8"
     if is_jsonl:
         try:
-            obj = json.loads(text)
+            obj = _loads(text)
         except json.JSONDecodeError as exc:
             return "invalid_json", f"{exc.msg} at column {exc.colno}; each line must be one JSON object"
         if not isinstance(obj, dict):
