@@ -138,3 +138,10 @@ def test_line_parsing_matches_json_loads_in_value_and_error(text):
             return "error", exc.msg, exc.colno
 
     assert outcome(_loads) == outcome(json.loads)
+
+
+def test_an_unknown_shard_is_a_clear_error(tmp_path):
+    index = index_descriptions(jsonl(tmp_path, [desc_line(i) for i in range(5)]), shard_size=2, max_chars=100)
+    assert index.span("00002").start_line == 5
+    with pytest.raises(InputError, match=r"has no shard '00003'.*00000\.\.00002"):
+        index.span("00003")

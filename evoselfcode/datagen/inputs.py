@@ -14,6 +14,7 @@ import json
 import json.scanner
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from evoselfcode.datagen.schemas import Description
@@ -59,7 +60,17 @@ class InputIndex:
         return [s.id for s in self.spans]
 
     def span(self, shard: str) -> Span:
-        return next(s for s in self.spans if s.id == shard)
+        try:
+            return self._spans_by_id[shard]
+        except KeyError:
+            raise InputError(
+                f"{self.path} has no shard {shard!r}: its {len(self.spans)} shard(s) are "
+                f"{self.spans[0].id}..{self.spans[-1].id} at io.shard_size as configured; check --shard"
+            ) from None
+
+    @cached_property
+    def _spans_by_id(self) -> dict[str, Span]:  # the DAG asks once per shard: a scan each would be quadratic
+        return {s.id: s for s in self.spans}
 
     def bad_digest(self) -> str:
         return hashlib.sha256(json.dumps([asdict(b) for b in self.bad]).encode()).hexdigest()[:16]
