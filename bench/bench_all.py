@@ -184,14 +184,16 @@ if __name__ == "__main__":
     p.add_argument("--only", nargs="*", choices=list(STEPS), help="run these steps only")
     p.add_argument("--summarize", action="store_true", help="run nothing, rebuild the table")
     a = p.parse_args()
-    log = {"machine_at_start": machine(), "steps": {}}
+    run_log = RESULTS / f"run_{a.tag}.json"
+    log = json.loads(run_log.read_text()) if run_log.exists() else {"steps": {}}
     for step in [] if a.summarize else a.only or list(STEPS):
         started = time.perf_counter()
         print(f"== {step}: {' '.join(STEPS[step])}", flush=True)
+        at = machine()
         rc = subprocess.call([sys.executable, *STEPS[step], "--name", f"{step}_{a.tag}"])
-        log["steps"][step] = {"rc": rc, "seconds": round(time.perf_counter() - started, 1)}
-    if log["steps"]:
-        (RESULTS / f"run_{a.tag}.json").write_text(json.dumps(log, indent=2) + "\n")
+        log["steps"][step] = {"rc": rc, "seconds": round(time.perf_counter() - started, 1), "started": at["date"],
+                              "loadavg_at_start": at["loadavg"]}  # fmt: skip
+        run_log.write_text(json.dumps(log, indent=2) + "\n")
     table = summary(a.tag)
     (RESULTS / f"summary_{a.tag}.md").write_text(table)
     print(table)

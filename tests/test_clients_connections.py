@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -26,6 +27,7 @@ class Server(ThreadingHTTPServer):
     def __init__(self, *, close_after_answer: bool = False, tls: ssl.SSLContext | None = None):
         self.close_after_answer = close_after_answer
         self.ports: list[int] = []
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), Handler)
         if tls is not None:
@@ -58,6 +60,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.paths.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(ANSWER)))
@@ -102,6 +105,27 @@ def test_a_connection_the_server_closed_while_idle_is_reopened_without_a_retry()
             post(t)
             time.sleep(0.05)  # the server's close reaches the client while the connection is idle
         assert len(server.ports) == 3 and t.stats.snapshot()["retries_total"] == 0
+
+
+def test_a_base_url_path_outside_ascii_is_sent_percent_encoded():
+    with Server() as server:
+        post(transport(server.url + "/vé", concurrency=1))
+        assert server.paths == ["/v%C3%A9/v1/completions"]
+
+
+def test_an_answer_that_is_not_http_is_a_connect_error():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def answer_garbage():
+            for _ in range(3):  # the first try and its two retries
+                conn, _ = listener.accept()
+                conn.recv(65536)
+                conn.sendall(b"garbage\r\n\r\n")
+                conn.close()
+
+        threading.Thread(target=answer_garbage, daemon=True).start()
+        with pytest.raises(ConnectError, match="BadStatusLine"):
+            post(transport(f"http://127.0.0.1:{listener.getsockname()[1]}", concurrency=1))
 
 
 @pytest.fixture(scope="module")

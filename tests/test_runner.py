@@ -140,10 +140,33 @@ def test_a_request_waiting_to_retry_lends_its_turn_to_the_next_request():
     assert done.is_set() and client.order[-1] == "p0" and all(o.choices for o in out)
 
 
-def test_a_run_without_retries_uses_one_thread_per_slot():
+class CountedThread(threading.Thread):
+    started = 0
+
+    def start(self):
+        type(self).started += 1
+        super().start()
+
+
+def test_a_run_without_retries_starts_one_thread_per_slot(monkeypatch):
+    monkeypatch.setattr(threading, "Thread", CountedThread)
+    CountedThread.started = 0
     client = SleepyClient()
-    run_requests(client, requests(40), concurrency=3)
-    assert len(client.threads) == 3
+    out = run_requests(client, requests(40), concurrency=3)
+    assert CountedThread.started == 3 and len(client.threads) <= 3 and all(o.choices for o in out)
+
+
+def test_no_thread_to_spare_for_a_stand_in_is_no_hang(monkeypatch):
+    class NoMoreThreads(threading.Thread):
+        def start(self):
+            if self.name == "evoselfcode-request" and sum(t.name == self.name for t in threading.enumerate()) >= 1:
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", NoMoreThreads)
+    client = SleepyClient(sleepers={"p0", "p1"}, wait=0.05)
+    out = run_requests(client, requests(5), concurrency=3)  # one thread does it all, waits included
+    assert all(o.choices for o in out) and len(client.threads) == 1
 
 
 def test_threads_waiting_to_retry_are_capped_per_slot():

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import urllib3
 import urllib3.connection
@@ -362,9 +362,12 @@ class Connections:
             except (ssl.SSLError, CertificateError) as exc:
                 raise urllib3.exceptions.SSLError(exc) from exc
         conn.timeout = self._read
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it may have answered before closing
-            conn.request(method, target, body=body, headers=headers)
-        return conn.getresponse()
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it may have answered before closing
+                conn.request(method, target, body=body, headers=headers)
+            return conn.getresponse()
+        except http.client.HTTPException as exc:  # e.g. not HTTP at all: what urllib3's pool raised for it
+            raise urllib3.exceptions.ProtocolError("Connection aborted.", exc) from exc
 
     def close(self) -> None:
         """Close the idle connections (a request still running keeps its own)."""
@@ -500,7 +503,7 @@ class Transport:
         self._get_headers = dict(headers)
         self._post_headers = {"Content-Type": "application/json", **headers}
         origin = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-        self._target = parts.path
+        self._target = quote(parts.path, safe="/%:@!$&'()*+,;=~")  # a request line is ASCII
         self.pool: urllib3.PoolManager | None = None
         self._connections: Connections | None = None
         if pool is None and not env.proxy:

@@ -167,17 +167,28 @@ class Workers:
         with self._lock:
             for _ in range(min(self._want, len(self._todo))):
                 self._start()
-            if not self._live:
+            if not self._todo:
                 return
-        self._finished.wait()
+            if not self._live:
+                raise RuntimeError("could not start a single request thread: the process is out of threads")
+        try:
+            self._finished.wait()
+        except BaseException as exc:  # Ctrl-C: the workers finish the requests they hold and take no more
+            with self._lock:
+                self._error = self._error or exc
+            raise
         if self._error is not None:
             raise self._error
 
     def _start(self) -> None:
-        """With the lock held."""
+        """With the lock held (the new thread waits for it before it counts itself)."""
+        try:
+            threading.Thread(target=self._work, name="evoselfcode-request", daemon=True).start()
+        except RuntimeError as exc:  # can't start new thread: the workers there are carry on
+            log.warning("could not start another request thread (%s); going on with %d", exc, self._live)
+            return
         self._working += 1
         self._live += 1
-        threading.Thread(target=self._work, name="evoselfcode-request", daemon=True).start()
 
     def _work(self) -> None:
         on_retry_wait(self)
