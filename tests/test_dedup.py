@@ -19,6 +19,7 @@ from evoselfcode.datagen.filters.dedup import (
     lsh_bands,
     map_in_workers,
     minhash_signatures,
+    near_duplicate_positions,
     near_duplicates,
     worker_count,
 )
@@ -95,6 +96,13 @@ def test_lsh_finds_the_same_groups_as_brute_force(seed, threshold, ngram):
     assert len(items) > 200
     assert len(expected) > 30
     assert near_duplicates(items, threshold=threshold, num_perm=128, ngram=ngram) == expected
+
+
+def test_positions_of_near_duplicates_are_those_of_the_dropped_keys():
+    items = generated_corpus(5, families=10)
+    dropped = near_duplicates(items, threshold=0.8, num_perm=128, ngram=5)
+    positions = near_duplicate_positions(items, threshold=0.8, num_perm=128, ngram=5)
+    assert len(dropped) >= 5 and [items[i][0] for i in positions] == list(dropped)
 
 
 def test_close_variants_are_dropped_and_point_to_the_first_copy():

@@ -312,6 +312,22 @@ def near_duplicates(
     earliest kept item it matches. `items` is read once whole, then the candidates again by index.
     `keys`: the items' `band_keys` with the same parameters, if the caller has them already.
     """
+    return {key: kept for _, key, kept in _near_matches(items, threshold, num_perm, ngram, keys)}
+
+
+def near_duplicate_positions(
+    items: Sequence[tuple[str, str]], *, threshold: float, num_perm: int, ngram: int
+) -> np.ndarray:
+    """The positions in `items` of what `near_duplicates` drops, without a string per dropped item (at 1M
+    mostly-duplicate records, the dict of keys would be ~150 MB)."""
+    matches = _near_matches(items, threshold, num_perm, ngram, None)
+    return np.fromiter((order for order, _, _ in matches), dtype=np.int64)
+
+
+def _near_matches(
+    items: Sequence[tuple[str, str]], threshold: float, num_perm: int, ngram: int, keys: np.ndarray | None
+) -> Iterator[tuple[int, str, str]]:
+    """(position, key, kept item's key) of each dropped item, in order."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], not {threshold}")
     if keys is None:
@@ -321,13 +337,12 @@ def near_duplicates(
         if len(keys) != len(items):
             raise ValueError(f"{len(keys)} rows of band keys for {len(items)} items")
     shared = _shared_keys(keys)
-    candidates = np.flatnonzero(shared.any(axis=1)).tolist()
+    candidates = np.flatnonzero(shared.any(axis=1))
     # Per band, key -> the kept candidates with that key; the shingles of the kept candidates.
     tables: list[dict[int, list[int]]] = [{} for _ in range(keys.shape[1])]
     kept: dict[int, tuple[str, np.ndarray]] = {}
-    dropped: dict[str, str] = {}
     for first in range(0, len(candidates), CHUNK_SIZE):
-        batch = [(order, *items[order]) for order in candidates[first : first + CHUNK_SIZE]]
+        batch = [(order, *items[order]) for order in candidates[first : first + CHUNK_SIZE].tolist()]
         for (order, key, _), shingles in zip(batch, shingle_sets([code for *_, code in batch], ngram), strict=True):
             buckets = [
                 (table, band_key)
@@ -339,12 +354,11 @@ def near_duplicates(
                 others.update(table.get(band_key, ()))
             matches = [other for other in others if jaccard(shingles, kept[other][1]) >= threshold]
             if matches:
-                dropped[key] = kept[min(matches)][0]
+                yield order, key, kept[min(matches)][0]
                 continue
             kept[order] = (key, shingles.copy())  # a view would keep its whole batch alive
             for table, band_key in buckets:
                 table.setdefault(band_key, []).append(order)
-    return dropped
 
 
 def _fingerprints(codes: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 from evoselfcode.config import Config, Dedup
 from evoselfcode.datagen import inputs
 from evoselfcode.datagen.filters.code import DUPLICATE, NEAR_DUPLICATE, check_samples
-from evoselfcode.datagen.filters.dedup import near_duplicates
+from evoselfcode.datagen.filters.dedup import near_duplicate_positions
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
@@ -240,8 +240,8 @@ def _verdicts(dedup: Dedup, index: _RecordIndex, lines: LineReader) -> np.ndarra
         verdicts[~_first_copies(index.fingerprint)] = _DUPLICATE
     if dedup.near:
         rest = _Codes(index, np.flatnonzero(verdicts == _KEEP), lines)
-        near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
-        verdicts[np.fromiter(map(int, near), dtype=np.int64, count=len(near))] = _NEAR_DUPLICATE
+        near = near_duplicate_positions(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
+        verdicts[rest.positions[near]] = _NEAR_DUPLICATE
     return verdicts
 
 
