@@ -306,8 +306,9 @@ class Stats:
 
 
 class Slots:
-    """At most `n` holders at once. A queue of `n` tokens: its wait is in C, so with many threads waiting (the
-    runner has 4 per slot) a request costs ~2 us here, where `threading.Semaphore`'s Condition costs ~25 us."""
+    """At most `n` holders at once (the in-flight slots when urllib3's pool sends: proxies, injected pools).
+    A queue of `n` tokens: its wait is in C, ~2 us a request where `threading.Semaphore`'s Condition costs ~25 us
+    with many threads waiting."""
 
     def __init__(self, n: int):
         self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()

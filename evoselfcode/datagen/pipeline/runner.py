@@ -184,7 +184,7 @@ class Workers:
         """With the lock held (the new thread waits for it before it counts itself)."""
         try:
             threading.Thread(target=self._work, name="evoselfcode-request", daemon=True).start()
-        except RuntimeError as exc:  # can't start new thread: the workers there are carry on
+        except RuntimeError as exc:  # "can't start new thread": the running workers carry on
             log.warning("could not start another request thread (%s); going on with %d", exc, self._live)
             return
         self._working += 1
