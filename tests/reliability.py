@@ -144,12 +144,9 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: flo
         time.sleep(0.02)
 
 
-def journal_lines(root: Path, stage: str) -> int:
-    """Answers in the request journals of a stage's generation jobs (hidden files beside their outputs)."""
-    total = 0
-    for path in (root / f"data/generated/{stage}/raw").glob(".*.journal.jsonl"):
-        total += sum(1 for line in path.read_bytes().split(b"\n") if line.strip().endswith(b"}"))
-    return total
+def journal_lines(path: Path) -> int:
+    """Answers in a request journal (a hidden file beside a generation job's output)."""
+    return sum(1 for line in path.read_bytes().split(b"\n") if line.strip().endswith(b"}")) if path.exists() else 0
 
 
 _reference: dict[str, dict[str, str]] = {}
@@ -183,6 +180,14 @@ def reference_requests() -> int:
 
 
 def saved_answers(root: Path, stage: str, n: int) -> int:
-    """Requests of a stage whose answers are on disk: in a journal, or in a finished job's output (n per request)."""
-    done = sum(len(read_jsonl(p)) for p in (root / f"data/generated/{stage}/raw").glob("[0-9]*.jsonl"))
-    return journal_lines(root, stage) + done // n
+    """Requests of a stage whose answers are on disk: in a shard's journal, or in its output (n per request);
+    a finished job's journal stays until its filter step, so a shard counts once."""
+    raw = root / f"data/generated/{stage}/raw"
+    shards = {p.name.split(".")[1] for p in raw.glob(".*.journal.jsonl")} | {p.stem for p in raw.glob("[0-9]*.jsonl")}
+    return sum(
+        max(
+            journal_lines(raw / f".{s}.journal.jsonl"),
+            len(read_jsonl(raw / f"{s}.jsonl")) // n if (raw / f"{s}.jsonl").exists() else 0,
+        )
+        for s in shards
+    )

@@ -1,9 +1,16 @@
 """The request journal and the atomic writer after a kill cut a write short (the workflow tests cannot aim a
 SIGKILL at the middle of one write, so these write the leftovers a kill leaves and then resume)."""
 
-from evoselfcode.clients.base import Choice
+from pathlib import Path
+
+from evoselfcode.clients.base import Choice, CompletionClient
+from evoselfcode.config import load_config
 from evoselfcode.datagen.pipeline.journal import Journal
+from evoselfcode.datagen.pipeline.orchestrator import filter_names_step, generate_names, journal_path
+from evoselfcode.datagen.schemas import Description
 from evoselfcode.datagen.writer import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_an_answer_after_a_line_cut_short_by_a_kill_is_kept(tmp_path):
@@ -32,3 +39,31 @@ def test_a_temporary_file_left_by_a_killed_writer_is_cleared_by_the_next_write(t
     write_jsonl(out, [{"a": 1}])
     assert out.read_text() == '{"a": 1}\n'
     assert not stale.exists() and other.exists()
+
+
+class CountingClient(CompletionClient):
+    def __init__(self):
+        self.calls = 0
+
+    def complete(self, prompt, *, n=1, **params):
+        self.calls += 1
+        return [Choice(text=f"count_words_{i}", finish_reason="stop") for i in range(n)]
+
+
+def test_a_finished_generation_job_keeps_its_answers_until_its_filter_step(tmp_path):
+    # A kill between a job's end and Snakemake recording it makes --rerun-incomplete run the job again.
+    cfg = load_config(ROOT / "configs/datagen.yaml")
+    shard = tmp_path / "shards/00000.jsonl"
+    shard.parent.mkdir()
+    write_jsonl(shard, [Description(id=f"d{i}", desc=f"count the words of text {i}") for i in range(3)])
+    raw, failures, timing = (str(tmp_path / f"names/{part}/00000.jsonl") for part in ("raw", "failures", "timing"))
+    client = CountingClient()
+    generate_names(cfg, client, str(shard), raw, failures, timing)
+    asked, answers = client.calls, Path(raw).read_text()
+    assert asked == 3 * len(cfg.namegen.modes) and journal_path(raw).exists()
+
+    generate_names(cfg, client, str(shard), raw, failures, timing)  # the rerun
+    assert client.calls == asked and Path(raw).read_text() == answers
+
+    filter_names_step(cfg, raw, str(tmp_path / "names/filtered/00000.jsonl"), str(tmp_path / "rejects.jsonl"))
+    assert not journal_path(raw).exists()

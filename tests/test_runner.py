@@ -83,13 +83,6 @@ def test_another_model_or_parameter_is_another_request():
     assert request_key("p", dict(reversed(PARAMS.items())), "a") == request_key("p", PARAMS, "a")
 
 
-def test_discard_removes_the_journal(tmp_path):
-    journal = Journal(tmp_path / "j.jsonl")
-    journal.record("k", [Choice(text="x")])
-    journal.discard()
-    assert not (tmp_path / "j.jsonl").exists()
-
-
 def test_request_seeds_are_stable_and_distinct():
     seeds = {request_seed(42, f"d{i}", mode, 0) for i in range(500) for mode in ("FIM", "L2R")}
     assert len(seeds) == 1000

@@ -46,11 +46,6 @@ class Journal:
     def close(self) -> None:
         self._fh.close()
 
-    def discard(self) -> None:
-        """Once the job's outputs are written, its answers live there."""
-        self.close()
-        self.path.unlink(missing_ok=True)
-
 
 def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as fh:

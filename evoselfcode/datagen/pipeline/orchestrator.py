@@ -61,9 +61,20 @@ def quarantine(cfg: Config, source: str, out: str) -> None:
     log.info("%d bad input lines quarantined", len(bad))
 
 
+def journal_path(out: str) -> Path:
+    """A hidden file beside a generation job's output: Snakemake does not remove it when the job fails."""
+    return Path(out).with_name(f".{Path(out).stem}.journal.jsonl")
+
+
 def journal_for(out: str) -> Journal:
-    """A hidden file beside the job's output: Snakemake does not remove it when the job fails."""
-    return Journal(Path(out).with_name(f".{Path(out).stem}.journal.jsonl"))
+    return Journal(journal_path(out))
+
+
+# A generation job keeps its journal when it ends: a kill between its end and Snakemake recording it would
+# rerun it (--rerun-incomplete) and, without the journal, ask all its requests again. The filter step, which
+# runs only once the job is recorded as done, removes it.
+def drop_journal(raw: str) -> None:
+    journal_path(raw).unlink(missing_ok=True)
 
 
 def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str, out_timing: str) -> None:
@@ -76,7 +87,7 @@ def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: 
     check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
     write_jsonl(out_timing, timings)
     write_jsonl(out_raw, samples)
-    journal.discard()
+    journal.close()  # see drop_journal
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
 
 
@@ -94,6 +105,7 @@ def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) ->
     kept, rejects = filter_names(samples, cfg.namegen, cfg.filters)
     write_jsonl(out_kept, kept)
     write_jsonl(out_rejects, rejects)
+    drop_journal(raw)
     log.info("kept %d of %d names", len(kept), len(samples))
 
 
@@ -119,7 +131,7 @@ def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: s
     check_failure_budget(cfg, failures, len(selected), "code")
     write_jsonl(out_timing, timings)
     write_jsonl(out_raw, samples)
-    journal.discard()
+    journal.close()  # see drop_journal
     log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))
 
 
@@ -149,6 +161,7 @@ def filter_code_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> 
     rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
     write_jsonl(out_kept, kept)
     write_jsonl(out_rejects, rejects)
+    drop_journal(raw)
     log.info("kept %d of %d functions", len(kept), len(samples))
 
 
