@@ -20,6 +20,8 @@ from pathlib import Path
 from conftest import make_workdir, snakemake
 from fakeserver import ServerProcess
 
+from evoselfcode.datagen.pipeline.orchestrator import journal_path
+
 TARGET = "data/generated/code/filtered.jsonl"
 # Absolute paths hostile model output aims at; fixed for the session, so every run sees the same prompts.
 PWNED = Path(tempfile.gettempdir()) / f"evoselfcode-pwned-{os.getpid()}"
@@ -183,11 +185,8 @@ def saved_answers(root: Path, stage: str, n: int) -> int:
     """Requests of a stage whose answers are on disk: in a shard's journal, or in its output (n per request);
     a finished job's journal stays until its filter step, so a shard counts once."""
     raw = root / f"data/generated/{stage}/raw"
-    shards = {p.name.split(".")[1] for p in raw.glob(".*.journal.jsonl")} | {p.stem for p in raw.glob("[0-9]*.jsonl")}
+    journaled = {raw / f"{p.name.split('.')[1]}.jsonl" for p in raw.glob(".*.journal.jsonl")}
     return sum(
-        max(
-            journal_lines(raw / f".{s}.journal.jsonl"),
-            len(read_jsonl(raw / f"{s}.jsonl")) // n if (raw / f"{s}.jsonl").exists() else 0,
-        )
-        for s in shards
+        max(journal_lines(journal_path(str(out))), len(read_jsonl(out)) // n if out.exists() else 0)
+        for out in journaled | set(raw.glob("[0-9]*.jsonl"))
     )

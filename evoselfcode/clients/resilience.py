@@ -511,6 +511,7 @@ class Transport:
             self._connections = Connections(origin, concurrency, env, self.timeout)
         else:
             self.pool = pool or make_pool(self.base_url, concurrency, env)
+            self._slots = Slots(concurrency)  # the direct path's slots are its connections
             if isinstance(self.pool, urllib3.ProxyManager):
                 self._urlopen = self.pool.urlopen  # the proxy manager needs the absolute URL
                 self._target = origin
@@ -524,7 +525,6 @@ class Transport:
         self.breaker = breaker
         self.limiter = limiter or shared_limiter(self.base_url, api.rate_limit)
         self.stats = Stats()
-        self._slots = Slots(concurrency)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
