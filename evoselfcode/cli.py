@@ -8,13 +8,14 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import get_args
 
 from evoselfcode import __version__
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.config import Config, ConfigError, load_config
+from evoselfcode.config import Config, ConfigError, Embedded, load_config
 
 log = logging.getLogger("evoselfcode")
-TOOLS = ("stats", "sample", "validate", "config-docs")  # need no config: they only read files
+TOOLS = ("stats", "sample", "validate", "config-docs", "model")  # need no config: they only read files
 
 
 def _setup_logging(log_file: str | None) -> None:
@@ -157,6 +158,10 @@ def _add_tools(sub) -> None:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--write", metavar="README", help="replace the reference block in this file")
     g.add_argument("--check", metavar="README", help="exit 1 if this file's reference block is out of date")
+    s = tool("model", "assemble and check an embedded model preset in the cache (its parts are downloaded if missing)")
+    presets = get_args(Embedded.model_fields["model"].annotation)
+    s.add_argument("preset", nargs="?", default=Embedded().model, choices=presets, help="default: %(default)s")
+    s.add_argument("--cache-dir", default=Embedded().cache_dir, help="embedded.cache_dir (default: %(default)s)")
 
 
 def _run_tool(args: argparse.Namespace) -> int:
@@ -180,6 +185,10 @@ def _run_tool(args: argparse.Namespace) -> int:
                 print(f"{args.file}: {len(problems)} of {count} records invalid{more}", file=sys.stderr)
                 return 1
             print(f"{args.file}: {count} records valid ({schema})")
+        case "model":
+            from evoselfcode.embedded import model_path
+
+            print(model_path(Embedded(model=args.preset, cache_dir=args.cache_dir)))
         case "config-docs":
             path = args.write or args.check
             if path is None:
@@ -253,9 +262,16 @@ def run(args: argparse.Namespace) -> int | None:
             _plot(args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
+            from evoselfcode.datagen.prompts import fim_format
             from evoselfcode.embedded import resolve_base_url
 
-            print(format_table(probe(cfg.api, resolve_base_url(cfg.api))))
+            fmt = fim_format(cfg.namegen)
+            markers = None if fmt.emulated else (fmt.prefix, fmt.suffix, fmt.middle)
+            rows = probe(cfg.api, resolve_base_url(cfg.api), fim_tokens=markers)
+            print(format_table(rows))
+            for capability, result, note in rows:
+                if result == "warning":
+                    log.warning("probe: %s: %s", capability, note)
 
 
 def _plot(args: argparse.Namespace) -> None:

@@ -127,6 +127,8 @@ class Api(Strict):
 class Embedded(Strict):
     """The local llama.cpp server used when `api.base_url: embedded`."""
 
+    model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
+    """Model preset (Qwen2.5-Coder-Instruct, Q4_K_M, from PyPI); also its name on the server, so `api.model`."""
     n_ctx: PositiveInt = 2048
     """Context length of the embedded model, in tokens (prompt plus completion)."""
     n_threads: PositiveInt | None = None
@@ -327,6 +329,16 @@ class Config(Strict):
     def _names_fit(self) -> Config:
         if self.filters.name_min_len > self.filters.name_max_len:
             raise ValueError("filters.name_min_len is larger than filters.name_max_len")
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_model_named(self) -> Config:
+        # records and the request journal name api.model: another model's answers must not pass for this one's
+        if self.api.base_url == EMBEDDED and self.api.model != self.embedded.model:
+            raise ValueError(
+                f"api.model is {self.api.model!r} but the embedded server serves embedded.model "
+                f"{self.embedded.model!r}: set api.model: {self.embedded.model}"
+            )
         return self
 
     def settings(self, *patterns: str) -> dict[str, Any]:
