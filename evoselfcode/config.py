@@ -189,8 +189,8 @@ class NameGen(Strict):
     """Tokens per sampled name."""
     n: PositiveInt = 4
     """Names sampled per description and mode (one request; extra requests when a server returns fewer)."""
-    stop: list[str] = ["(", " ", "\n"]
-    """Stop strings that end a name."""
+    stop: list[str] = ["(", "\n"]
+    """Stop strings that end a name; no space: after L2R's `def` the model writes " name" (`datagen/prompts.py`)."""
     logprobs: bool = True
     """Ask for each name's log-prob; costly on llama.cpp, which computes it over the whole vocabulary."""
     fim_preset: Literal["qwen2.5-coder", "starcoder", "deepseek-coder", "emulated"] = "qwen2.5-coder"

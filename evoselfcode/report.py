@@ -22,7 +22,7 @@ MODES = ("FIM", "L2R")
 COLORS = {"FIM": "#1f77b4", "L2R": "#ff7f0e"}
 # the metrics of names/metrics.json's comparison, in the order they are drawn, with a readable label
 AB_METRICS = {
-    "compliance": "compliance (kept / sampled)",
+    "compliance": "compliance (passes the name rules)",
     "weak_rate": "weak-name rate",
     "coverage": "coverage (descriptions with a name)",
     "distinct_per_desc": "distinct names per description",

@@ -119,6 +119,8 @@ def names_metrics(
     metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
     metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
     write_json(out, metrics)
+    for warning in metrics["warnings"]:
+        log.warning("names A/B: %s", warning)
 
 
 def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str, out_timing: str) -> None:
