@@ -249,6 +249,9 @@ def start(cfg: Embedded, *, log_path: str | Path = "logs/embedded_server.log", s
         "--n_ctx", str(cfg.n_ctx),
         "--interrupt_requests", "false",  # otherwise a new request cancels the one in flight
         "--logits_all", "true",  # log-probs of prompt and completion tokens
+        # llama-cpp-python reads echoed log-probs as if a BOS led the prompt; Qwen adds none, so each prompt
+        # token got the next one's distribution (natural code scored ppl 1e7). <|endoftext|> leads documents anyway.
+        "--kv_overrides", "tokenizer.ggml.add_bos_token=bool:true",
     ]  # fmt: skip
     if cfg.n_threads:
         cmd += ["--n_threads", str(cfg.n_threads)]

@@ -73,5 +73,5 @@ def test_the_fim_prompt_reaches_the_model_with_its_markers_as_single_tokens(serv
 
     # what the model was fed: the three markers add exactly three tokens, one each
     assert prompt_tokens(prompt) - prompt_tokens(plain) == 3
-    # the measurement: <|fim_prefix|> def ' ' <|fim_suffix|> ():\n <|fim_middle|>
-    assert prompt_tokens("<|fim_prefix|>def <|fim_suffix|>():\n<|fim_middle|>") == 6
+    # the measurement, plus the BOS the server adds: <|fim_prefix|> def ' ' <|fim_suffix|> ():\n <|fim_middle|>
+    assert prompt_tokens("<|fim_prefix|>def <|fim_suffix|>():\n<|fim_middle|>") == 1 + 6
