@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install chromium run test test-slurm dry-run lint clean report
+.PHONY: install chromium sandbox run test test-slurm dry-run lint clean report
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ install: $(BIN)/.installed
 chromium:
 	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || scripts/install-chromium.sh
 
-run: install
+# Debian's bubblewrap, which runs generated code in a sandbox (execution.sandbox: bwrap, the default).
+sandbox:
+	@command -v bwrap >/dev/null || scripts/install-bubblewrap.sh
+
+run: install sandbox
 	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
 
 # One pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
-test: install chromium
+test: install chromium sandbox
 	trap scripts/slurm-down.sh EXIT; { [ "$(SKIP_SLURM)" = 1 ] || scripts/slurm-up.sh; } && \
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 

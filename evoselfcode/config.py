@@ -284,6 +284,58 @@ class Scoring(Strict):
     """Functions with a higher perplexity go to code/score_rejects.jsonl; null: keep all."""
 
 
+class Tests(Strict):
+    """Stage B, after the static checks: the model writes assert-style tests for each kept function."""
+
+    enabled: bool = True
+    """Generate tests and keep only functions that pass them in the sandbox; false: the stage is skipped."""
+    temperature: NonNegFloat = 0.2
+    """Sampling temperature of test requests."""
+    top_p: Probability = 0.95
+    """Nucleus sampling of test requests."""
+    max_new_tokens: PositiveInt = 256
+    """Tokens per test sample; an assertion cut off here does not parse and is dropped."""
+    n: PositiveInt = 1
+    """Test samples per function (one request); their assertions are pooled."""
+    stop: list[str] = ["\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+    """Stop strings that end the tests."""
+    template: str | None = None
+    """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
+    max_asserts: PositiveInt = 10
+    """Assertions kept per function (the first distinct ones that parse and can fail)."""
+
+    @field_validator("template")
+    @classmethod
+    def _ends_with_assert(cls, v: str | None) -> str | None:
+        # the tests are rebuilt as `assert {func_name}(` + continuation, so the prompt must end there
+        if v is not None and not v.endswith("assert {func_name}("):
+            raise ValueError("must end with 'assert {func_name}(' (the tests are rebuilt from that head)")
+        return v
+
+
+class Execution(Strict):
+    """Running each function with its tests in bubblewrap, and which functions pass."""
+
+    sandbox: Literal["bwrap", "none-unsafe"] = "bwrap"
+    """`bwrap` (Debian's bubblewrap); `none-unsafe` runs generated code unsandboxed, with a warning per job."""
+    timeout_s: PositiveFloat = 4.0
+    """Wall-clock seconds per assertion (the first also loads the function); then the process group is killed."""
+    cpu_s: PositiveInt = 10
+    """CPU seconds per function's process (RLIMIT_CPU)."""
+    memory_mb: PositiveInt = 1024
+    """Address space per function's process, in MiB (RLIMIT_AS)."""
+    max_processes: PositiveInt = 64
+    """Processes per sandbox (RLIMIT_NPROC); forks by the code fail in any case on x86-64 (seccomp)."""
+    max_file_mb: PositiveInt = 16
+    """Largest file the code may write, in MiB (RLIMIT_FSIZE)."""
+    tmp_mb: PositiveInt = 64
+    """Size of each sandbox's private /tmp (a tmpfs, so memory), in MiB."""
+    min_passed: Annotated[int, Field(ge=0)] = 1
+    """A kept function passes at least this many assertions."""
+    min_pass_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """... and at least this share of its assertions."""
+
+
 class Io(Strict):
     input_desc_path: str = "data/descriptions/sample.jsonl"
     """Descriptions: JSONL of {"id"?, "desc"} or a .txt file with one per line."""
@@ -320,6 +372,10 @@ class Config(Strict):
     """Checks of names and functions."""
     scoring: Scoring = Scoring()
     """Optional scoring of kept functions with the model's own log-probs."""
+    tests: Tests = Tests()
+    """Model-written tests for each function that passed the static checks."""
+    execution: Execution = Execution()
+    """The sandbox that runs each function with its tests, and the pass thresholds."""
     io: Io = Io()
     """Files, sharding and concurrency."""
 
