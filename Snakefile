@@ -15,6 +15,7 @@ include: "rules/common.smk"
 include: "rules/split.smk"
 include: "rules/names.smk"
 include: "rules/code.smk"
+include: "rules/tests.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
 

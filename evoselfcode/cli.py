@@ -103,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
 
+    s = step("generate-tests", "ask the model for assert-style tests of a shard's checked functions")
+    s.add_argument("kept", help="code/filtered/{shard}.jsonl")
+    s.add_argument("--out", required=True)
+    s.add_argument("--failures", required=True)
+    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
+
+    s = step("execute-tests", "run each function with its tests in the sandbox; keep those that pass")
+    s.add_argument("raw", help="code/tests/raw/{shard}.jsonl")
+    s.add_argument("--out", required=True)
+    s.add_argument("--rejects", required=True)
+    s.add_argument("--workers", type=int, default=1, help="sandboxes at once (the rule's threads)")
+
     s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
     s.add_argument("--kept", nargs="+", required=True)
     s.add_argument("--shard-rejects", nargs="+", required=True)
@@ -227,6 +239,14 @@ def run(args: argparse.Namespace) -> int | None:
             steps.timing(args.shards, args.kept, args.out)
         case "filter-code":
             steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
+        case "generate-tests":
+            from evoselfcode.datagen.pipeline.testgen import generate_tests_step
+
+            generate_tests_step(cfg, _client(cfg), args.kept, args.out, args.failures, args.timing)
+        case "execute-tests":
+            from evoselfcode.datagen.pipeline.testgen import execute_tests_step
+
+            execute_tests_step(cfg, args.raw, args.out, args.rejects, args.workers)
         case "merge-code":
             out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
             steps.merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)

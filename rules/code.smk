@@ -45,10 +45,12 @@ rule filter_code:
 
 # Global dedup needs every shard; the metrics come with it, so the documented target
 # (code/filtered.jsonl) also writes code/metrics.json, which quotes the names A/B verdict.
+# With tests on, the functions that passed them (rules/tests.smk); their rejects join the static checks' ones.
 rule merge_code:
     input:
-        kept=expand(f"{CODE}/filtered/{{shard}}.jsonl", shard=SHARDS),
+        kept=expand(f"{CODE}/{'tested' if CFG.tests.enabled else 'filtered'}/{{shard}}.jsonl", shard=SHARDS),
         rejects=expand(f"{CODE}/rejects/{{shard}}.jsonl", shard=SHARDS),
+        test_rejects=expand(f"{CODE}/tests/rejects/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         raw=f"{CODE}/raw.jsonl",
         failures=f"{CODE}/failures.jsonl",
         names_metrics=rules.names_metrics.output[0],
@@ -62,7 +64,7 @@ rule merge_code:
     log:
         "logs/merge_code/all.log",
     shell:
-        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} --raw {input.raw} "
+        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
         "--failures {input.failures} --names-metrics {input.names_metrics} --out {output.kept} "
         "--rejects {output.rejects} --metrics {output.metrics} --config {CONFIG_FILE} --log {log}"
 

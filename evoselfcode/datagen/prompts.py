@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evoselfcode.config import CodeGen, NameGen
+from evoselfcode.config import CodeGen, NameGen, Tests
 
 GLOBAL_PREFIX = "This is an algorithm function.\n\n"
 DESC = "{desc}"
@@ -37,6 +37,10 @@ FIM_SUFFIX_TEMPLATE = '():\n    """{desc}"""\n'
 # `def` with no space and no " " stop: 29/32 vs 31/32.
 EMULATED_TEMPLATE = GLOBAL_PREFIX + '"""{desc}"""\ndef '
 CODE_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef {func_name}("
+# After the code prompt and the function, verbatim (the server's prefix cache reuses them): asserts, one a line.
+TEST_TEMPLATE = (
+    "\n\n\n# Check that {func_name} does what the task above asks, one assert per line:\nassert {func_name}("
+)
 
 
 @dataclass(frozen=True)
@@ -180,3 +184,15 @@ def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
     template = cfg.template or CODE_TEMPLATE
     # the name goes in first, so a description that mentions `{func_name}` stays as written
     return render(template.replace(FUNC_NAME, func_name), desc)
+
+
+def test_head(func_name: str) -> str:
+    """The end of every test prompt: the tests are this plus the model's continuation."""
+    return f"assert {func_name}("
+
+
+def test_prompt(desc: str, func_name: str, code: str, codegen: CodeGen, tests: Tests) -> str:
+    """The code prompt and the function as generated (they share its head), then the test template."""
+    prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
+    start = prompt[: -len(head)] + code if code.startswith(head) else prompt + code
+    return start.rstrip("\n") + (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)

@@ -51,6 +51,8 @@ FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("non_trivial", (TRIVIAL_BODY, TOO_SHORT, TOO_LONG)),
     ("ruff_clean", (RUFF_PREFIX,)),
     ("unique", (DUPLICATE,)),
+    # with tests on (pipeline/testgen.py): generated, parsed and run in the sandbox, and passed
+    ("tested", ("no_tests", "tests_failed", "exec_timeout", "exec_error:", "tests_request_failed")),
     ("near_unique", (NEAR_DUPLICATE,)),
 )
 
@@ -177,7 +179,7 @@ def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str |
 def funnel_stage(reason: str) -> str:
     """The funnel stage a sample with this reason did not reach."""
     for stage, stopped_by in FUNNEL_STAGES:
-        if reason in stopped_by or (RUFF_PREFIX in stopped_by and reason.startswith(RUFF_PREFIX)):
+        if reason in stopped_by or any(p.endswith(":") and reason.startswith(p) for p in stopped_by):  # ruff:*
             return stage
     raise ValueError(f"{reason!r} is not a stage B reason id")
 

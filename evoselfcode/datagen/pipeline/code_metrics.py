@@ -32,18 +32,22 @@ class CodeMetrics:
         self.failures = 0
         self.code_chars = array("q")  # of each kept record: 8 bytes where a list of ints takes ~36
         self.code_lines = array("q")
+        self.tokens: Counter[str] = Counter()  # completion tokens: of code requests, of test requests
 
     def add_raw(self, sample: dict) -> None:
         self.generated[sample["source"]] += 1
         self.trimmed += bool(sample.get("trimmed"))
+        self.tokens["code"] += sample.get("tokens") or 0
 
     def add_kept(self, record: dict) -> None:
         self.kept[record["source"]] += 1
         self.code_chars.append(len(record["code"]))
         self.code_lines.append(record["code"].count("\n") + 1)
+        self.tokens["tests"] += record["meta"].get("tests", {}).get("completion_tokens", 0)
 
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1
+        self.tokens["tests"] += reject.get("test_tokens", 0)
 
     def add_failure(self, failure: dict) -> None:
         self.failures += 1
@@ -75,6 +79,12 @@ class CodeMetrics:
             "pass_rate": round(kept / generated, 4) if generated else None,
             "trimmed": self.trimmed,
             "failed_requests": self.failures,
+            # GPU time is what the tests cost (DESIGN decision 7): completion tokens, all and per kept function
+            "completion_tokens": {
+                "code": self.tokens["code"],
+                "tests": self.tokens["tests"],
+                "per_kept_function": round(self.tokens.total() / kept, 1) if kept else None,
+            },
             "code_chars": _quantiles(self.code_chars.tolist()),
             "code_lines": _quantiles(self.code_lines.tolist()),
         }
