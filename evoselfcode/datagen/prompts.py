@@ -186,12 +186,12 @@ def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
     return render(template.replace(FUNC_NAME, func_name), desc)
 
 
-def test_head(func_name: str) -> str:
+def head_of_tests(func_name: str) -> str:
     """The end of every test prompt: the tests are this plus the model's continuation."""
     return f"assert {func_name}("
 
 
-def test_prompt(desc: str, func_name: str, code: str, codegen: CodeGen, tests: Tests) -> str:
+def prompt_for_tests(desc: str, func_name: str, code: str, codegen: CodeGen, tests: Tests) -> str:
     """The code prompt and the function as generated (they share its head), then the test template."""
     prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
     start = prompt[: -len(head)] + code if code.startswith(head) else prompt + code

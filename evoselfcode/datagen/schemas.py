@@ -97,7 +97,7 @@ class CodeReject(CodeSample):
     reason: str
 
 
-class TestSample(Record):
+class CodeTests(Record):
     """A function that passed the static checks, with the model's tests of it: `code/tests/raw/{shard}.jsonl`."""
 
     record: CodeRecord
@@ -106,7 +106,7 @@ class TestSample(Record):
     error: str | None = None  # the request failed after its retries (also in code/tests/failures)
 
 
-class TestReject(Record):
+class CodeTestsReject(Record):
     """A function that did not pass its tests: `code/tests/rejects/{shard}.jsonl`."""
 
     desc_id: str

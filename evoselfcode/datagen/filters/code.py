@@ -52,7 +52,7 @@ FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ruff_clean", (RUFF_PREFIX,)),
     ("unique", (DUPLICATE,)),
     # with tests on (pipeline/testgen.py): generated, parsed and run in the sandbox, and passed
-    ("tested", ("no_tests", "tests_failed", "exec_timeout", "exec_error:", "tests_request_failed")),
+    ("tested", ("no_tests", "too_few_tests", "tests_failed", "exec_timeout", "exec_error:", "tests_request_failed")),
     ("near_unique", (NEAR_DUPLICATE,)),
 )
 

@@ -17,31 +17,31 @@ from evoselfcode.datagen.filters.asserts import parse_asserts
 from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.orchestrator import drop_journal, journal_for
 from evoselfcode.datagen.pipeline.runner import Request, check_failure_budget, request_seed, run_requests
-from evoselfcode.datagen.prompts import test_head, test_prompt
+from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
 from evoselfcode.datagen.sandbox import Job, run_jobs
-from evoselfcode.datagen.schemas import CodeRecord, Failure, RequestTiming, TestReject, TestSample
+from evoselfcode.datagen.schemas import CodeRecord, Failure, RequestTiming, CodeTestsReject, CodeTests
 from evoselfcode.datagen.writer import read_models, write_jsonl
 
 log = logging.getLogger("evoselfcode")
 
 NO_TESTS = "no_tests"  # no assertion that parses, calls the function and can fail
 TESTS_FAILED = "tests_failed"
+TOO_FEW_TESTS = "too_few_tests"  # every assertion passed, but fewer than execution.min_passed
 EXEC_TIMEOUT = "exec_timeout"
 EXEC_ERROR_PREFIX = "exec_error:"
 TESTS_REQUEST_FAILED = "tests_request_failed"
-REASONS = (NO_TESTS, TESTS_FAILED, EXEC_TIMEOUT, EXEC_ERROR_PREFIX, TESTS_REQUEST_FAILED)
 
 
 def _key(r: CodeRecord) -> tuple:
     return (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index", 0))
 
 
-def test_requests(records: list[CodeRecord], cfg: Config) -> list[Request]:
+def requests_for_tests(records: list[CodeRecord], cfg: Config) -> list[Request]:
     t = cfg.tests
     return [
         Request(
             key=_key(r),
-            prompt=test_prompt(r.desc, r.func_name, r.code, cfg.codegen, t),
+            prompt=prompt_for_tests(r.desc, r.func_name, r.code, cfg.codegen, t),
             params=dict(
                 max_tokens=t.max_new_tokens,
                 temperature=t.temperature,
@@ -57,21 +57,21 @@ def test_requests(records: list[CodeRecord], cfg: Config) -> list[Request]:
 
 def generate_tests(
     records: list[CodeRecord], cfg: Config, client: CompletionClient, journal: Journal | None = None
-) -> tuple[list[TestSample], list[Failure], list[RequestTiming]]:
+) -> tuple[list[CodeTests], list[Failure], list[RequestTiming]]:
     samples, failures, timings = [], [], []
     outcomes = run_requests(
-        client, test_requests(records, cfg), concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model
+        client, requests_for_tests(records, cfg), concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model
     )
     for record, out in zip(records, outcomes, strict=True):
         if out.error is not None:
             error = type(out.error).__name__
             failures.append(Failure(stage="tests", desc_id=record.meta.desc_id, func_name=record.func_name,
                                     sample_index=_key(record)[2], error=error, message=str(out.error)))  # fmt: skip
-            samples.append(TestSample(record=record, error=error))
+            samples.append(CodeTests(record=record, error=error))
             continue
-        head = test_head(record.func_name)
+        head = head_of_tests(record.func_name)
         tokens = sum(len(c.tokens) or c.usage.get("completion_tokens") or 0 for c in out.choices)
-        samples.append(TestSample(record=record, answers=[head + c.text for c in out.choices], tokens=tokens))
+        samples.append(CodeTests(record=record, answers=[head + c.text for c in out.choices], tokens=tokens))
         timings.append(out.timing(record.meta.desc_id, record.source, record.func_name))
     return samples, failures, timings
 
@@ -85,10 +85,12 @@ def verdict(outcomes: list[str], ex: Execution) -> str | None:
         return NO_TESTS
     wrong = Counter(TESTS_FAILED if o == "fail" else EXEC_TIMEOUT if o == "timeout" else EXEC_ERROR_PREFIX + o[6:]
                     for o in outcomes if o != "pass")  # fmt: skip
+    if not wrong:
+        return TOO_FEW_TESTS
     return min(wrong, key=lambda reason: (-wrong[reason], reason))
 
 
-def execute_tests(samples: list[TestSample], cfg: Config, workers: int) -> tuple[list[CodeRecord], list[TestReject]]:
+def execute_tests(samples: list[CodeTests], cfg: Config, workers: int) -> tuple[list[CodeRecord], list[CodeTestsReject]]:
     parsed = [parse_asserts(s.answers, s.record.func_name, cfg.tests.max_asserts) for s in samples]
     results = run_jobs([Job(s.record.code, tuple(tests)) for s, (tests, _) in zip(samples, parsed, strict=True)],
                        cfg.execution, workers)  # fmt: skip
@@ -104,7 +106,7 @@ def execute_tests(samples: list[TestSample], cfg: Config, workers: int) -> tuple
             meta = r.meta.model_copy(update={"tests": counts})
             kept.append(r.model_copy(update={"meta": meta, "tests": passing}))
         else:
-            rejects.append(TestReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source,
+            rejects.append(CodeTestsReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source,
                                       sample_index=_key(r)[2], code=r.code, tests=tests, outcomes=outcomes,
                                       test_tokens=s.tokens, reason=reason))  # fmt: skip
     return kept, rejects
@@ -123,7 +125,7 @@ def generate_tests_step(cfg: Config, client, kept: str, out_raw: str, out_failur
 
 
 def execute_tests_step(cfg: Config, raw: str, out_kept: str, out_rejects: str, workers: int) -> None:
-    samples = read_models(raw, TestSample)
+    samples = read_models(raw, CodeTests)
     kept, rejects = execute_tests(samples, cfg, workers)
     write_jsonl(out_kept, kept)
     write_jsonl(out_rejects, rejects)
