@@ -19,7 +19,7 @@ from evoselfcode.datagen.pipeline.orchestrator import drop_journal, journal_for
 from evoselfcode.datagen.pipeline.runner import Request, check_failure_budget, request_seed, run_requests
 from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
 from evoselfcode.datagen.sandbox import Job, run_jobs
-from evoselfcode.datagen.schemas import CodeRecord, Failure, RequestTiming, CodeTestsReject, CodeTests
+from evoselfcode.datagen.schemas import CodeRecord, CodeTests, CodeTestsReject, Failure, RequestTiming
 from evoselfcode.datagen.writer import read_models, write_jsonl
 
 log = logging.getLogger("evoselfcode")
@@ -90,7 +90,9 @@ def verdict(outcomes: list[str], ex: Execution) -> str | None:
     return min(wrong, key=lambda reason: (-wrong[reason], reason))
 
 
-def execute_tests(samples: list[CodeTests], cfg: Config, workers: int) -> tuple[list[CodeRecord], list[CodeTestsReject]]:
+def execute_tests(
+    samples: list[CodeTests], cfg: Config, workers: int
+) -> tuple[list[CodeRecord], list[CodeTestsReject]]:
     parsed = [parse_asserts(s.answers, s.record.func_name, cfg.tests.max_asserts) for s in samples]
     results = run_jobs([Job(s.record.code, tuple(tests)) for s, (tests, _) in zip(samples, parsed, strict=True)],
                        cfg.execution, workers)  # fmt: skip
