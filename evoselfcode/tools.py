@@ -51,7 +51,10 @@ SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
     "names/rejects": (schemas.NameReject,),
     "code/raw": (schemas.CodeSample,),
     "code/filtered": (schemas.CodeRecord,),
-    "code/rejects": (schemas.CodeReject, GlobalReject),
+    "code/rejects": (schemas.CodeReject, schemas.CodeTestsReject, GlobalReject),
+    "code/tested": (schemas.CodeRecord,),
+    "tests/raw": (schemas.CodeTests,),
+    "tests/rejects": (schemas.CodeTestsReject,),
     "code/scored": (schemas.ScoredRecord,),
     "code/score_rejects": (ScoreReject,),
     "failures": (schemas.Failure,),
@@ -133,6 +136,12 @@ def stats(path: str | Path) -> dict[str, Any]:
         out["descriptions"] = len({r.get("desc_id") or r.get("meta", {}).get("desc_id") for r in records})
     if field:
         out[f"{field}_chars"] = _quantiles([float(len(r[field])) for r in records if isinstance(r.get(field), str)])
+    tests = [r["tests"] for r in records if isinstance(r.get("tests"), list)]
+    if tests:  # kept records carry the assertions they passed; test rejects their outcomes
+        out["tests_per_record"] = _quantiles([float(len(t)) for t in tests])
+    outcomes = Counter(o.split(":")[0] for r in records if isinstance(r.get("outcomes"), list) for o in r["outcomes"])
+    if outcomes:
+        out["test_outcomes"] = dict(outcomes.most_common())
     for key in ("ppl", "mean_logprob"):
         values = [float(r["score"][key]) for r in records if isinstance(r.get("score"), dict) and key in r["score"]]
         if values:
