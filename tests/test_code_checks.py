@@ -185,14 +185,15 @@ def test_ruff_reason_ids():
 
 def test_funnel_counts_each_stage():
     reasons = [None, None, TRUNCATED, SYNTAX_ERROR, MISSING_FUNCTION, TOO_SHORT, TRIVIAL_BODY, "ruff:F821"]
-    reasons += [DUPLICATE, DUPLICATE, NEAR_DUPLICATE]
+    reasons += [DUPLICATE, DUPLICATE, "exec_error:TypeError", NEAR_DUPLICATE]
     assert funnel(reasons) == {
-        "generated": 11,
-        "parsed": 9,
-        "named": 8,
-        "non_trivial": 6,
-        "ruff_clean": 5,
-        "unique": 3,
+        "generated": 12,
+        "parsed": 10,
+        "named": 9,
+        "non_trivial": 7,
+        "ruff_clean": 6,
+        "unique": 4,
+        "tested": 3,
         "near_unique": 2,
     }
     assert reason_counts(reasons)[DUPLICATE] == 2

@@ -30,6 +30,13 @@ def _old_quantiles(values: list[int]) -> dict:
             "mean": round(statistics.fmean(values), 1)}  # fmt: skip
 
 
+def _old_tokens(raw: list[dict], kept: list[dict], rejects: list[dict]) -> dict:
+    code = sum(r.get("tokens") or 0 for r in raw)
+    tests = sum(r["meta"].get("tests", {}).get("completion_tokens", 0) for r in kept)
+    tests += sum(r.get("test_tokens", 0) for r in rejects)
+    return {"code": code, "tests": tests, "per_kept_function": round((code + tests) / len(kept), 1) if kept else None}
+
+
 def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failures: list[dict]) -> dict:
     reasons = Counter(r["reason"] for r in rejects)
     by_source = {}
@@ -55,6 +62,7 @@ def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], fa
         "pass_rate": round(len(kept) / len(raw), 4) if raw else None,
         "trimmed": sum(bool(r.get("trimmed")) for r in raw),
         "failed_requests": len(failures),
+        "completion_tokens": _old_tokens(raw, kept, rejects),
         "code_chars": _old_quantiles([len(r["code"]) for r in kept]),
         "code_lines": _old_quantiles([r["code"].count("\n") + 1 for r in kept]),
     }
