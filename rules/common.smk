@@ -5,8 +5,8 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
-from evoselfcode.datagen.inputs import InputError
-from evoselfcode.workflow import RESOLVED_DIR, config_sources, index_input, write_resolved_config
+from evoselfcode.datagen.inputs import InputError, index_input
+from evoselfcode.workflow import config_sources, write_resolved_config
 
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
