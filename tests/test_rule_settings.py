@@ -160,6 +160,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("rule", [*RULE_SETTINGS, "names_metrics"])
 def test_a_rule_lists_exactly_the_settings_its_step_reads(reads, rule):
+    assert rule in reads, f"{rule} has a settings list but its step is not run: add it to the `reads` fixture above"
     listed = set(RULE_SETTINGS.get(rule, ()))
     read = reads[rule] - AFFECTS_NO_OUTPUT.keys()
     assert not read - listed, (
