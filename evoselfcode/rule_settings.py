@@ -94,4 +94,6 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
 
 def rule_digest(cfg: Config, rule: str) -> str:
     """Changes exactly when one of the rule's settings changes."""
+    if rule not in RULE_SETTINGS:
+        raise KeyError(f"spec({rule!r}): no rule {rule!r} in RULE_SETTINGS of {__name__}; list its settings there")
     return cfg.settings_digest(RULE_SETTINGS[rule])

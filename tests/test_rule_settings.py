@@ -68,6 +68,8 @@ def test_a_digest_changes_exactly_with_a_setting_of_its_rule():
         assert changed == ("codegen.temperature" in RULE_SETTINGS[rule]), rule
     with pytest.raises(KeyError, match="codegen.temprature is not a setting"):
         base.settings_digest(["codegen.temprature"])
+    with pytest.raises(KeyError, match="no rule 'filter' in RULE_SETTINGS"):
+        rule_digest(base, "filter")
 
 
 class Reads:
