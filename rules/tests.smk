@@ -10,7 +10,7 @@ rule generate_tests:
         failures=f"{CODE}/tests/failures/{{shard}}.jsonl",
         timing=f"{CODE}/tests/timing/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "api.model", "codegen.template", "tests", "!tests.enabled", "!tests.max_asserts"),
+        spec=spec("generate_tests"),
     resources:
         llm_slots=1,
     log:
@@ -29,7 +29,7 @@ rule execute_tests:
         kept=f"{CODE}/tested/{{shard}}.jsonl",
         rejects=f"{CODE}/tests/rejects/{{shard}}.jsonl",
     params:
-        spec=spec("tests.max_asserts", "execution"),
+        spec=spec("execute_tests"),
     # one sandbox per thread
     threads: 2
     log:

@@ -21,7 +21,7 @@ from evoselfcode.datagen.pipeline.testgen import (
 )
 from evoselfcode.datagen.prompts import code_prompt, prompt_for_tests
 from evoselfcode.datagen.schemas import CodeRecord, CodeTests
-from evoselfcode.datagen.writer import write_jsonl
+from evoselfcode.datagen.writers import write_jsonl
 
 CLAMP = 'def clamp(value, low, high):\n    """Clamp value into [low, high]."""\n    return max(low, min(value, high))\n'
 

@@ -9,9 +9,9 @@ from conftest import make_workdir, snakemake
 from fakeserver import FakeServer, Options
 
 from evoselfcode.config import Execution
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.sandbox import Job, run_jobs
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate, NameSample
-from evoselfcode.datagen.writer import read_jsonl
 
 pytestmark = pytest.mark.workflow
 

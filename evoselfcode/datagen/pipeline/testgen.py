@@ -15,12 +15,13 @@ from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import Config, Execution
 from evoselfcode.datagen.filters.asserts import parse_asserts
 from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.orchestrator import drop_journal, journal_for
 from evoselfcode.datagen.pipeline.runner import Request, check_failure_budget, request_seed, run_requests
+from evoselfcode.datagen.pipeline.steps import drop_journal, journal_for
 from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
+from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, run_jobs
 from evoselfcode.datagen.schemas import CodeRecord, CodeTests, CodeTestsReject, Failure, RequestTiming
-from evoselfcode.datagen.writer import read_models, write_jsonl
+from evoselfcode.datagen.writers import write_jsonl
 
 log = logging.getLogger("evoselfcode")
 
