@@ -43,6 +43,9 @@ class CodeMetrics:
         self.kept[record["source"]] += 1
         self.code_chars.append(len(record["code"]))
         self.code_lines.append(record["code"].count("\n") + 1)
+
+    def add_tested(self, record: dict) -> None:
+        """A record that passed its tests, kept or not by the global dedup: its test tokens were spent either way."""
         self.tokens["tests"] += record["meta"].get("tests", {}).get("completion_tokens", 0)
 
     def add_reject(self, reject: dict) -> None:

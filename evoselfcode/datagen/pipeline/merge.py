@@ -146,6 +146,7 @@ def merge_code(
             for position, verdict in enumerate(verdicts.tolist()):
                 data = lines.read(*index.place(position))
                 r = CodeRecord.model_validate(data)
+                metrics.add_tested(data)
                 if verdict == _KEEP:
                     metrics.add_kept(data)
                     keep(r)
