@@ -299,7 +299,7 @@ class Dataset(Strict):
     language: list[str] = ["en"]
     """Languages of the descriptions on the card (ISO 639-1 codes); `code` is always added."""
     shard_rows: PositiveInt = 100_000
-    """Rows per Parquet file of the dataset folder (about 100 MB of typical functions per 100k rows)."""
+    """Rows per Parquet file of the dataset folder (100k typical functions: ~50 MB of text before compression)."""
 
 
 class Io(Strict):
