@@ -287,3 +287,12 @@ def test_an_existing_folder_that_is_not_a_dataset_is_left_alone(done, outputs, t
     with pytest.raises(DatasetError, match="is not a dataset folder evoselfcode wrote"):
         export(cfg, Inputs.under(outputs, cfg), tmp_path / "mine")
     assert (tmp_path / "mine/notes.txt").read_text() == "keep me"
+
+
+def test_the_export_command_without_a_config_needs_the_workflows_default(tmp_path, monkeypatch, caplog):
+    from evoselfcode.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "data/generated", "--out", "ds"]) == 1
+    assert "no --config given and no configs/datagen.yaml here" in caplog.text
+    assert not (tmp_path / "ds").exists()
