@@ -43,9 +43,69 @@ META = [
 META_NAMES = {f.name for f in META}
 SCORE = pa.struct([("ppl", pa.float64()), ("mean_logprob", pa.float64()), ("tokens", pa.int64())])
 TESTS = pa.list_(pa.string())
-# the Python types the values of one extra meta key may have, and its column type (ints among floats are floats)
-SCALARS = {frozenset({bool}): pa.bool_(), frozenset({int}): pa.int64(), frozenset({float}): pa.float64(),
-           frozenset({int, float}): pa.float64(), frozenset({str}): pa.string(), frozenset(): pa.string()}  # fmt: skip
+
+
+def json_type(value: object) -> pa.DataType | None:
+    """The column type of a JSON value; None for null, which fits any type."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, str):
+        return pa.string()
+    if isinstance(value, list):
+        item = None
+        for v in value:
+            item = unify(item, json_type(v))
+        return pa.list_(pa.null() if item is None else item)
+    if isinstance(value, dict):
+        return pa.struct([(k, pa.null() if v is None else json_type(v)) for k, v in value.items()])
+    raise TypeError(f"a {type(value).__name__}")
+
+
+def unify(a: pa.DataType | None, b: pa.DataType | None) -> pa.DataType | None:
+    """One type for values of types a and b: ints among floats are floats, objects take every key seen."""
+    if a is None or pa.types.is_null(a):
+        return b
+    if b is None or pa.types.is_null(b) or a == b:
+        return a
+    if {a, b} == {pa.int64(), pa.float64()}:
+        return pa.float64()
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        return pa.list_(unify(a.value_type, b.value_type))
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        fields = {f.name: f.type for f in a}
+        for f in b:
+            fields[f.name] = unify(fields.get(f.name), f.type)
+        return pa.struct(list(fields.items()))
+    raise TypeError(f"{_kind(b)} where earlier records hold {_kind(a)}")
+
+
+def settled(t: pa.DataType | None) -> pa.DataType | None:
+    """The column type to write: what only ever held null becomes string; an object empty in every record (which
+    Parquet cannot hold, and which says nothing) is left out, as None."""
+    if t is None or pa.types.is_null(t):
+        return pa.string()
+    if pa.types.is_list(t):
+        item = settled(t.value_type)
+        return pa.list_(item) if item is not None else None
+    if pa.types.is_struct(t):
+        fields = [(f.name, settled(f.type)) for f in t]
+        fields = [(name, ft) for name, ft in fields if ft is not None]
+        return pa.struct(fields) if fields else None
+    return t
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_struct(t):
+        return "an object"
+    if pa.types.is_list(t):
+        return "a list"
+    return {pa.bool_(): "a bool", pa.int64(): "an int", pa.float64(): "a float", pa.string(): "a string"}[t]
 
 
 class DatasetError(ValueError):
@@ -75,7 +135,7 @@ class Scan:
     rows: int = 0
     models: set[str] = field(default_factory=set)
     has_tests: bool = False
-    extra_meta: dict[str, set[type]] = field(default_factory=dict)  # meta key -> the types of its values
+    extra_meta: dict[str, pa.DataType | None] = field(default_factory=dict)  # meta key -> its column type
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -122,16 +182,10 @@ def scan(path: Path, scored: bool) -> Scan:
         meta = record["meta"]
         found.models.add(meta.get("model"))
         for key in sorted(meta.keys() - META_NAMES):
-            if meta[key] is None:
-                continue
-            types = found.extra_meta.setdefault(key, set())
-            types.add(type(meta[key]))
-            if frozenset(types) not in SCALARS:
-                raise DatasetError(
-                    f"{path}:{number}: meta.{key}: a {type(meta[key]).__name__} where earlier records hold "
-                    f"{', '.join(sorted(t.__name__ for t in types - {type(meta[key])})) or 'nothing'}; "
-                    "the dataset takes one scalar type (str, int, float or bool) per meta key"
-                )
+            try:
+                found.extra_meta[key] = unify(found.extra_meta.get(key), json_type(meta[key]))
+            except TypeError as exc:
+                raise DatasetError(f"{path}:{number}: meta.{key}: {exc}; a meta key holds one kind of value") from None
     if not found.rows:
         raise DatasetError(f"{path} holds no records: nothing to export (code/metrics.json says why each was dropped)")
     return found
@@ -139,7 +193,7 @@ def scan(path: Path, scored: bool) -> Scan:
 
 def schema_for(found: Scan, scored: bool) -> pa.Schema:
     """The record's fixed fields, meta keys as found, `score` with scoring on, and `tests` when records hold them."""
-    extras = [pa.field(k, SCALARS[frozenset(found.extra_meta[k])]) for k in sorted(found.extra_meta)]
+    extras = [pa.field(k, t) for k in sorted(found.extra_meta) if (t := settled(found.extra_meta[k])) is not None]
     fields = [
         pa.field("desc", pa.string()),
         pa.field("func_name", pa.string()),

@@ -36,7 +36,8 @@ COLUMNS = {
 SETTINGS = ("meta.seed", "namegen.modes", "namegen.fim_preset", "namegen.temperature", "namegen.top_p", "namegen.n",
             "namegen.select", "codegen.temperature", "codegen.top_p", "codegen.max_new_tokens", "codegen.n",
             "filters.min_code_len", "filters.max_code_len", "filters.enable_ast", "filters.enable_ruff",
-            "filters.ruff_rules", "filters.dedup", "scoring.enabled", "scoring.max_ppl")  # fmt: skip
+            "filters.ruff_rules", "filters.dedup", "scoring.enabled", "scoring.max_ppl",
+            "tests.*", "execution.*", "decontamination.*")  # fmt: skip
 AB_METRICS = {
     "compliance": "names kept / sampled",
     "weak_rate": "weak names / sampled",

@@ -78,11 +78,18 @@ def load(folder: Path, tmp_path: Path) -> datasets.Dataset:
 
 
 def as_row(record: dict, ds: datasets.Dataset) -> dict:
-    """A JSONL record as the dataset gives it back: every column, and a meta key a record lacks as None."""
-    meta_keys = ds.features["meta"].keys()
-    return {
-        k: ({m: record["meta"].get(m) for m in meta_keys} if k == "meta" else record.get(k)) for k in ds.column_names
-    }
+    """A JSONL record as the dataset gives it back: every column and struct field, a key a record lacks as None."""
+    return {k: project(record.get(k), ds.features[k]) for k in ds.column_names}
+
+
+def project(value, feature):
+    if value is None:
+        return None
+    if isinstance(feature, dict):  # a struct: the keys the dataset has, those the value lacks as None
+        return {k: project(value.get(k), f) for k, f in feature.items()}
+    if isinstance(feature, datasets.List):
+        return [project(v, feature.feature) for v in value]
+    return value
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -182,10 +189,13 @@ def test_large_outputs_are_written_in_shards_that_load_in_order(done, outputs, t
 
 def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
     kept = records(outputs / "code/filtered.jsonl")
-    for i, r in enumerate(kept):
+    for i, r in enumerate(kept):  # as the execution stage writes them: passing asserts, counts in meta
+        outcomes = {"pass": 3, **({"exec_error:ValueError": 1} if i % 2 else {})}
         r["tests"] = [f"assert {r['func_name']}([]) == {i}"] * (i % 3)
-        r["meta"]["tests_passed"] = i % 3
+        r["meta"]["tests"] = {"passed": 3, "run": 3 + i % 2, "outcomes": outcomes, "dropped": {}, "tokens": 10.5}
+        r["meta"]["note"] = None if i else "first"
         r["score"] = {"ppl": 1.5 + i, "mean_logprob": -0.4, "tokens": 10 + i}
+    kept[-1]["meta"]["tests"]["tokens"] = 12  # an int among floats
     (outputs / "code/scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
     metrics = json.loads((outputs / "code/metrics.json").read_text())
     metrics["execution"] = {"functions": len(kept), "passed": 2, "reasons": {"tests_failed": 1}}
@@ -195,7 +205,11 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
     ds = load(tmp_path / "ds", tmp_path)
     assert ds.column_names == ["desc", "func_name", "source", "code", "meta", "score", "tests"]
     assert list(ds) == [as_row(r, ds) for r in kept]
-    assert ds.features["meta"]["tests_passed"].dtype == "int64"
+    tests = ds.features["meta"]["tests"]
+    assert set(tests) == {"passed", "run", "outcomes", "tokens"}  # `dropped`, empty in every record, is left out
+    assert set(tests["outcomes"]) == {"pass", "exec_error:ValueError"}
+    assert tests["tokens"].dtype == "float64" and ds[len(kept) - 1]["meta"]["tests"]["tokens"] == 12.0
+    assert ds.features["meta"]["note"].dtype == "string"
     card = DatasetCard.load(tmp_path / "ds/README.md")
     assert card.data.license == "apache-2.0"
     features = datasets.Features.from_arrow_schema(pq.read_schema(next((tmp_path / "ds/data").iterdir())))
@@ -235,9 +249,10 @@ BAD = {  # what is done to code/filtered.jsonl's lines, and the error's start
     "no-code": (lambda lines: [*lines, '{"desc": "d", "func_name": "f", "source": "FIM"}'],
                 "filtered.jsonl:{last}: code: Field required"),
     "bad-source": (lambda lines: _first_record(lines, source="R2L"), "filtered.jsonl:1: source: Input should be"),
-    "meta-list": (lambda lines: _first_record(lines, meta={"x": [1]}), "filtered.jsonl:1: meta.x: a list"),
     "meta-types": (lambda lines: [*lines, *(_first_record(lines, meta={"x": x})[0] for x in ("a", 1))],
-                   "filtered.jsonl:{last}: meta.x: a int where earlier records hold str"),
+                   "filtered.jsonl:{last}: meta.x: an int where earlier records hold a string"),
+    "meta-shapes": (lambda lines: [*lines, *(_first_record(lines, meta={"x": x})[0] for x in ({"a": [1]}, {"a": 2}))],
+                    "filtered.jsonl:{last}: meta.x: an int where earlier records hold a list"),
 }  # fmt: skip
 
 
