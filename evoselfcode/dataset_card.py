@@ -36,8 +36,8 @@ COLUMNS = {
 SETTINGS = ("meta.seed", "namegen.modes", "namegen.fim_preset", "namegen.temperature", "namegen.top_p", "namegen.n",
             "namegen.select", "codegen.temperature", "codegen.top_p", "codegen.max_new_tokens", "codegen.n",
             "filters.min_code_len", "filters.max_code_len", "filters.enable_ast", "filters.enable_ruff",
-            "filters.ruff_rules", "filters.dedup", "scoring.enabled", "scoring.max_ppl",
-            "tests.*", "execution.*", "decontamination.*")  # fmt: skip
+            "filters.ruff_rules", "filters.dedup", "scoring.enabled", "scoring.max_ppl")  # fmt: skip
+SECTIONS = ("tests", "execution", "decontamination")  # later stages' sections, shown whole where the config has them
 AB_METRICS = {
     "compliance": "names kept / sampled",
     "weak_rate": "weak names / sampled",
@@ -139,7 +139,7 @@ def changed_settings(cfg: Config) -> dict:
                 out[key] = v
         return out
 
-    changed = diff(cfg.model_dump(mode="json"), Config().model_dump(mode="json"))
+    changed = diff(cfg.model_dump(mode="json"), Config.model_construct().model_dump(mode="json"))  # defaults
     if "headers" in changed.get("api", {}):
         changed["api"]["headers"] = cfg.api.shown_headers()
     if "base_url" in changed.get("api", {}):
@@ -257,6 +257,11 @@ def _intro(run: Run) -> list[str]:
     ]
 
 
+def _shown(cfg: Config) -> list[str]:
+    later = [f"{s}.{k}" for s in SECTIONS if s in type(cfg).model_fields for k in getattr(cfg, s).model_dump()]
+    return [*SETTINGS, *later]
+
+
 def _made(run: Run) -> list[str]:
     cfg = run.cfg
     return [
@@ -267,7 +272,7 @@ def _made(run: Run) -> list[str]:
         f"- evoselfcode {__version__}, config digest `{cfg.digest()}`",
         f"- descriptions: `{cfg.io.input_desc_path}` (not in this folder)",
         "",
-        *_table(["setting", "value"], ([f"`{k}`", json.dumps(v)] for k, v in cfg.settings(*SETTINGS).items())),
+        *_table(["setting", "value"], ([f"`{k}`", json.dumps(v)] for k, v in cfg.settings(_shown(cfg)).items())),
     ]
 
 

@@ -1,8 +1,8 @@
 # The loadable dataset: the final records as Parquet plus a dataset card (README.md) made from the run's metrics.
-# The card quotes the config digest, so any config change writes it again (the export takes seconds).
+# The card names the config that wrote it; a setting that changes no data (a timeout, the server) does not rewrite it.
 import os
 
-DATASET = os.path.join(os.path.dirname(CODE.rstrip("/")), "dataset")
+DATASET = os.path.join(os.path.dirname(os.path.normpath(CODE)), "dataset")
 
 
 rule export_dataset:
@@ -13,7 +13,7 @@ rule export_dataset:
     output:
         directory(DATASET),
     params:
-        config=CFG.digest(),
+        spec=spec("export_dataset"),
     log:
         "logs/export_dataset/all.log",
     shell:
