@@ -166,8 +166,16 @@ def check_record(path: Path, number: int, record: dict, scored: bool) -> None:
     tests = record.get("tests")
     if tests is not None and not (isinstance(tests, list) and all(isinstance(t, str) for t in tests)):
         raise DatasetError(f"{path}:{number}: tests: must be a list of assertion strings")
-    if unknown := set(record["meta"]["params"]) - set(PARAMS.names):
-        raise DatasetError(f"{path}:{number}: meta.params.{min(unknown)}: not a sampling parameter the dataset knows")
+    for f in META:  # the fixed meta fields, as the dataset types them (a param it does not know changes the type)
+        value = record["meta"].get(f.name)
+        try:
+            fits = value is None or unify(f.type, json_type(value)) == f.type
+        except TypeError:
+            fits = False
+        if not fits:
+            raise DatasetError(
+                f"{path}:{number}: meta.{f.name}: {json.dumps(value)} does not fit its column ({f.type})"
+            )
 
 
 def scan(path: Path, scored: bool) -> Scan:
