@@ -75,8 +75,8 @@ def _dtype(t: pa.DataType) -> dict:
     if pa.types.is_struct(t):
         return {"struct": [_feature(f.name, f.type) for f in t]}
     if pa.types.is_list(t):
-        inner = _dtype(t.value_type)
-        return {"list": inner.get("dtype", inner)}
+        inner = _dtype(t.value_type)  # a list of a plain type names the type; of objects, lists their fields
+        return {"list": inner.get("dtype", inner.get("struct", inner))}
     return {"dtype": {pa.bool_(): "bool", pa.int64(): "int64", pa.float64(): "float64", pa.string(): "string"}[t]}
 
 

@@ -15,13 +15,14 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"  # read before `datasets` is imported; n
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import datasets  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from conftest import make_workdir, snakemake  # noqa: E402
 from fakeserver import FakeServer, Options  # noqa: E402
 from huggingface_hub import DatasetCard  # noqa: E402
 
-from evoselfcode import dataset  # noqa: E402
+from evoselfcode import dataset, dataset_card  # noqa: E402
 from evoselfcode.config import load_config  # noqa: E402
 from evoselfcode.dataset import DatasetError, Inputs, export  # noqa: E402
 
@@ -315,3 +316,15 @@ def test_the_export_command_without_a_config_needs_the_workflows_default(tmp_pat
     assert main(["export", "data/generated", "--out", "ds"]) == 1
     assert "no --config given and no configs/datagen.yaml here" in caplog.text
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize(
+    "column",
+    [pa.string(), pa.list_(pa.string()), pa.list_(pa.struct([("a", pa.int64())])), pa.list_(pa.list_(pa.float64())),
+     pa.struct([("l", pa.list_(pa.bool_())), ("s", pa.struct([("x", pa.string())]))])],
+    ids=str,
+)  # fmt: skip
+def test_card_features_are_spelled_as_datasets_spells_them(column):
+    schema = pa.schema([("x", column)])
+    expected = datasets.Features.from_arrow_schema(schema)._to_yaml_list()
+    assert [dataset_card._feature(f.name, f.type) for f in schema] == expected
