@@ -213,11 +213,16 @@ def _ab(names: dict) -> list[str]:
     ]
 
 
+def _fenced(text: str) -> str:
+    return text.rstrip("\n").replace("```", "`\u200b``")  # a fence inside the code must not end the block
+
+
 def _examples(records: list[dict]) -> list[str]:
     lines = ["", "## Examples"]
     for r in records:
-        code = r["code"].rstrip("\n").replace("```", "`\u200b``")  # a fence inside the code must not end the block
-        lines += ["", f"**{r['func_name']}** ({r['source']}): {r['desc']}", "", "```python", code, "```"]
+        lines += ["", f"**{r['func_name']}** ({r['source']}): {r['desc']}", "", "```python", _fenced(r["code"]), "```"]
+        if r.get("tests"):
+            lines += ["", "The tests it passed:", "", "```python", *map(_fenced, r["tests"]), "```"]
     return lines
 
 

@@ -192,7 +192,7 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
     kept = records(outputs / "code/filtered.jsonl")
     for i, r in enumerate(kept):  # as the execution stage writes them: passing asserts, counts in meta
         outcomes = {"pass": 3, **({"exec_error:ValueError": 1} if i % 2 else {})}
-        r["tests"] = [f"assert {r['func_name']}([]) == {i}"] * (i % 3)
+        r["tests"] = [f"assert {r['func_name']}([{j}]) == {i}" for j in range(1 + i % 3)]
         r["meta"]["tests"] = {"passed": 3, "run": 3 + i % 2, "outcomes": outcomes, "dropped": {}, "tokens": 10.5}
         r["meta"]["note"] = None if i else "first"
         r["score"] = {"ppl": 1.5 + i, "mean_logprob": -0.4, "tokens": 10 + i}
@@ -217,6 +217,8 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
     assert card.data.to_dict()["dataset_info"]["features"] == features._to_yaml_list()
     assert "## Execution" in card.text and "| `code: reasons.tests_failed` | 1 |" in card.text
     assert f"| functions scored and kept | {len(kept)} |" in card.text
+    for i in {0, len(kept) // 2, len(kept) - 1}:  # the examples, with the tests they passed
+        assert kept[i]["code"].rstrip("\n") in card.text and "\n".join(kept[i]["tests"]) in card.text
 
 
 def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
