@@ -20,12 +20,18 @@ install: $(BIN)/.installed
 chromium:
 	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || scripts/install-chromium.sh
 
+<<<<<<< HEAD
 # Debian's bubblewrap, which runs generated code in a sandbox (execution.sandbox: bwrap, the default).
 sandbox:
 	@command -v bwrap >/dev/null || scripts/install-bubblewrap.sh
 
 run: install sandbox
 	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
+=======
+# the default target: the data, the report's plots and the dataset folder (data/generated/dataset/)
+run: install
+	$(BIN)/snakemake --profile profiles/local
+>>>>>>> main
 
 # Lint first, then one pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
 test: install chromium sandbox lint
