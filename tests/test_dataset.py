@@ -103,7 +103,7 @@ def test_the_default_target_writes_a_dataset_that_loads_as_code_filtered(done, t
     kept = records(done / "data/generated/code/filtered.jsonl")
     assert len(ds) == len(kept) > 0
     assert list(ds) == [as_row(r, ds) for r in kept]
-    assert ds.column_names == ["desc", "func_name", "source", "code", "meta"]  # no scores or tests in this run
+    assert ds.column_names == ["desc", "func_name", "source", "code", "meta", "tests"]  # tests on, scoring off
     assert [p.name for p in (done / DATASET / "data").iterdir()] == ["train-00000-of-00001.parquet"]
 
 
