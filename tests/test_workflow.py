@@ -147,6 +147,9 @@ def test_kept_functions_passed_their_generated_tests_in_the_sandbox(done):
     assert rejects and all(r["reason"] == "tests_failed" or r["reason"].startswith("exec_error:") for r in rejects)
     metrics = json.loads((done / "data/generated/code/metrics.json").read_text())
     assert metrics["funnel"]["tested"] == metrics["funnel"]["unique"] - len(rejects)
+    execution = metrics["execution"]
+    assert (execution["functions"], execution["passed"]) == (metrics["funnel"]["unique"], metrics["funnel"]["tested"])
+    assert sum(execution["reasons"].values()) == len(rejects)
     assert metrics["completion_tokens"]["tests"] > 0
 
 

@@ -7,7 +7,7 @@ from array import array
 from collections import Counter
 from itertools import chain, repeat
 
-from evoselfcode.datagen.filters.code import funnel
+from evoselfcode.datagen.filters.code import funnel, funnel_stage
 
 
 def _quantiles(values: list[int]) -> dict:
@@ -33,6 +33,8 @@ class CodeMetrics:
         self.code_chars = array("q")  # of each kept record: 8 bytes where a list of ints takes ~36
         self.code_lines = array("q")
         self.tokens: Counter[str] = Counter()  # completion tokens: of code requests, of test requests
+        self.passed_tests = 0  # functions that passed their tests (kept, or dropped later by the global dedup)
+        self.failed_tests: Counter[str] = Counter()  # per reason of the tests stage
 
     def add_raw(self, sample: dict) -> None:
         self.generated[sample["source"]] += 1
@@ -46,11 +48,15 @@ class CodeMetrics:
 
     def add_tested(self, record: dict) -> None:
         """A record that passed its tests, kept or not by the global dedup: its test tokens were spent either way."""
-        self.tokens["tests"] += record["meta"].get("tests", {}).get("completion_tokens", 0)
+        if "tests" in record["meta"]:
+            self.passed_tests += 1
+            self.tokens["tests"] += record["meta"]["tests"].get("completion_tokens", 0)
 
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1
         self.tokens["tests"] += reject.get("test_tokens", 0)
+        if funnel_stage(reject["reason"]) == "tested":
+            self.failed_tests[reject["reason"]] += 1
 
     def add_failure(self, failure: dict) -> None:
         self.failures += 1
@@ -88,6 +94,17 @@ class CodeMetrics:
                 "tests": self.tokens["tests"],
                 "per_kept_function": round(self.tokens.total() / kept, 1) if kept else None,
             },
+            **({"execution": self._execution()} if self.passed_tests or self.failed_tests else {}),
             "code_chars": _quantiles(self.code_chars.tolist()),
             "code_lines": _quantiles(self.code_lines.tolist()),
+        }
+
+    def _execution(self) -> dict:
+        """The tests stage: functions tested in the sandbox, how many passed, why the others did not."""
+        tested = self.passed_tests + self.failed_tests.total()
+        return {
+            "functions": tested,
+            "passed": self.passed_tests,
+            "pass_rate": round(self.passed_tests / tested, 4),
+            "reasons": dict(sorted(self.failed_tests.items())),
         }
