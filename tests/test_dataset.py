@@ -143,7 +143,8 @@ def test_the_card_body_tells_the_run_with_its_figures(done):
            f"[{lo:.3g}, {hi:.3g}]" in text  # fmt: skip
     assert text.count("```python\ndef ") == 3  # three examples
     assert kept[0]["code"].rstrip("\n") in text and kept[-1]["code"].rstrip("\n") in text
-    assert "## Decontamination" not in text and "## Execution" not in text  # sections this run's metrics lack
+    assert "## Decontamination" not in text  # a section this run's metrics lack
+    assert f"| `code: passed` | {code['execution']['passed']} |" in text  # the tests stage's, with tests on
     assert 'load_dataset("path/to/this/folder", split="train")' in text
     assert f"base_url: {cfg.api.base_url}" in text  # the config to reproduce, keys that differ from the defaults
 

@@ -163,3 +163,18 @@ def test_unsafe_mode_runs_the_same_but_warns(caplog, monkeypatch):
             ["pass", "fail"]
         ]
     assert "WITHOUT a sandbox" in caplog.text
+
+
+def test_a_child_that_exits_or_dies_gets_an_outcome_and_the_next_assertion_runs():
+    code = """
+        import os
+        def f(how):
+            if how == 'exit':
+                os._exit(3)
+            if how == 'abort':
+                os.abort()
+            return 1
+        """
+    [outcomes] = run_jobs([job(code, "assert f('exit') == 1", "assert f('abort') == 1", "assert f('no') == 1")],
+                          FAST, workers=1)  # fmt: skip
+    assert outcomes == ["error:Exit", "error:SIGABRT", "pass"]

@@ -109,7 +109,12 @@ def _death(status: int) -> str:
     """The outcome of an assertion whose child died before reporting it."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        return "timeout" if sig == signal.SIGXCPU else f"error:{signal.Signals(sig).name}"
+        if sig == signal.SIGXCPU:
+            return "timeout"
+        try:
+            return f"error:{signal.Signals(sig).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"error:Signal{sig}"
     return "error:Exit"
 
 
@@ -175,8 +180,6 @@ def main() -> None:
     if limits["sandboxed"] and os.getpid() != 1:
         raise SystemExit("sandbox_runner: sandboxed but not PID 1 of its own PID namespace")
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 gets only the signals it handles: none from the code
-    if limits["sandboxed"]:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     base = limits["workdir"]
     for number, line in enumerate(sys.stdin):
         job = json.loads(line)
