@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evoselfcode.config import load_config
-from evoselfcode.datagen.filters.code import funnel
+from evoselfcode.datagen.checks import funnel
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.pipeline.orchestrator import _sort_key, merge_code
 from evoselfcode.datagen.schemas import CodeRecord

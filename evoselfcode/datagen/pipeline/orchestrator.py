@@ -17,8 +17,9 @@ import numpy as np
 
 from evoselfcode.config import Config, Dedup
 from evoselfcode.datagen import inputs
-from evoselfcode.datagen.filters.code import DUPLICATE, NEAR_DUPLICATE, check_samples
-from evoselfcode.datagen.filters.dedup import near_duplicate_positions
+from evoselfcode.datagen.checks import checks_for, run_checks
+from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
+from evoselfcode.datagen.filters.dedup import first_copies, near_duplicate_positions
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
@@ -156,7 +157,7 @@ def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
 
 def filter_code_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
     samples = read_models(raw, CodeSample)
-    reasons = check_samples(samples, cfg.filters)
+    reasons = run_checks(checks_for("filter_code", cfg), samples)
     kept = [final_record(s, cfg) for s, r in zip(samples, reasons, strict=True) if r is None]
     rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
     write_jsonl(out_kept, kept)
@@ -222,15 +223,8 @@ def _index_records(paths: Sequence[str], fingerprints: bool) -> _RecordIndex:
     )
 
 
-def _first_copies(fingerprints: np.ndarray) -> np.ndarray:
-    """For each record in sorted order, whether no earlier record has its fingerprint (`exact_duplicates`' rule)."""
-    first = np.zeros(len(fingerprints), dtype=bool)
-    first[np.unique(fingerprints, return_index=True)[1]] = True
-    return first
-
-
 class _Codes(Sequence):
-    """`(str(position), code)` of the records at `positions`, each read from its shard when asked for.
+    """The codes of the records at `positions`, each read from its shard when asked for.
 
     Near dedup sees every code; memory holds none of them.
     """
@@ -241,16 +235,16 @@ class _Codes(Sequence):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, i: int) -> tuple[str, str]:
+    def __getitem__(self, i: int) -> str:
         position = int(self.positions[i])  # past the end: IndexError, which ends iteration
-        return str(position), self.lines.read(*self.index.place(position))["code"]
+        return self.lines.read(*self.index.place(position))["code"]
 
 
 def _verdicts(dedup: Dedup, index: _RecordIndex, lines: LineReader) -> np.ndarray:
     """Per record in sorted order: _KEEP, _DUPLICATE or _NEAR_DUPLICATE."""
     verdicts = np.zeros(len(index.file), dtype=np.uint8)
     if dedup.exact:
-        verdicts[~_first_copies(index.fingerprint)] = _DUPLICATE
+        verdicts[~first_copies(index.fingerprint)] = _DUPLICATE
     if dedup.near:
         rest = _Codes(index, np.flatnonzero(verdicts == _KEEP), lines)
         near = near_duplicate_positions(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)

@@ -196,5 +196,10 @@ def ast_fingerprint(code: str, tree: ast.Module | None = None) -> str:
             return _tree_fingerprint(tree)
         except RecursionError:
             pass
+    return text_fingerprint(code)
+
+
+def text_fingerprint(code: str) -> str:
+    """`ast_fingerprint` of code that does not parse: a hash of its text without trailing whitespace."""
     stripped = "\n".join(line.rstrip() for line in code.strip().splitlines())
     return text_hash("text:" + stripped)
