@@ -94,6 +94,32 @@ def test_renamed_copy_is_an_exact_duplicate_of_the_first():
     assert ast_fingerprint(GOOD) == ast_fingerprint(RENAMED)
 
 
+RECURSIVE = "def clamp(v, lo, hi):\n    if v < lo:\n        return clamp(lo, lo, hi)\n    return min(v, hi)\n"
+
+
+def named(code: str, old: str, new: str, index: int) -> CodeSample:
+    return sample(code.replace(old, new), func_name=new, index=index)
+
+
+def test_the_same_body_under_another_name_is_an_exact_duplicate_of_the_first():
+    data = [named(GOOD, "clamp", "bound", 0), sample(RENAMED, index=1), named(RENAMED, "clamp", "limit", 2)]
+    assert check_samples(data, with_filters()) == [None, DUPLICATE, DUPLICATE]
+    # recursive calls follow the name
+    data = [sample(RECURSIVE, index=0), named(RECURSIVE, "clamp", "squeeze", 1)]
+    assert check_samples(data, with_filters()) == [None, DUPLICATE]
+    # a recursive call that is not the function's own name is another function
+    other = sample(RECURSIVE.replace("return clamp(", "return squeeze("), func_name="clamp", index=1)
+    assert check_samples([sample(RECURSIVE), other], with_filters())[1] != DUPLICATE
+
+
+def test_a_near_copy_under_another_name_is_a_near_duplicate():
+    near = RECURSIVE.replace("min(v, hi)", "min(v, hi) if hi is not None else v").replace("clamp", "limit")
+    # With the names as written the two are 0.475 alike (token 5-grams), with the own name left out 0.79.
+    assert dedup.jaccard(*dedup.shingle_sets([RECURSIVE, near], 5)) < 0.7
+    data = [sample(RECURSIVE, index=0), sample(near, func_name="limit", index=1)]
+    assert check_samples(data, with_filters(Filters(dedup=Dedup(exact=False, threshold=0.7)))) == [None, NEAR_DUPLICATE]
+
+
 def test_near_copy_is_a_near_duplicate():
     assert ast_fingerprint(LONG) != ast_fingerprint(NEAR_COPY)
     assert reasons_of(LONG, NEAR_COPY, GOOD) == [None, NEAR_DUPLICATE, None]
@@ -270,7 +296,8 @@ def test_identical_samples_are_inspected_once_and_judged_alike(monkeypatch):
     undefined = GOOD.replace("return low", "return lower_bound")
     data = [sample(code, index=i) for i, code in enumerate([GOOD, undefined, GOOD, undefined, GOOD])]
     data.append(sample(GOOD.replace("def clamp", "def squeeze"), func_name="squeeze"))
-    assert check_samples(data, with_filters()) == [None, "ruff:F821", DUPLICATE, "ruff:F821", DUPLICATE, NEAR_DUPLICATE]
+    # the last is the first under another name: its own name does not make it new
+    assert check_samples(data, with_filters()) == [None, "ruff:F821", DUPLICATE, "ruff:F821", DUPLICATE, DUPLICATE]
     assert len(parsed) == 3
 
 

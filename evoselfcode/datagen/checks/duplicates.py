@@ -11,7 +11,7 @@ import numpy as np
 
 from evoselfcode.config import Config, Dedup
 from evoselfcode.datagen.checks.base import Check, Parsed, Prepared
-from evoselfcode.datagen.filters.dedup import band_keys, first_copies, near_duplicate_positions
+from evoselfcode.datagen.filters.dedup import band_keys, first_copies, near_duplicate_positions, without_own_name
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils.hashing import ast_fingerprint, text_fingerprint
 
@@ -20,7 +20,8 @@ NEAR_DUPLICATE = "near_duplicate"
 
 
 class ExactDuplicates(Check):
-    """Same AST fingerprint as an earlier sample (`utils.hashing.ast_fingerprint`)."""
+    """Same AST fingerprint as an earlier sample (`utils.hashing.ast_fingerprint`: names the code binds,
+    its own name included, do not count)."""
 
     stage, reasons = "unique", (DUPLICATE,)
 
@@ -36,7 +37,8 @@ class ExactDuplicates(Check):
 
 
 class NearDuplicates(Check):
-    """Token n-gram Jaccard similarity of at least `filters.dedup.threshold` with an earlier kept sample."""
+    """Token n-gram Jaccard similarity of at least `filters.dedup.threshold` with an earlier kept sample,
+    the function's own name left out (`dedup.without_own_name`)."""
 
     stage, reasons = "near_unique", (NEAR_DUPLICATE,)
 
@@ -51,10 +53,11 @@ class NearDuplicates(Check):
         return {"threshold": self.dedup.threshold, "num_perm": self.dedup.num_perm, "ngram": self.dedup.ngram}
 
     def prepare(self, parsed: Sequence[Parsed]) -> np.ndarray:
-        return band_keys([p.code for p in parsed], **self._params())
+        return band_keys([without_own_name(p.code, p.func_name) for p in parsed], **self._params())
 
     def check(self, samples: Sequence[CodeSample], prepared: Prepared) -> list[str | None]:
-        dropped = near_duplicate_positions([s.code for s in samples], keys=prepared, **self._params())
+        codes = [without_own_name(s.code, s.func_name) for s in samples]
+        dropped = near_duplicate_positions(codes, keys=prepared, **self._params())
         reasons: list[str | None] = [None] * len(samples)
         for position in dropped.tolist():
             reasons[position] = NEAR_DUPLICATE

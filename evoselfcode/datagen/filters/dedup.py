@@ -82,6 +82,17 @@ _32 = np.uint64(32)
 _SHINGLES_PER_BLOCK = 4_096
 
 
+# Stands for a function's own name in near dedup.
+OWN_NAME = "_f"
+
+
+def without_own_name(code: str, func_name: str) -> str:
+    """The code with its function's own name (its def, its recursive calls) as one placeholder, so that near
+    dedup compares bodies, as the exact fingerprint does. Whole words only; a string that quotes the name
+    changes too, alike in every copy."""
+    return re.sub(rf"\b{re.escape(func_name)}\b", OWN_NAME, code) if func_name else code
+
+
 def code_tokens(code: str) -> list[str]:
     """Python tokens without comments and layout (see the module docstring)."""
     return list(filter(None, _TOKEN.findall(code)))

@@ -19,7 +19,7 @@ from evoselfcode.config import Config, Dedup
 from evoselfcode.datagen import inputs
 from evoselfcode.datagen.checks import checks_for, run_checks
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
-from evoselfcode.datagen.filters.dedup import first_copies, near_duplicate_positions
+from evoselfcode.datagen.filters.dedup import first_copies, near_duplicate_positions, without_own_name
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
@@ -224,7 +224,7 @@ def _index_records(paths: Sequence[str], fingerprints: bool) -> _RecordIndex:
 
 
 class _Codes(Sequence):
-    """The codes of the records at `positions`, each read from its shard when asked for.
+    """The codes of the records at `positions` as near dedup compares them, each read from its shard when asked for.
 
     Near dedup sees every code; memory holds none of them.
     """
@@ -237,7 +237,8 @@ class _Codes(Sequence):
 
     def __getitem__(self, i: int) -> str:
         position = int(self.positions[i])  # past the end: IndexError, which ends iteration
-        return self.lines.read(*self.index.place(position))["code"]
+        record = self.lines.read(*self.index.place(position))
+        return without_own_name(record["code"], record["func_name"])
 
 
 def _verdicts(dedup: Dedup, index: _RecordIndex, lines: LineReader) -> np.ndarray:
