@@ -245,7 +245,7 @@ def test_fingerprint_of_the_shared_tree_is_the_fingerprint_of_the_code():
 
 
 def test_code_nested_deeper_than_the_fingerprint_walk_is_judged_not_crashed():
-    deep = "def clamp(x):\n    return " + "-" * 1000 + "x\n"
+    deep = "def clamp(x):\n    return " + "~" * 1000 + "x\n"
     assert parse(deep) is not None  # the parser takes it; a recursive walk of its tree does not
     first, again = reasons_of(deep, deep)
     assert first is None and again == DUPLICATE
@@ -260,7 +260,7 @@ def varied_samples(count: int) -> list[CodeSample]:
     codes = []
     for i in range(count):
         base = i - i % 6
-        near = own(base).replace("    return ", "    checked = 1\n    return ")
+        near = own(base).replace("    return ", "    return 1 + ")
         codes.append([own(base), RENAMED, own(base), near, "def clamp(:\n", GOOD + "x = undefined\n"][i % 6])
     return [sample(code, index=i) for i, code in enumerate(codes)]
 
