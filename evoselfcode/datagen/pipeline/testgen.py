@@ -1,9 +1,8 @@
 """Stage B, validation by execution: the model writes tests for each checked function, which runs them in a sandbox.
 
 `generate-tests` asks for assert-style tests (an LLM step like `generate-code`: journal, retries, failures,
-progress); `execute-tests` parses them into single assertions, runs each function with its own in bubblewrap
-(`datagen/sandbox.py`) and keeps those that pass `execution.min_passed` assertions and at least
-`execution.min_pass_rate` of them, with the assertions they passed.
+progress); `execute-tests` runs the stage-B check of its rule (`checks/execution.py`: each function with its
+assertions in bubblewrap) and writes the functions that pass with the assertions they passed.
 """
 
 from __future__ import annotations
@@ -12,25 +11,18 @@ import logging
 from collections import Counter
 
 from evoselfcode.clients.base import CompletionClient
-from evoselfcode.config import Config, Execution
-from evoselfcode.datagen.filters.asserts import parse_asserts
+from evoselfcode.config import Config
+from evoselfcode.datagen.checks import checks_for
+from evoselfcode.datagen.checks.base import run_checks
 from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import Request, check_failure_budget, request_seed, run_requests
 from evoselfcode.datagen.pipeline.steps import drop_journal, journal_for
 from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
 from evoselfcode.datagen.readers import read_models
-from evoselfcode.datagen.sandbox import Job, run_jobs
 from evoselfcode.datagen.schemas import CodeRecord, CodeTests, CodeTestsReject, Failure, RequestTiming
 from evoselfcode.datagen.writers import write_jsonl
 
 log = logging.getLogger("evoselfcode")
-
-NO_TESTS = "no_tests"  # no assertion that parses, calls the function and can fail
-TESTS_FAILED = "tests_failed"
-TOO_FEW_TESTS = "too_few_tests"  # every assertion passed, but fewer than execution.min_passed
-EXEC_TIMEOUT = "exec_timeout"
-EXEC_ERROR_PREFIX = "exec_error:"
-TESTS_REQUEST_FAILED = "tests_request_failed"
 
 
 def _key(r: CodeRecord) -> tuple:
@@ -77,41 +69,26 @@ def generate_tests(
     return samples, failures, timings
 
 
-def verdict(outcomes: list[str], ex: Execution) -> str | None:
-    """None when the function passes enough of its assertions; else the reason, from what most often went wrong."""
-    passed = outcomes.count("pass")
-    if outcomes and passed >= ex.min_passed and passed / len(outcomes) >= ex.min_pass_rate:
-        return None
-    if not outcomes:
-        return NO_TESTS
-    wrong = Counter(TESTS_FAILED if o == "fail" else EXEC_TIMEOUT if o == "timeout" else EXEC_ERROR_PREFIX + o[6:]
-                    for o in outcomes if o != "pass")  # fmt: skip
-    if not wrong:
-        return TOO_FEW_TESTS
-    return min(wrong, key=lambda reason: (-wrong[reason], reason))
-
-
 def execute_tests(
     samples: list[CodeTests], cfg: Config, workers: int
 ) -> tuple[list[CodeRecord], list[CodeTestsReject]]:
-    parsed = [parse_asserts(s.answers, s.record.func_name, cfg.tests.max_asserts) for s in samples]
-    results = run_jobs([Job(s.record.code, tuple(tests)) for s, (tests, _) in zip(samples, parsed, strict=True)],
-                       cfg.execution, workers)  # fmt: skip
+    """The functions that pass their tests (the check `PassesTests`), with them; the others with their reason."""
+    (check,) = checks_for("execute_tests", cfg)
+    check.workers = workers
+    reasons = run_checks([check], samples)
     kept, rejects = [], []
-    for s, (tests, dropped), outcomes in zip(samples, parsed, results, strict=True):
-        reason = TESTS_REQUEST_FAILED if s.error else verdict(outcomes, cfg.execution)
+    for s, run, reason in zip(samples, check.runs, reasons, strict=True):
         r = s.record
         if reason is None:
-            counts = {"passed": outcomes.count("pass"), "run": len(outcomes),
-                      "outcomes": dict(sorted(Counter(outcomes).items())), "dropped": dict(sorted(dropped.items())),
+            counts = {"passed": run.outcomes.count("pass"), "run": len(run.outcomes),
+                      "outcomes": dict(sorted(Counter(run.outcomes).items())), "dropped": run.dropped,
                       "completion_tokens": s.tokens}  # fmt: skip
-            passing = [t for t, o in zip(tests, outcomes, strict=True) if o == "pass"]
-            meta = r.meta.model_copy(update={"tests": counts})
-            kept.append(r.model_copy(update={"meta": meta, "tests": passing}))
+            passing = [t for t, o in zip(run.tests, run.outcomes, strict=True) if o == "pass"]
+            kept.append(r.model_copy(update={"meta": r.meta.model_copy(update={"tests": counts}), "tests": passing}))
         else:
             rejects.append(CodeTestsReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source,
-                                      sample_index=_key(r)[2], code=r.code, tests=tests, outcomes=outcomes,
-                                      test_tokens=s.tokens, reason=reason))  # fmt: skip
+                                           sample_index=_key(r)[2], code=r.code, tests=run.tests,
+                                           outcomes=run.outcomes, test_tokens=s.tokens, reason=reason))  # fmt: skip
     return kept, rejects
 
 
