@@ -16,7 +16,7 @@ import yaml
 
 from evoselfcode import __version__
 from evoselfcode.config import Config, redact_url
-from evoselfcode.datagen.filters.code import FUNNEL_STAGES
+from evoselfcode.datagen.checks import funnel_stages
 
 MARK = "<!-- written by evoselfcode export -->"  # an existing folder is replaced only when its card holds this
 SPLIT = "train"
@@ -172,7 +172,7 @@ def _funnel(run: Run) -> list[str]:
     for mode, m in names.get("modes", {}).items():
         stages += [[f"names sampled, {mode}", m.get("sampled")], [f"names kept, {mode}", m.get("kept")]]
     # metrics.json sorts its keys; counts only fall along the funnel, so sorting by count restores its order
-    order = [stage for stage, _ in FUNNEL_STAGES]
+    order = funnel_stages()
     funnel = sorted(
         code.get("funnel", {}).items(), key=lambda kv: (-kv[1], order.index(kv[0]) if kv[0] in order else len(order))
     )
