@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from evoselfcode.config import Config, read_yaml
+from evoselfcode.config import DEFAULT_CONFIG, Config, read_yaml
 from evoselfcode.datagen.inputs import STATE_DIR
-
-DEFAULT_CONFIG = "configs/datagen.yaml"
 
 
 def _shown(path: str | Path) -> str:
