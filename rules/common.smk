@@ -7,14 +7,13 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
-from evoselfcode.datagen.inputs import InputError
+from evoselfcode.datagen.inputs import InputError, index_input
+from evoselfcode.rule_settings import rule_digest
 from evoselfcode.summary import summary
 from evoselfcode.workflow import (
-    RESOLVED_DIR,
     RESUME_HINT,
     builds_final_records,
     config_sources,
-    index_input,
     profile_placeholders,
     unresolved_default_server,
     write_resolved_config,
@@ -43,9 +42,9 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def spec(*patterns):
-    """A rule's params: a digest of the settings its output depends on (`section`, `section.key`, `!` excludes)."""
-    return CFG.settings_digest(*(p if "." in p else f"{p}.*" for p in patterns))
+def spec(rule):
+    """A rule's params: a digest of the settings its output depends on, as listed in evoselfcode/rule_settings.py."""
+    return rule_digest(CFG, rule)
 
 
 def start_embedded_server():

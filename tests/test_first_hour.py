@@ -15,7 +15,7 @@ from conftest import ROOT, make_workdir, snakemake
 from fakeserver import FakeServer, Options
 
 from evoselfcode.cli import main as cli_main
-from evoselfcode.datagen.writer import read_jsonl
+from evoselfcode.datagen.readers import read_jsonl
 
 pytestmark = pytest.mark.workflow
 

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
+from evoselfcode.datagen.readers import read_jsonl, read_models
 from evoselfcode.datagen.schemas import Description
-from evoselfcode.datagen.writer import read_jsonl, read_models, write_json, write_jsonl
+from evoselfcode.datagen.writers import write_json, write_jsonl
 
 
 def test_round_trip_of_models_and_dicts(tmp_path):
@@ -52,7 +53,7 @@ def test_json_keeps_the_dicts_order_when_asked(tmp_path):
 def test_outputs_honour_the_umask(tmp_path, umask, mode):
     """Like any file a program creates: teammates on a shared filesystem read the data under umask 0022."""
     script = (
-        "import sys; from evoselfcode.datagen.writer import write_json, write_jsonl; "
+        "import sys; from evoselfcode.datagen.writers import write_json, write_jsonl; "
         "write_jsonl(sys.argv[1] + '/a.jsonl', [{'n': 1}]); write_json(sys.argv[1] + '/m.json', {})"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, preexec_fn=lambda: os.umask(umask))
