@@ -28,7 +28,7 @@ OWN_IO = io='{input_desc_path: "$(DESCS)", shards_dir: "$(OWN_DIR)/shards", out_
 OWN = $(if $(DESCS),--config $(OWN_IO))
 REPORT = $(if $(DESCS),$(OWN_DIR)/report.html,report.html)
 
-# The default target: the records, metrics, timing and plots of the README's output table.
+# The default target: the records, metrics, timing and plots of the README's output table, and the dataset folder.
 run: install
 	$(BIN)/snakemake --profile profiles/local $(OWN)
 

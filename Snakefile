@@ -17,6 +17,7 @@ include: "rules/names.smk"
 include: "rules/code.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
+include: "rules/dataset.smk"
 
 
 rule all:
@@ -29,6 +30,7 @@ rule all:
         f"{CODE}/timing.json",
         f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
         rules.plot_metrics.output,  # the plots of `snakemake --report report.html`
+        rules.export_dataset.output,  # Parquet + dataset card, loadable with `datasets`
 
 
 onstart:

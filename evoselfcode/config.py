@@ -28,6 +28,11 @@ Probability = Annotated[float, Field(gt=0, le=1)]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def redact_url(url: str) -> str:
+    """A URL as logs and the dataset card show it: a password in it becomes `***`."""
+    return re.sub(r"//[^/@]+@", "//***@", url)
+
+
 class ConfigError(ValueError):
     """A configuration problem, with the key path and where it came from."""
 
@@ -108,6 +113,10 @@ class Api(Strict):
         if not v.startswith("/"):
             raise ValueError(f"route {v!r} must start with '/'")
         return v
+
+    def shown_headers(self) -> dict[str, str]:
+        """Headers as the dataset card shows them: a `${VAR}` reference stays, a literal value (a key?) is `***`."""
+        return {name: value if _ENV_REF.search(value) else "***" for name, value in self.headers.items()}
 
     def resolved_headers(self) -> dict[str, str]:
         """Headers with `${VAR}` read from the environment; an unset variable is an error."""
@@ -283,6 +292,15 @@ class Scoring(Strict):
     """Functions with a higher perplexity go to code/score_rejects.jsonl; null: keep all."""
 
 
+class Dataset(Strict):
+    license: str | None = None
+    """Licence id on the dataset card (`apache-2.0`, `cc-by-4.0`, ...); null: `other`, and the card says so."""
+    language: list[str] = ["en"]
+    """Languages of the descriptions on the card (ISO 639-1 codes); `code` is always added."""
+    shard_rows: PositiveInt = 100_000
+    """Rows per Parquet file of the dataset folder (100k typical functions: ~50 MB of text before compression)."""
+
+
 class Io(Strict):
     input_desc_path: str = "data/descriptions/sample.jsonl"
     """Descriptions: JSONL of {"id"?, "desc"} or a .txt file with one per line."""
@@ -321,6 +339,8 @@ class Config(Strict):
     """Optional scoring of kept functions with the model's own log-probs."""
     io: Io = Io()
     """Files, sharding and concurrency."""
+    dataset: Dataset = Dataset()
+    """The loadable dataset (Parquet plus a dataset card) beside the code outputs, in ../dataset."""
 
     @model_validator(mode="after")
     def _names_fit(self) -> Config:

@@ -60,6 +60,8 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "merge_code": ("filters.dedup",),
     "score_code": ("api.model", "codegen.template", "scoring.method", "scoring.max_ppl"),
+    # the card also quotes the data's settings, but the records it is made of change with them anyway
+    "export_dataset": ("api.model", "dataset.license", "dataset.language", "dataset.shard_rows"),
 }
 
 _CONNECTION = "how the job reaches the server, not what it asks"

@@ -36,9 +36,11 @@ def summary(names_dir: str | Path, code_dir: str | Path) -> str:
     if failed:
         lines.append(f"  failed     {failed} requests after retries, in failures.jsonl of {names_dir} and {code_dir}")
     lines.append(f"Outputs: {final}; beside it and in {names_dir}/ the rejects with reasons, metrics.json, timing.json")
-    plots = code_dir.parent / "report"
+    plots, dataset = code_dir.parent / "report", code_dir.parent / "dataset"
     if plots.is_dir():
         lines.append(f"Plots:   {plots}/")
+    if dataset.is_dir():
+        lines.append(f"Dataset: {dataset}/ (Parquet and its card: datasets.load_dataset({str(dataset)!r}))")
     lines += [
         "Next:",
         f"  evoselfcode stats {final}",

@@ -97,6 +97,7 @@ def test_the_run_ends_with_a_summary_of_what_it_made(done):
     assert f"functions  {len(kept)} kept of {len(raw)} generated" in tail
     assert f"A/B        {names['verdict']}\n" in tail
     assert "Outputs: data/generated/code/filtered.jsonl" in tail and "Plots:   data/generated/report/" in tail
+    assert "Dataset: data/generated/dataset/" in tail
     for command in ("evoselfcode stats data/generated/code/filtered.jsonl", "evoselfcode sample ", "--report"):
         assert command in tail
     assert len(tail.split("Complete log")[0].splitlines()) <= 12

@@ -5,7 +5,7 @@ Commands are read from the README, so a new one is covered without touching this
 process in a copy of the workflow whose default server is the fake one: `snakemake` commands run as a dry run
 (`-n`, the same arguments), except `--unlock` and `--report`, which run; `make` commands as `make -n`, whose
 Snakemake lines are then dry-run the same way; `evoselfcode` commands are parsed by the CLI's own parser, and
-the read-only tools and `probe` run on the outputs of one real run of the default target.
+the read-only tools, `probe` and `export` run on the outputs of one real run of the default target.
 """
 
 import json
@@ -104,7 +104,7 @@ def check_make(root: Path, args: list[str]) -> None:
 
 def check_evoselfcode(root: Path, args: list[str]) -> None:
     parsed = _parser().parse_args(args)  # exits (SystemExit 2) on a wrong form
-    if parsed.command in TOOLS or parsed.command == "probe":
+    if parsed.command in (*TOOLS, "probe", "export"):  # no server but the fake one, nothing outside the copy
         proc = run_in(root, [sys.executable, "-m", "evoselfcode", *args])
         assert proc.returncode == 0, f"evoselfcode {shlex.join(args)}:\n{proc.stderr[-3000:]}"
 
