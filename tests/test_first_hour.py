@@ -82,9 +82,10 @@ def test_make_run_builds_the_default_target():
 def test_outputs_are_readable_by_everyone_under_umask_0022(done):
     workdir, _ = done
     modes = {str(p.relative_to(workdir)): stat.S_IMODE(p.stat().st_mode)
-             for p in (workdir / "data").rglob("*") if p.is_file() and not p.name.startswith(".")}  # fmt: skip
-    assert len(modes) > 20
-    assert {path: oct(mode) for path, mode in modes.items() if mode != 0o644} == {}
+             for p in (workdir / "data").rglob("*") if not p.name.startswith(".")}  # fmt: skip
+    assert len(modes) > 20 and "data/generated/dataset" in modes
+    wrong = {path: oct(mode) for path, mode in modes.items() if mode != (0o755 if (workdir / path).is_dir() else 0o644)}
+    assert wrong == {}
 
 
 def test_the_run_ends_with_a_summary_of_what_it_made(done):

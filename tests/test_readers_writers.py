@@ -53,8 +53,10 @@ def test_json_keeps_the_dicts_order_when_asked(tmp_path):
 def test_outputs_honour_the_umask(tmp_path, umask, mode):
     """Like any file a program creates: teammates on a shared filesystem read the data under umask 0022."""
     script = (
-        "import sys; from evoselfcode.datagen.writers import write_json, write_jsonl; "
-        "write_jsonl(sys.argv[1] + '/a.jsonl', [{'n': 1}]); write_json(sys.argv[1] + '/m.json', {})"
+        "import sys; from evoselfcode.datagen.writers import DIR_MODE, write_json, write_jsonl; "
+        "write_jsonl(sys.argv[1] + '/a.jsonl', [{'n': 1}]); write_json(sys.argv[1] + '/m.json', {}); print(DIR_MODE)"
     )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, preexec_fn=lambda: os.umask(umask))
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True, text=True,
+                         preexec_fn=lambda: os.umask(umask))  # fmt: skip
+    assert int(run.stdout) == mode | 0o111 & ~umask  # folders (the dataset's): the same, plus search
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.jsonl": mode, "m.json": mode}

@@ -20,8 +20,9 @@ def _read_umask() -> int:
     return mask
 
 
-# mkstemp makes 0600 files; outputs get the mode any program's files get (0644 under umask 0022)
+# mkstemp makes 0600 files (mkdtemp 0700 folders); outputs get the modes any program's get (0644/0755 under 0022)
 FILE_MODE = 0o666 & ~_read_umask()
+DIR_MODE = 0o777 & ~_read_umask()
 
 
 def _dumps(record: BaseModel | dict) -> str:
