@@ -167,3 +167,19 @@ def test_ctrl_c_ends_with_one_line_on_how_to_resume_and_no_traceback(tmp_path):
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err[-6000:]
     assert "generate-names: interrupted" in err
     assert err.rstrip().splitlines()[-1].startswith("To resume, run the same command again")
+
+
+def test_the_console_gets_a_progress_line_every_heartbeat_interval():
+    import logging
+
+    from evoselfcode.cli import HEARTBEAT_EVERY, _Every
+
+    every = _Every(HEARTBEAT_EVERY)
+    times = [0.0, 10.0, 29.0, 31.0, 50.0, 62.0, 200.0]
+    passed = []
+    for t in times:
+        record = logging.LogRecord("evoselfcode.runner.progress", logging.INFO, "", 0, "x", None, None)
+        record.created = t
+        if every.filter(record):
+            passed.append(t)
+    assert HEARTBEAT_EVERY == 30.0 and passed == [0.0, 31.0, 62.0, 200.0]
