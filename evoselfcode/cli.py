@@ -56,6 +56,14 @@ def _setup_logging(log_file: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
+def _reasons(rule: str) -> str:
+    """The reason ids of a rule's checks, in the order they run (`datagen.checks.STAGE_B`)."""
+    from evoselfcode.datagen.checks import STAGE_B
+
+    reasons = (r + "*" if r.endswith(":") else r for cls in STAGE_B if cls.rule == rule for r in cls.reasons)
+    return ", ".join(dict.fromkeys(reasons))
+
+
 def _client(cfg: Config):
     from evoselfcode.clients import make_client
     from evoselfcode.embedded import resolve_base_url
@@ -122,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--failures", required=True)
     s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
 
-    s = step("filter-code", "AST, length, ruff and exact-dedup checks of a shard's functions")
+    s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
     s.add_argument("raw")
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
