@@ -183,3 +183,17 @@ def test_the_console_gets_a_progress_line_every_heartbeat_interval():
         if every.filter(record):
             passed.append(t)
     assert HEARTBEAT_EVERY == 30.0 and passed == [0.0, 31.0, 62.0, 200.0]
+
+
+def test_the_suggested_server_start_command_is_one_the_cli_takes(tmp_path):
+    from evoselfcode import embedded
+    from evoselfcode.cli import _parser
+    from evoselfcode.config import Api
+
+    with pytest.raises(embedded.EmbeddedServerError) as info:
+        embedded.resolve_base_url(Api(base_url="embedded"), tmp_path / "state.json")
+    suggested = str(info.value).split("start one with: ", 1)[1]
+    words = suggested.split()
+    assert words[:3] == ["python", "-m", "evoselfcode"]
+    args = _parser().parse_args(words[3:])  # exits on a missing --config, as the old suggestion did
+    assert (args.command, args.action) == ("server", "start") and all(Path(c).exists() for c in args.config)
