@@ -10,8 +10,7 @@ from pathlib import Path
 
 from evoselfcode import __version__
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.config import Config, ConfigError, load_config, redact_url
-from evoselfcode.workflow import DEFAULT_CONFIG
+from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, load_config, redact_url
 
 log = logging.getLogger("evoselfcode")
 TOOLS = ("stats", "sample", "validate", "summary", "config-docs")  # need no config: they only read files

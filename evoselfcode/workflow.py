@@ -7,10 +7,9 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from evoselfcode.config import PROD_URL, Api, Config, read_yaml
+from evoselfcode.config import DEFAULT_CONFIG, PROD_URL, Api, Config, read_yaml
 from evoselfcode.datagen.inputs import STATE_DIR
 
-DEFAULT_CONFIG = "configs/datagen.yaml"
 RESUME_HINT = (
     "To resume, run the same command again (after fixing the error above, if any): finished steps and answered "
     "requests are kept"
