@@ -159,5 +159,5 @@ def merge_code(
             for failure in read_jsonl(failures):
                 metrics.add_failure(failure)
             result = metrics.result()
-    write_json(out["metrics"], {**result, "names_verdict": names_verdict})
+    write_json(out["metrics"], {**result, "names_verdict": names_verdict}, sort_keys=False)
     log.info("kept %d of %d functions after global dedup", result["accounting"]["kept"], len(verdicts))
