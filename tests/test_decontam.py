@@ -150,19 +150,21 @@ def test_ordinary_functions_are_not_flagged(index):
     assert [f.splitlines()[0] for f in functions if index.check_code(f)] == []
 
 
-def test_code_tokens_drop_comments_docstrings_and_annotations_and_hide_only_chosen_names():
-    code = 'def f(xs, n=2):\n    """Doc."""\n    # note\n    out = sorted(xs, key=len)\n    return out.copy()[:n]\n'
+def test_code_tokens_drop_comments_docstrings_and_formatting_and_hide_only_chosen_names():
+    code = 'def f(xs, n=2):\n    """Doc."""\n    # note\n    out = sorted(xs, key=len)  # why\n'
+    code += "    return out.copy()[:n]\n"
     tokens, prose = split_code(code)
-    assert " ".join(tokens) == "def ID ( ID , ID = 2 ) : ID = sorted ( ID , key = len ) return ID . copy ( ) [ : ID ]"
-    assert prose == "Doc.\n note"
-    dressed = "def g(values: list, k: int = 2) -> list:\n    result: list = (sorted(values, key=(len)))\n"
-    dressed += "    return result.copy()[:k]"
-    assert split_code(dressed)[0] == tokens
+    assert " ".join(tokens) == "def ID ID ID = 2 : ID = sorted ID ID = len return ID . copy [ : ID ]"
+    assert prose == "Doc.\n note\n why"
+    dressed = "def g(values,\n      k=(2),):\n    'Another docstring'\n    result = (sorted(values, key=len))\n"
+    assert split_code(dressed + "    return result.copy()[:k];\n")[0] == tokens
 
 
-def test_code_that_tokenize_refuses_is_still_split():
-    tokens, prose = split_code("    for x in items:\n  return x # odd indent\n")
-    assert tokens == ["for", "ID", "in", "ID", ":", "return", "ID"] and prose == " odd indent"
+def test_literals_count_by_value_and_code_need_not_parse():
+    tokens, prose = split_code("    x = 'a # b' + r'\\s' + 1. + 0x10\n  return x  # odd indent\n")
+    assert tokens == ["ID", "=", "'a # b'", "+", repr("\\s"), "+", "1.0", "+", "16", "return", "ID"]
+    assert prose == " odd indent"
+    assert split_code("y = '\\\\s' + 1.0 + 16")[0][2:] == tokens[4:-2]
 
 
 def test_the_index_is_the_same_bytes_every_time(humaneval):

@@ -21,11 +21,9 @@ import ast
 import builtins
 import gzip
 import hashlib
-import io
 import json
 import keyword
 import re
-import tokenize
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,7 +31,6 @@ from importlib import metadata
 from pathlib import Path
 
 from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
-from evoselfcode.datagen.utils.ast_tools import parse
 
 INDEX_VERSION = 1
 REASON_PREFIX = "contaminated:"
@@ -41,9 +38,12 @@ NAME = "ID"  # what every user-chosen name becomes in a code token stream
 _WORD = re.compile(r"[^\W_]+")
 _ESCAPE = re.compile(r"\\[abfnrtv]")  # prompts quote code: "a\nb" in a docstring is the words a and b
 _KEEP_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
-# for code tokenize refuses (bad indentation, an unterminated string): strings, names, numbers, operators
-_ROUGH_TOKEN = re.compile(
-    r"#[^\n]*|[rbuRBU]{0,2}(\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|\"[^\"\n]*\"|'[^'\n]*')|\w+|[^\w\s]"
+_STRING = r"""[rRbBuUfF]{0,2}(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+# Python source as tokens, first match wins: a string alone on its line (a docstring), a comment, a string,
+# a name, a number, what formatting adds or drops (parentheses, commas, semicolons, line continuations).
+_TOKEN = re.compile(
+    rf"(?:^|(?<=\n))[ \t]*(?P<docstring>{_STRING})[ \t]*(?=\r?\n|$)|(?P<comment>#[^\n]*)|(?P<string>{_STRING})"
+    r"|(?P<name>[^\W\d]\w*)|(?P<number>\d[\w.]*)|(?P<drop>[(),;\\])|(?P<op>[^\w\s])"
 )
 
 
@@ -178,92 +178,55 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_ESCAPE.sub(" ", text).casefold())
 
 
-class _Canonical(ast.NodeTransformer):
-    """Drops docstrings (kept aside as prose) and annotations; every name the code chooses becomes `ID`."""
-
-    def __init__(self) -> None:
-        self.prose: list[str] = []
-
-    def _body(self, node):
-        kept = []
-        for stmt in node.body:
-            if (
-                isinstance(stmt, ast.Expr)
-                and isinstance(stmt.value, ast.Constant)
-                and isinstance(stmt.value.value, str)
-            ):
-                self.prose.append(stmt.value.value)
-            else:
-                kept.append(stmt)
-        node.body = kept or [ast.Pass()]
-        return self.generic_visit(node)
-
-    visit_Module = _body
-
-    def visit_FunctionDef(self, node):
-        node.name, node.returns = NAME, None
-        return self._body(node)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_ClassDef(self, node):
-        node.name = NAME
-        return self._body(node)
-
-    def visit_arg(self, node):
-        node.arg, node.annotation = NAME, None
-        return node
-
-    def visit_Name(self, node):
-        if node.id not in _KEEP_NAMES:
-            node.id = NAME
-        return node
-
-    def visit_AnnAssign(self, node):
-        target = self.visit(node.target)
-        value = self.visit(node.value) if node.value else None
-        return ast.Assign([target], value, lineno=node.lineno) if value else ast.Expr(target)
+def _unquoted(literal: str) -> str:
+    """What a string literal stands for (`r'\\s'` and `'\\\\s'` alike); between its quotes if it is an f-string."""
+    if "\\" in literal:  # only escapes make the text differ from the spelling
+        try:
+            value = ast.literal_eval(literal)
+            return value if isinstance(value, str) else repr(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+    literal = literal.lstrip("rRbBuUfF")
+    quote = 3 if literal[:3] in ('"""', "'''") else 1
+    return literal[quote:-quote]
 
 
-def _comments(code: str) -> list[str]:
+def _number(literal: str) -> str:
+    """`1.`, `1.0` and `1_0.00` alike: the number's own spelling."""
     try:
-        return [
-            t.string[1:] for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type == tokenize.COMMENT
-        ]
-    except (tokenize.TokenError, SyntaxError):
-        return [m.group()[1:] for m in _ROUGH_TOKEN.finditer(code) if m.group().startswith("#")]
+        return str(int(literal, 0))
+    except ValueError:
+        pass
+    try:
+        return repr(float(literal))
+    except ValueError:
+        return literal  # complex (`2j`) or not a number after all
 
 
 def split_code(code: str) -> tuple[list[str], str]:
-    """(code tokens, the text of its docstrings and comments).
+    """(code tokens, the text of its docstrings and comments), from the source as written, in one regex pass.
 
-    The tokens are those of the code as the AST prints it (so spacing, parentheses and quotes do not count),
-    without docstrings, comments and annotations, each chosen name replaced by `ID`; code that does not parse
-    is cut into tokens as written.
+    Comments and strings alone on their lines (docstrings) go to the text; parentheses, commas, semicolons
+    and line continuations, which formatting adds and removes, are dropped; a string keeps only what is
+    between its quotes; each name the code chooses becomes `ID`. Code need not parse.
     """
-    tree = parse(code)
-    if tree is None:
-        return _rough_split(code)
-    canonical = _Canonical()
-    try:
-        printed = ast.unparse(canonical.visit(tree))
-    except (ValueError, RecursionError):
-        return _rough_split(code)
-    comments = _comments(code) if "#" in code else []
-    return [m.group() for m in _ROUGH_TOKEN.finditer(printed)], "\n".join(canonical.prose + comments)
-
-
-def _rough_split(code: str) -> tuple[list[str], str]:
-    out: list[str] = []
     prose: list[str] = []
-    for m in _ROUGH_TOKEN.finditer(code):
-        tok = m.group()
-        if tok.startswith("#"):
-            prose.append(tok[1:])
-        elif tok.isidentifier():
-            out.append(tok if out[-1:] == ["."] or tok in _KEEP_NAMES else NAME)
-        else:
-            out.append(tok)
+    out: list[str] = []
+    for m in _TOKEN.finditer(code):
+        kind = m.lastgroup
+        if kind == "name":
+            tok = m.group()
+            out.append(tok if tok in _KEEP_NAMES or out[-1:] == ["."] else NAME)
+        elif kind == "docstring":
+            prose.append(_unquoted(m.group(kind)))
+        elif kind == "comment":
+            prose.append(m.group()[1:])
+        elif kind == "string":
+            out.append(repr(_unquoted(m.group())))
+        elif kind == "number":
+            out.append(_number(m.group()))
+        elif kind != "drop":
+            out.append(m.group())
     return out, "\n".join(prose)
 
 
@@ -362,14 +325,15 @@ class _Table:
         """(item, overlap) of the item with the largest share of its grams in the sample's (`both_ways`: or of
         the sample's n-grams in the item's), if that reaches the threshold. Ties go to the closer match the
         other way round (a solution that holds another one whole), then to the first item."""
-        hits: Counter[int] = Counter()
+        hits: dict[int, int] = {}
         own = 0  # the sample's n-grams
         for k in lengths:
             grams = ngrams(tokens, k)
             if k == n:
                 own = len(grams)
             for gram in grams:
-                hits.update(self.grams.get(gram, ()))
+                for item in self.grams.get(gram, ()):
+                    hits[item] = hits.get(item, 0) + 1
         best, best_key = None, None
         for item, found in hits.items():
             share, back = found / self.counts[item], found / own if own else 0.0
