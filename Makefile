@@ -23,8 +23,8 @@ chromium:
 run: install
 	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
 
-# One pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
-test: install chromium
+# Lint first, then one pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
+test: install chromium lint
 	trap scripts/slurm-down.sh EXIT; { [ "$(SKIP_SLURM)" = 1 ] || scripts/slurm-up.sh; } && \
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
@@ -40,9 +40,11 @@ report: install
 dry-run: install
 	$(BIN)/snakemake -n data/generated/code/filtered.jsonl
 
+# ruff's lint and format check, and Snakemake's lint of the workflow (its accepted findings: scripts/lint-workflow.py).
 lint: install
-	$(BIN)/ruff check evoselfcode tests bench
-	$(BIN)/ruff format --check evoselfcode tests bench
+	$(BIN)/ruff check evoselfcode tests bench scripts
+	$(BIN)/ruff format --check evoselfcode tests bench scripts
+	$(BIN)/python scripts/lint-workflow.py
 
 clean:
 	rm -rf data/shards data/generated logs benchmarks .snakemake .evoselfcode

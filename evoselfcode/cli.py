@@ -195,7 +195,7 @@ def _run_tool(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int | None:
-    from evoselfcode.datagen.pipeline import orchestrator as steps
+    from evoselfcode.datagen.pipeline import steps
 
     if args.command in TOOLS:
         return _run_tool(args)
@@ -228,8 +228,10 @@ def run(args: argparse.Namespace) -> int | None:
         case "filter-code":
             steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
         case "merge-code":
+            from evoselfcode.datagen.pipeline.merge import merge_code
+
             out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
-            steps.merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
+            merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
         case "score":
             from evoselfcode.datagen.pipeline.scoring import score_step
 
@@ -260,7 +262,7 @@ def run(args: argparse.Namespace) -> int | None:
 
 def _plot(args: argparse.Namespace) -> None:
     from evoselfcode import report
-    from evoselfcode.datagen.writer import read_jsonl
+    from evoselfcode.datagen.readers import read_jsonl
 
     names = json.loads(Path(args.names_metrics).read_text(encoding="utf-8"))
     code = json.loads(Path(args.code_metrics).read_text(encoding="utf-8"))

@@ -10,8 +10,7 @@ import hashlib
 import json
 import os
 import re
-from fnmatch import fnmatch
-from functools import partial
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -387,20 +386,20 @@ class Config(Strict):
             raise ValueError("filters.name_min_len is larger than filters.name_max_len")
         return self
 
-    def settings(self, *patterns: str) -> dict[str, Any]:
-        """The `section.key` settings matching the patterns (fnmatch; a leading `!` excludes)."""
-        flat = {f"{s}.{k}": v for s, section in self.model_dump(mode="json").items() for k, v in section.items()}
-        keep = [p for p in patterns if not p.startswith("!")]
-        drop = [p[1:] for p in patterns if p.startswith("!")]
-        return {
-            k: v
-            for k, v in sorted(flat.items())
-            if any(map(partial(fnmatch, k), keep)) and not any(map(partial(fnmatch, k), drop))
-        }
+    def settings(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of the `section.key` settings named (a nested setting whole), sorted by key."""
+        dump = self.model_dump(mode="json")
+        out = {}
+        for key in sorted(keys):
+            section, _, name = key.partition(".")
+            if name not in dump.get(section, {}):
+                raise KeyError(f"{key} is not a setting: name one as `section.key`, as in configs/datagen.yaml")
+            out[key] = dump[section][name]
+        return out
 
-    def settings_digest(self, *patterns: str) -> str:
-        """Changes exactly when a matching setting changes: a rule's params, so Snakemake reruns it then."""
-        return hashlib.sha256(json.dumps(self.settings(*patterns), sort_keys=True).encode()).hexdigest()[:16]
+    def settings_digest(self, keys: Iterable[str]) -> str:
+        """Changes exactly when one of the named settings changes: a rule's params, so Snakemake reruns it then."""
+        return hashlib.sha256(json.dumps(self.settings(keys), sort_keys=True).encode()).hexdigest()[:16]
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]

@@ -14,46 +14,18 @@ from pydantic import BaseModel, ValidationError
 
 from evoselfcode.datagen import schemas
 
-
-class ScoreReject(schemas.ScoredRecord):
-    """`code/score_rejects.jsonl`: a scored function above `scoring.max_ppl`."""
-
-    reason: str
-    max_ppl: float
-
-
-class GlobalReject(schemas.Record):
-    """A function dropped by the merge's global dedup (in `code/rejects.jsonl`, beside the shard rejects)."""
-
-    desc_id: str
-    func_name: str
-    source: schemas.Mode
-    code: str
-    reason: str
-    scope: str
-
-
-class Quarantined(schemas.Record):
-    """`{shards_dir}/quarantine.jsonl`: an input line skipped with `io.on_bad_line: skip`."""
-
-    file: str
-    line: int
-    reason: str
-    detail: str | None = None
-
-
 # schema name (the file's place in data/) -> the record models a line may match, tried in order
 SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
     "shards": (schemas.Description,),
-    "quarantine": (Quarantined,),
+    "quarantine": (schemas.Quarantined,),
     "names/raw": (schemas.NameSample,),
     "names/filtered": (schemas.NameCandidate,),
     "names/rejects": (schemas.NameReject,),
     "code/raw": (schemas.CodeSample,),
     "code/filtered": (schemas.CodeRecord,),
-    "code/rejects": (schemas.CodeReject, GlobalReject),
+    "code/rejects": (schemas.CodeReject, schemas.GlobalReject),
     "code/scored": (schemas.ScoredRecord,),
-    "code/score_rejects": (ScoreReject,),
+    "code/score_rejects": (schemas.ScoreReject,),
     "failures": (schemas.Failure,),
 }
 

@@ -6,9 +6,8 @@ import os
 from pathlib import Path
 
 from evoselfcode.config import Config, read_yaml
-from evoselfcode.datagen.inputs import InputIndex, cached_index
+from evoselfcode.datagen.inputs import STATE_DIR
 
-RESOLVED_DIR = Path(".evoselfcode")
 DEFAULT_CONFIG = "configs/datagen.yaml"
 
 
@@ -27,7 +26,7 @@ def config_sources(workflow) -> list[tuple[str, dict]]:
     return sources
 
 
-def write_resolved_config(cfg: Config, directory: Path = RESOLVED_DIR) -> str:
+def write_resolved_config(cfg: Config, directory: Path = STATE_DIR) -> str:
     """Write the validated config once under a name made of its digest, and return the path."""
     path = directory / f"config-{cfg.digest()}.json"
     if not path.exists():
@@ -36,13 +35,3 @@ def write_resolved_config(cfg: Config, directory: Path = RESOLVED_DIR) -> str:
         tmp.write_text(cfg.model_dump_json(indent=2))
         tmp.replace(path)
     return str(path)
-
-
-def index_input(cfg: Config, source: str | None = None, cache_dir: Path = RESOLVED_DIR) -> InputIndex:
-    """The checked, sharded input; its bad lines are an error unless `io.on_bad_line: skip`."""
-    io = cfg.io
-    source = source or io.input_desc_path
-    index = cached_index(source, shard_size=io.shard_size, max_chars=io.max_desc_chars, cache_dir=cache_dir)
-    if index.bad and io.on_bad_line == "error":
-        raise index.error()
-    return index

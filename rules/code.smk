@@ -14,7 +14,7 @@ rule generate_code:
         failures=f"{CODE}/failures/{{shard}}.jsonl",
         timing=f"{CODE}/timing/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "api.model", "codegen", "namegen.select"),
+        spec=spec("generate_code"),
     resources:
         llm_slots=1,
     log:
@@ -33,7 +33,7 @@ rule filter_code:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
     params:
-        spec=spec("filters", "!filters.name_*", "!filters.min_relevance"),
+        spec=spec("filter_code"),
     # worker processes for large shards (Snakemake passes threads as OMP_NUM_THREADS); --set-threads for more
     threads: 2
     log:
@@ -57,7 +57,7 @@ rule merge_code:
         rejects=f"{CODE}/rejects.jsonl",
         metrics=f"{CODE}/metrics.json",
     params:
-        spec=spec("filters.dedup"),
+        spec=spec("merge_code"),
     threads: 2
     log:
         "logs/merge_code/all.log",

@@ -5,8 +5,9 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
-from evoselfcode.datagen.inputs import InputError
-from evoselfcode.workflow import RESOLVED_DIR, config_sources, index_input, write_resolved_config
+from evoselfcode.datagen.inputs import InputError, index_input
+from evoselfcode.rule_settings import rule_digest
+from evoselfcode.workflow import config_sources, write_resolved_config
 
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
@@ -31,9 +32,9 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def spec(*patterns):
-    """A rule's params: a digest of the settings its output depends on (`section`, `section.key`, `!` excludes)."""
-    return CFG.settings_digest(*(p if "." in p else f"{p}.*" for p in patterns))
+def spec(rule):
+    """A rule's params: a digest of the settings its output depends on, as listed in evoselfcode/rule_settings.py."""
+    return rule_digest(CFG, rule)
 
 
 def start_embedded_server():

@@ -16,7 +16,7 @@ rule generate_names:
         failures=f"{NAMES}/failures/{{shard}}.jsonl",
         timing=f"{NAMES}/timing/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "api.model", "namegen", "!namegen.weaklist", "!namegen.select"),
+        spec=spec("generate_names"),
     resources:
         llm_slots=1,
     log:
@@ -37,7 +37,7 @@ rule filter_names:
     # before the CPU-heavy jobs: it is quick and unblocks a shard's code generation (keeps the server fed)
     priority: 10
     params:
-        spec=spec("namegen.weaklist", "filters.name_*", "filters.min_relevance"),
+        spec=spec("filter_names"),
     log:
         "logs/filter_names/{shard}.log",
     shell:

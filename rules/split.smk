@@ -11,7 +11,7 @@ rule split_descriptions:
         f"{SHARD_DIR}/{{shard}}.jsonl",
     params:
         lines=lambda wc: INDEX.span(wc.shard).digest,
-        spec=spec("io.max_desc_chars"),
+        spec=spec("split_descriptions"),
     log:
         "logs/split_descriptions/{shard}.log",
     shell:
@@ -25,6 +25,7 @@ rule quarantine_descriptions:
         f"{SHARD_DIR}/quarantine.jsonl",
     params:
         lines=INDEX.bad_digest(),
+        spec=spec("quarantine_descriptions"),
     log:
         "logs/quarantine_descriptions/all.log",
     shell:

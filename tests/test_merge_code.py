@@ -13,9 +13,10 @@ import pytest
 from evoselfcode.config import load_config
 from evoselfcode.datagen.filters.code import funnel
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
-from evoselfcode.datagen.pipeline.orchestrator import _sort_key, merge_code
-from evoselfcode.datagen.schemas import CodeRecord
-from evoselfcode.datagen.writer import LineReader, read_jsonl, read_models, scan_jsonl, write_json, write_jsonl
+from evoselfcode.datagen.pipeline.merge import _sort_key, merge_code
+from evoselfcode.datagen.readers import LineReader, read_jsonl, read_models, scan_jsonl
+from evoselfcode.datagen.schemas import CodeRecord, GlobalReject
+from evoselfcode.datagen.writers import write_json, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["alpha", "beta", "gamma", "delta", "items", "rows", "cache", "total", "count", "index", "value", "node"]
@@ -76,16 +77,20 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
         dropped.update({k: "near_duplicate" for k in near})
     kept = [r for i, r in enumerate(records) if str(i) not in dropped]
-    for i, r in enumerate(records):
-        if (reason := dropped.get(str(i))) is not None:
-            rejects.append({"desc_id": r.meta.desc_id, "func_name": r.func_name, "source": r.source,
-                            "code": r.code, "reason": reason, "scope": "global"})  # fmt: skip
+    global_rejects = [
+        GlobalReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source, code=r.code, reason=reason)
+        for i, r in enumerate(records)
+        if (reason := dropped.get(str(i))) is not None
+    ]
     metrics = _old_code_metrics(
-        list(read_jsonl(raw)), [r.model_dump() for r in kept], rejects, list(read_jsonl(failures))
+        list(read_jsonl(raw)),
+        [r.model_dump() for r in kept],
+        rejects + [r.model_dump() for r in global_rejects],
+        list(read_jsonl(failures)),
     )
     metrics["names_verdict"] = json.loads(Path(names_metrics).read_text()).get("verdict")
     write_jsonl(out["kept"], kept)
-    write_jsonl(out["rejects"], rejects)
+    write_jsonl(out["rejects"], [*rejects, *global_rejects])
     write_json(out["metrics"], metrics)
 
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import make_workdir, snakemake
 
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate
-from evoselfcode.datagen.writer import read_jsonl
 
 pytestmark = pytest.mark.workflow
 

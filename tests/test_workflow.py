@@ -8,8 +8,8 @@ import pytest
 from conftest import make_workdir, snakemake
 from fakeserver import FakeServer, Options
 
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate, NameSample
-from evoselfcode.datagen.writer import read_jsonl
 
 pytestmark = pytest.mark.workflow
 

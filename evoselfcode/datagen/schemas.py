@@ -20,6 +20,15 @@ class Description(Record):
     desc: str = Field(min_length=1)
 
 
+class Quarantined(Record):
+    """`{shards_dir}/quarantine.jsonl`: an input line skipped with `io.on_bad_line: skip`."""
+
+    file: str
+    line: int
+    reason: str
+    detail: str | None = None
+
+
 class NameSample(Record):
     """One sampled name, either mode: `names/raw/{shard}.jsonl`."""
 
@@ -86,7 +95,20 @@ class CodeRecord(Record):
 
 
 class CodeReject(CodeSample):
+    """A function dropped by a shard's checks: `code/rejects/{shard}.jsonl`, then `code/rejects.jsonl`."""
+
     reason: str
+
+
+class GlobalReject(Record):
+    """A function dropped by the merge's global dedup (in `code/rejects.jsonl`, beside the shard rejects)."""
+
+    desc_id: str
+    func_name: str
+    source: Mode
+    code: str
+    reason: str
+    scope: Literal["global"] = "global"
 
 
 class Score(Record):
@@ -99,6 +121,13 @@ class ScoredRecord(CodeRecord):
     """`code/scored.jsonl`: a kept function with the model's own log-prob score."""
 
     score: Score
+
+
+class ScoreReject(ScoredRecord):
+    """`code/score_rejects.jsonl`: a scored function above `scoring.max_ppl`."""
+
+    reason: str
+    max_ppl: float
 
 
 class RequestTiming(Record):

@@ -1,7 +1,8 @@
 import pytest
 
+from evoselfcode.datagen.readers import read_jsonl, read_models
 from evoselfcode.datagen.schemas import Description
-from evoselfcode.datagen.writer import read_jsonl, read_models, write_json, write_jsonl
+from evoselfcode.datagen.writers import write_json, write_jsonl
 
 
 def test_round_trip_of_models_and_dicts(tmp_path):
