@@ -90,7 +90,7 @@ def run_child(mode: str, path: str, index: str) -> None:
     """One measured process: read (and with a check_* mode, check) every record of `path`."""
     start = time.perf_counter()
     cfg = Decontamination()
-    idx = decontam.Index.load(index, cfg) if mode.startswith("check") else None
+    idx = decontam.Index.load(index) if mode.startswith("check") else None
     loaded = time.perf_counter() - start
     found = 0
     if mode == "build":
@@ -101,9 +101,9 @@ def run_child(mode: str, path: str, index: str) -> None:
         for line in fh:
             record = json.loads(line)
             if mode == "check_text":
-                found += idx.check_text(record["desc"]) is not None
+                found += idx.check_text(record["desc"], cfg.desc_threshold) is not None
             elif mode == "check_code":
-                found += idx.check_code(record["code"]) is not None
+                found += idx.check_code(record["code"], cfg.code_threshold, cfg.desc_threshold) is not None
     print(json.dumps({"seconds": time.perf_counter() - start, "index_load_s": loaded, "found": found}))
 
 

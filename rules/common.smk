@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
+from evoselfcode.datagen.decontam import BenchmarkError, check_benchmarks, user_benchmark_files
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.rule_settings import rule_digest
 from evoselfcode.workflow import config_sources, write_resolved_config
@@ -13,9 +14,10 @@ from evoselfcode.workflow import config_sources, write_resolved_config
 try:
     CFG = validate_config(config, config_sources(workflow))
     INDEX = index_input(CFG)
+    check_benchmarks(CFG.decontamination)  # a missing benchmark file or field, named with its key
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
-except (ConfigError, InputError) as exc:
+except (ConfigError, InputError, BenchmarkError) as exc:
     raise WorkflowError(str(exc)) from None
 SHARDS = INDEX.shard_ids
 
@@ -26,6 +28,7 @@ EVO = f"{sys.executable} -m evoselfcode"
 SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
+BENCHMARK_FILES = user_benchmark_files(CFG.decontamination)
 
 
 wildcard_constraints:

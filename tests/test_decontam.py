@@ -23,7 +23,15 @@ def humaneval():
 
 @pytest.fixture(scope="module")
 def index(humaneval):
-    return Index(build_index(humaneval, CFG), CFG.desc_threshold, CFG.code_threshold)
+    return Index(build_index(humaneval, CFG))
+
+
+def check_text(index, text):
+    return index.check_text(text, CFG.desc_threshold)
+
+
+def check_code(index, code):
+    return index.check_code(code, CFG.code_threshold, CFG.desc_threshold)
 
 
 def function_of(item) -> ast.FunctionDef:
@@ -76,7 +84,7 @@ def test_every_humaneval_prompt_and_docstring_given_as_a_description_matches(hum
     for item in humaneval:
         doc = item.prompt  # the docstring (HumanEval/115's follows an import: then the whole prompt)
         for text in (prompts[item.id], doc, "Write a Python function for this task. " + doc):
-            match = index.check_text(text)
+            match = check_text(index, text)
             assert match is not None and match.benchmark == "humaneval", (item.id, text[:80])
             matched += 1
             right_task += match.task_id == item.id
@@ -85,13 +93,13 @@ def test_every_humaneval_prompt_and_docstring_given_as_a_description_matches(hum
 
 
 def test_a_docstring_first_line_matches_exactly_whatever_its_case_and_spacing(humaneval, index):
-    match = index.check_text("  RETURN length   of given string ")
+    match = check_text(index, "  RETURN length   of given string ")
     assert match is not None and (match.task_id, match.how, match.reason) == ("HumanEval/23", "exact",
                                                                               "contaminated:humaneval")  # fmt: skip
     firsts = [it.prompt.split("\n\n")[0].split(">>>")[0] for it in humaneval]
     long_enough = [f for f in firsts if len(words(f)) >= CFG.min_words]
     assert len(long_enough) >= 160
-    assert all(index.check_text(f) is not None for f in long_enough)
+    assert all(check_text(index, f) is not None for f in long_enough)
 
 
 @pytest.mark.parametrize(
@@ -104,12 +112,12 @@ def test_a_docstring_first_line_matches_exactly_whatever_its_case_and_spacing(hu
     ],
 )
 def test_ordinary_descriptions_do_not_match(index, desc):
-    assert index.check_text(desc) is None
+    assert check_text(index, desc) is None
 
 
 def test_the_shipped_sample_descriptions_do_not_match(index):
     lines = Path("data/descriptions/sample.jsonl").read_text().splitlines()
-    assert [json.loads(line)["id"] for line in lines if index.check_text(json.loads(line)["desc"])] == []
+    assert [json.loads(line)["id"] for line in lines if check_text(index, json.loads(line)["desc"])] == []
 
 
 def test_every_solution_is_found_with_its_names_changed_a_comment_added_and_its_docstring_replaced(humaneval, index):
@@ -117,7 +125,7 @@ def test_every_solution_is_found_with_its_names_changed_a_comment_added_and_its_
     for item in humaneval:
         code = disguised(item)
         assert "renamed_0" in code and "# the interesting part" in code
-        match = index.check_code(code)
+        match = check_code(index, code)
         if match is None or match.task_id != item.id:
             missed.append((item.id, match))
     assert missed == []
@@ -130,7 +138,7 @@ def test_a_function_that_copies_a_benchmark_docstring_is_found(index):
         '    given threshold."""\n'
         "    return any(abs(a - b) < t for i, a in enumerate(xs) for b in xs[i + 1 :])\n"
     )
-    assert index.check_code(code).task_id == "HumanEval/0"
+    assert check_code(index, code).task_id == "HumanEval/0"
 
 
 def stdlib_functions(
@@ -147,7 +155,7 @@ def stdlib_functions(
 def test_ordinary_functions_are_not_flagged(index):
     functions = list(stdlib_functions())
     assert len(functions) > 250
-    assert [f.splitlines()[0] for f in functions if index.check_code(f)] == []
+    assert [f.splitlines()[0] for f in functions if check_code(index, f)] == []
 
 
 def test_code_tokens_drop_comments_docstrings_and_formatting_and_hide_only_chosen_names():
@@ -173,15 +181,15 @@ def test_the_index_is_the_same_bytes_every_time(humaneval):
 
 def test_disabled_or_empty_matches_nothing(humaneval):
     assert read_benchmarks(Decontamination(enabled=False)) == []
-    empty = Index(build_index([], CFG), 0.5, 0.5)
-    assert empty.check_text(humaneval[0].prompt) is None and empty.check_code(humaneval[0].solution) is None
+    empty = Index(build_index([], CFG))
+    assert check_text(empty, humaneval[0].prompt) is None and check_code(empty, humaneval[0].solution) is None
 
 
-def test_an_index_built_with_other_settings_is_refused(tmp_path, humaneval):
+def test_an_index_of_another_version_is_refused(tmp_path, humaneval):
     path = tmp_path / "index.json"
-    path.write_text(json.dumps(build_index(humaneval[:2], CFG)))
-    with pytest.raises(BenchmarkError, match="other settings: rebuild it"):
-        Index.load(path, Decontamination(ngram=10))
+    path.write_text(json.dumps({**build_index(humaneval[:2], CFG), "version": 0}))
+    with pytest.raises(BenchmarkError, match="version 0, expected 1: rebuild it"):
+        Index.load(path)
 
 
 def write_jsonl(path: Path, records: list, gz: bool = False) -> Path:
@@ -210,13 +218,13 @@ def test_a_user_benchmark_is_read_with_the_fields_named_in_config(tmp_path, gz):
     cfg = Decontamination(benchmarks=["humaneval", user])
     items = read_benchmarks(cfg)
     assert len(items) == 166 and [(it.benchmark, it.id) for it in items[-2:]] == [("mbpp", "11"), ("mbpp", "12")]
-    index = Index(build_index(items, cfg), cfg.desc_threshold, cfg.code_threshold)
-    match = index.check_text(
-        "Write a function to sort a given matrix in ascending order according to the sum of its rows"
+    index = Index(build_index(items, cfg))
+    match = check_text(
+        index, "Write a function to sort a given matrix in ascending order according to the sum of its rows"
     )
     assert (match.reason, match.task_id) == ("contaminated:mbpp", "12")
     renamed = MBPP[0]["code"].replace("remove_Occ", "strip_char").replace("ch", "c").replace("s", "text")
-    assert index.check_code(renamed).task_id == "11"
+    assert check_code(index, renamed).task_id == "11"
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 
 from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
+from evoselfcode.datagen.schemas import CodeSample, Contaminated, Description
+from evoselfcode.datagen.writers import atomic_open
 
 INDEX_VERSION = 1
 REASON_PREFIX = "contaminated:"
@@ -286,14 +288,13 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def write_index(cfg: Decontamination, out: str | Path) -> dict:
-    """Read the configured benchmarks and write their index; returns the items per benchmark."""
-    from evoselfcode.datagen.writer import write_json
-
+def write_index(cfg: Decontamination, out: str | Path) -> dict[str, int]:
+    """Read the configured benchmarks and write their index (compact JSON); returns the items per benchmark."""
     items = read_benchmarks(cfg)
     sources = {spec if spec == "humaneval" else spec.name: file_digest(benchmark_path(spec))
                for _, spec in benchmark_keys(cfg)}  # fmt: skip
-    write_json(out, build_index(items, cfg, sources))
+    with atomic_open(out) as fh:
+        json.dump(build_index(items, cfg, sources), fh, separators=(",", ":"), ensure_ascii=False)
     return dict(Counter(it.benchmark for it in items))
 
 
@@ -308,20 +309,22 @@ class Match:
     def reason(self) -> str:
         return reason(self.benchmark)
 
-    def record(self) -> dict:
-        return {"reason": self.reason, "task_id": self.task_id, "match": self.how, "overlap": round(self.overlap, 4)}
+    def set_aside(self, desc: Description) -> Contaminated:
+        return Contaminated(id=desc.id, desc=desc.desc, reason=self.reason, task_id=self.task_id, match=self.how,
+                            overlap=round(self.overlap, 4))  # fmt: skip
 
 
 class _Table:
-    """One kind of gram (prompt words or solution code) of an index, with its threshold."""
+    """One kind of gram of an index (prompt words or solution code): gram -> items, and each item's gram count."""
 
-    def __init__(self, data: dict, threshold: float) -> None:
+    def __init__(self, data: dict) -> None:
         self.grams: dict[str, list[int]] = data["grams"]
         self.counts = {int(i): c for i, c in data["counts"].items()}
-        self.lengths: list[int] = data["lengths"]  # samples are cut into grams of each length items have
-        self.threshold = threshold
+        self.lengths: list[int] = data["lengths"]  # of the grams items have (an item under n tokens is one gram)
 
-    def best(self, tokens: list[str], n: int, *, lengths: list[int], both_ways: bool) -> tuple[int, float] | None:
+    def best(
+        self, tokens: list[str], n: int, threshold: float, *, lengths: list[int], both_ways: bool
+    ) -> tuple[int, float] | None:
         """(item, overlap) of the item with the largest share of its grams in the sample's (`both_ways`: or of
         the sample's n-grams in the item's), if that reaches the threshold. Ties go to the closer match the
         other way round (a solution that holds another one whole), then to the first item."""
@@ -339,28 +342,27 @@ class _Table:
             share, back = found / self.counts[item], found / own if own else 0.0
             overlap = max(share, back) if both_ways else share
             key = (overlap, share + back, -item)
-            if overlap >= self.threshold and (best_key is None or key > best_key):
+            if overlap >= threshold and (best_key is None or key > best_key):
                 best, best_key = (item, overlap), key
         return best
 
 
 class Index:
-    """A loaded benchmark index: `check_text` and `check_code` give the best Match of a sample, or None."""
+    """A loaded benchmark index: `check_text` and `check_code` give the best Match of a sample, or None.
 
-    def __init__(self, data: dict, text_threshold: float, code_threshold: float) -> None:
+    The thresholds are the caller's: the index holds what the benchmarks are, not how close counts.
+    """
+
+    def __init__(self, data: dict) -> None:
         if data.get("version") != INDEX_VERSION:
             raise BenchmarkError(f"benchmark index version {data.get('version')}, expected {INDEX_VERSION}: rebuild it")
         self.n, self.min_words = data["ngram"], data["min_words"]
         self.items = [tuple(it) for it in data["items"]]
-        self.text, self.code = _Table(data["text"], text_threshold), _Table(data["code"], code_threshold)
-        self.text_short = data["text_short"]
+        self.text, self.code, self.text_short = _Table(data["text"]), _Table(data["code"]), data["text_short"]
 
     @classmethod
-    def load(cls, path: str | Path, cfg: Decontamination) -> Index:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("ngram") != cfg.ngram or data.get("min_words") != cfg.min_words:
-            raise BenchmarkError(f"benchmark index {path} was built with other settings: rebuild it")
-        return cls(data, cfg.desc_threshold, cfg.code_threshold)
+    def load(cls, path: str | Path) -> Index:
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -369,7 +371,7 @@ class Index:
         benchmark, task_id = self.items[item]
         return Match(benchmark, task_id, how, min(overlap, 1.0))
 
-    def check_text(self, text: str) -> Match | None:
+    def check_text(self, text: str, threshold: float) -> Match | None:
         """Does this natural-language text match a benchmark prompt?"""
         if not self.items:
             return None
@@ -380,12 +382,12 @@ class Index:
             items = self.text_short.get(" ".join(w))
             if items:
                 return self._match(items[0], 1.0, "exact")
-        best = self.text.best(w, self.n, lengths=self.text.lengths, both_ways=True)
+        best = self.text.best(w, self.n, threshold, lengths=self.text.lengths, both_ways=True)
         return self._match(*best, "overlap") if best else None
 
-    def check_code(self, code: str) -> Match | None:
+    def check_code(self, code: str, threshold: float, text_threshold: float) -> Match | None:
         """Does this function hold most of a benchmark solution (names ignored), or its docstrings and comments
-        a benchmark prompt?"""
+        a benchmark prompt (`check_text` with `text_threshold`)?"""
         if not self.items:
             return None
         tokens, prose = split_code(code)
@@ -393,6 +395,29 @@ class Index:
         if len(tokens) < self.n:  # as short as the shortest solutions: only the same code counts
             items = self.code.grams.get(" ".join(tokens)) if len(tokens) >= self.min_words else None
             match = self._match(items[0], 1.0, "exact") if items else None
-        elif best := self.code.best(tokens, self.n, lengths=[self.n], both_ways=False):
+        elif best := self.code.best(tokens, self.n, threshold, lengths=[self.n], both_ways=False):
             match = self._match(*best, "overlap")
-        return match or (self.check_text(prose) if prose else None)
+        return match or (self.check_text(prose, text_threshold) if prose else None)
+
+
+def set_aside(descs: list[Description], index: Index, threshold: float) -> tuple[list[Description], list[Contaminated]]:
+    """(the descriptions that match no benchmark prompt, a record for each one that does)."""
+    kept, contaminated = [], []
+    for desc in descs:
+        match = index.check_text(desc.desc, threshold)
+        if match is None:
+            kept.append(desc)
+        else:
+            contaminated.append(match.set_aside(desc))
+    return kept, contaminated
+
+
+def check_functions(
+    samples: list[CodeSample], reasons: list[str | None], index: Index, cfg: Decontamination
+) -> list[str | None]:
+    """`reasons` with `contaminated:<benchmark>` for each function kept so far that matches a benchmark."""
+    out = list(reasons)
+    for i, (sample, reason) in enumerate(zip(samples, reasons, strict=True)):
+        if reason is None and (match := index.check_code(sample.code, cfg.code_threshold, cfg.desc_threshold)):
+            out[i] = match.reason
+    return out
