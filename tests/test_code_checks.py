@@ -185,13 +185,14 @@ def test_ruff_reason_ids():
 
 def test_funnel_counts_each_stage():
     reasons = [None, None, TRUNCATED, SYNTAX_ERROR, MISSING_FUNCTION, TOO_SHORT, TRIVIAL_BODY, "ruff:F821"]
-    reasons += [DUPLICATE, DUPLICATE, NEAR_DUPLICATE]
+    reasons += ["contaminated:humaneval", DUPLICATE, DUPLICATE, NEAR_DUPLICATE]
     assert funnel(reasons) == {
-        "generated": 11,
-        "parsed": 9,
-        "named": 8,
-        "non_trivial": 6,
-        "ruff_clean": 5,
+        "generated": 12,
+        "parsed": 10,
+        "named": 9,
+        "non_trivial": 7,
+        "ruff_clean": 6,
+        "uncontaminated": 5,
         "unique": 3,
         "near_unique": 2,
     }

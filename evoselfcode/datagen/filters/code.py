@@ -40,16 +40,18 @@ TRIVIAL_BODY = "trivial_body"
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 RUFF_PREFIX = "ruff:"
+CONTAMINATED_PREFIX = "contaminated:"  # + the benchmark (datagen/decontam.py)
 DUPLICATE = "duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 
-# Funnel stages in order, each with the reasons that stop a sample there (ruff:* is matched by prefix).
+# Funnel stages in order, each with the reasons that stop a sample there (ruff:*, contaminated:* by prefix).
 FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("generated", ()),
     ("parsed", (TRUNCATED, SYNTAX_ERROR)),
     ("named", (MISSING_FUNCTION,)),
     ("non_trivial", (TRIVIAL_BODY, TOO_SHORT, TOO_LONG)),
     ("ruff_clean", (RUFF_PREFIX,)),
+    ("uncontaminated", (CONTAMINATED_PREFIX,)),
     ("unique", (DUPLICATE,)),
     ("near_unique", (NEAR_DUPLICATE,)),
 )
@@ -177,7 +179,7 @@ def check_samples(samples: Sequence[CodeSample], filters: Filters) -> list[str |
 def funnel_stage(reason: str) -> str:
     """The funnel stage a sample with this reason did not reach."""
     for stage, stopped_by in FUNNEL_STAGES:
-        if reason in stopped_by or (RUFF_PREFIX in stopped_by and reason.startswith(RUFF_PREFIX)):
+        if any(reason == r or (r.endswith(":") and reason.startswith(r)) for r in stopped_by):
             return stage
     raise ValueError(f"{reason!r} is not a stage B reason id")
 

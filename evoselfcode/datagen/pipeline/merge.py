@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from evoselfcode.config import Config, Dedup
-from evoselfcode.datagen.filters.code import DUPLICATE, NEAR_DUPLICATE
+from evoselfcode.datagen.filters.code import CONTAMINATED_PREFIX, DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.filters.dedup import near_duplicate_positions
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
 from evoselfcode.datagen.readers import LineReader, read_jsonl, scan_jsonl
@@ -132,7 +132,7 @@ def merge_code(
     time in sorted order and writes each to the kept or the rejects file. Each output appears whole or
     not at all (written aside, then renamed); Snakemake removes the others if the job fails.
     """
-    names_verdict = json.loads(Path(names_metrics).read_text()).get("verdict")
+    names = json.loads(Path(names_metrics).read_text())
     dedup = cfg.filters.dedup
     index = _index_records(kept_shards, fingerprints=dedup.exact)
     metrics = CodeMetrics()
@@ -164,5 +164,8 @@ def merge_code(
             for failure in read_jsonl(failures):
                 metrics.add_failure(failure)
             result = metrics.result()
-    write_json(out["metrics"], {**result, "names_verdict": names_verdict})
+    removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()
+               if r.startswith(CONTAMINATED_PREFIX)}  # fmt: skip
+    decontamination = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
+    write_json(out["metrics"], {**result, "names_verdict": names.get("verdict"), "decontamination": decontamination})
     log.info("kept %d of %d functions after global dedup", result["accounting"]["kept"], len(verdicts))
