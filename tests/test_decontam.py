@@ -265,3 +265,19 @@ def test_bad_decontamination_settings_are_named(tmp_path, yaml, message):
     path.write_text(yaml)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_config(path)
+
+
+def test_set_aside_records_validate_and_stats_counts_them_per_benchmark(tmp_path, index, humaneval, capsys):
+    from evoselfcode import tools
+    from evoselfcode.cli import main
+    from evoselfcode.datagen.schemas import Description
+
+    descs = [Description(id="ok", desc="Parse a CSV line into fields, honouring quoted commas.")]
+    descs += [Description(id=it.id, desc=it.prompt) for it in humaneval[:3]]
+    kept, contaminated = decontam.set_aside(descs, index, CFG.desc_threshold)
+    assert [d.id for d in kept] == ["ok"] and [c.task_id for c in contaminated] == [it.id for it in humaneval[:3]]
+    path = tmp_path / "data/shards/contaminated/00000.jsonl"
+    write_jsonl(path.parent.mkdir(parents=True) or path, [c.model_dump() for c in contaminated])
+    assert tools.detect_schema(path) == "contaminated" and tools.validate(path, "contaminated") == (3, [])
+    assert main(["stats", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["contaminated"] == {"humaneval": 3}

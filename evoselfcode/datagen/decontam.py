@@ -31,12 +31,10 @@ from importlib import metadata
 from pathlib import Path
 
 from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
-from evoselfcode.datagen.filters.code import CONTAMINATED_PREFIX
-from evoselfcode.datagen.schemas import CodeSample, Contaminated, Description
+from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeSample, Contaminated, Description
 from evoselfcode.datagen.writers import atomic_open
 
 INDEX_VERSION = 1
-REASON_PREFIX = CONTAMINATED_PREFIX
 NAME = "ID"  # what every user-chosen name becomes in a code token stream
 _WORD = re.compile(r"[^\W_]+")
 _ESCAPE = re.compile(r"\\[abfnrtv]")  # prompts quote code: "a\nb" in a docstring is the words a and b
@@ -55,7 +53,7 @@ class BenchmarkError(ValueError):
 
 
 def reason(benchmark: str) -> str:
-    return f"{REASON_PREFIX}{benchmark}"
+    return f"{CONTAMINATED_PREFIX}{benchmark}"
 
 
 @dataclass(frozen=True)

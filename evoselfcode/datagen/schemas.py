@@ -29,6 +29,9 @@ class Quarantined(Record):
     detail: str | None = None
 
 
+CONTAMINATED_PREFIX = "contaminated:"  # + the benchmark: the reason a description or function matches one
+
+
 class Contaminated(Record):
     """`{shards_dir}/contaminated/{shard}.jsonl`: a description set aside, unsent, as it matches a benchmark task."""
 

@@ -27,7 +27,7 @@ from evoselfcode.datagen.filters.dedup import (
     near_duplicates,
     worker_count,
 )
-from evoselfcode.datagen.schemas import CodeSample
+from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeSample
 from evoselfcode.datagen.utils.ast_tools import find_function, is_trivial, parse
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 from evoselfcode.datagen.utils.ruff import SYNTAX_ERROR as RUFF_SYNTAX_ERROR
@@ -40,7 +40,6 @@ TRIVIAL_BODY = "trivial_body"
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 RUFF_PREFIX = "ruff:"
-CONTAMINATED_PREFIX = "contaminated:"  # + the benchmark (datagen/decontam.py)
 DUPLICATE = "duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from evoselfcode.config import Config, Dedup
-from evoselfcode.datagen.filters.code import CONTAMINATED_PREFIX, DUPLICATE, NEAR_DUPLICATE
+from evoselfcode.datagen.filters.code import DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.filters.dedup import near_duplicate_positions
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
 from evoselfcode.datagen.readers import LineReader, read_jsonl, scan_jsonl
-from evoselfcode.datagen.schemas import CodeRecord, GlobalReject
+from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeRecord, GlobalReject
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 from evoselfcode.datagen.writers import jsonl_writer, write_json
 

@@ -20,6 +20,7 @@ from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.readers import read_jsonl, read_models
 from evoselfcode.datagen.schemas import (
+    CONTAMINATED_PREFIX,
     CodeRecord,
     CodeReject,
     CodeSample,
@@ -120,7 +121,7 @@ def names_metrics(
     metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
     metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
     # per benchmark, the descriptions set aside before any request (not counted in `descriptions`)
-    set_aside = Counter(r["reason"].removeprefix(decontam.REASON_PREFIX) for p in contaminated for r in read_jsonl(p))
+    set_aside = Counter(r["reason"].removeprefix(CONTAMINATED_PREFIX) for p in contaminated for r in read_jsonl(p))
     metrics["contaminated_descriptions"] = dict(sorted(set_aside.items()))
     write_json(out, metrics)
 
