@@ -281,3 +281,14 @@ def test_set_aside_records_validate_and_stats_counts_them_per_benchmark(tmp_path
     assert tools.detect_schema(path) == "contaminated" and tools.validate(path, "contaminated") == (3, [])
     assert main(["stats", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["contaminated"] == {"humaneval": 3}
+
+
+def test_check_functions_marks_matching_kept_and_duplicate_functions_and_leaves_other_reasons(index, humaneval):
+    from evoselfcode.datagen.schemas import CodeSample
+
+    copy, other = disguised(humaneval[0]), "def total(xs):\n    result = 0\n    for x in xs:\n        result += x\n"
+    codes = [copy, copy, other, copy]
+    samples = [CodeSample(desc_id="d", desc="x", func_name="f", source="L2R", sample_index=i, seed=0, completion="",
+                          code=code) for i, code in enumerate(codes)]  # fmt: skip
+    reasons = decontam.check_functions(samples, [None, "duplicate", None, "ruff:F821"], index, CFG)
+    assert reasons == ["contaminated:humaneval", "contaminated:humaneval", None, "ruff:F821"]
