@@ -14,7 +14,7 @@ from evoselfcode.workflow import config_sources, write_resolved_config
 try:
     CFG = validate_config(config, config_sources(workflow))
     INDEX = index_input(CFG)
-    check_benchmarks(CFG.decontamination)  # a missing benchmark file or field, named with its key
+    BENCHMARKS = check_benchmarks(CFG.decontamination)  # a missing benchmark file or field, named with its key
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
 except (ConfigError, InputError, BenchmarkError) as exc:

@@ -1,6 +1,7 @@
 # Benchmark decontamination: the benchmarks' index, built once per run. split_descriptions sets aside the
 # descriptions that match a benchmark prompt (before any request); filter_code drops functions that match one.
-# The built-in benchmarks are package data; the user's files are inputs, so editing one rebuilds the index.
+# It and the checks rerun when what the benchmarks hold changes (params.benchmarks: the files' digests), not
+# when a file is touched: a rebuilt index reruns every shard's check and all that follows.
 
 
 localrules:
@@ -9,10 +10,11 @@ localrules:
 
 rule index_benchmarks:
     input:
-        [local(path) for path in BENCHMARK_FILES],
+        [local(ancient(path)) for path in BENCHMARK_FILES],
     output:
         CFG.decontamination.index,
     params:
+        benchmarks=BENCHMARKS,
         spec=spec("index_benchmarks"),
     log:
         "logs/index_benchmarks/all.log",

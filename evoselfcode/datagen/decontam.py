@@ -165,11 +165,19 @@ def user_benchmark_files(cfg: Decontamination) -> list[str]:
     return [spec.path for _, spec in benchmark_keys(cfg) if spec != "humaneval"]
 
 
-def check_benchmarks(cfg: Decontamination) -> None:
-    """Read every configured benchmark once (at DAG build), so a missing file or field stops the run early."""
+def check_benchmarks(cfg: Decontamination) -> str:
+    """Read every configured benchmark once (at DAG build), so a missing file or field stops the run early.
+
+    Returns a digest of what the index is built from (settings and file contents): the checking rules rerun
+    when it changes, not when the index file is merely rebuilt.
+    """
+    digests = []
     for key, spec in benchmark_keys(cfg):
         for _ in read_benchmark(spec, key):
             pass
+        digests.append(file_digest(benchmark_path(spec)))
+    built_from = [cfg.model_dump(mode="json", include={"enabled", "benchmarks", "ngram", "min_words"}), digests]
+    return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---- normalising ----------------------------------------------------------------------------------------
