@@ -20,8 +20,9 @@ install: $(BIN)/.installed
 chromium:
 	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || scripts/install-chromium.sh
 
+# the default target: the data, the report's plots and the dataset folder (data/generated/dataset/)
 run: install
-	$(BIN)/snakemake --profile profiles/local data/generated/code/filtered.jsonl
+	$(BIN)/snakemake --profile profiles/local
 
 # Lint first, then one pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
 test: install chromium lint

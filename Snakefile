@@ -18,6 +18,7 @@ include: "rules/names.smk"
 include: "rules/code.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
+include: "rules/dataset.smk"
 
 
 rule all:
@@ -30,6 +31,7 @@ rule all:
         f"{CODE}/timing.json",
         f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
         rules.plot_metrics.output,  # the plots of `snakemake --report report.html`
+        rules.export_dataset.output,  # Parquet + dataset card, loadable with `datasets`
 
 
 onstart:

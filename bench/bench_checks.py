@@ -26,8 +26,9 @@ import time
 from common import BENCH, PeakRSS, median, save
 from synth import samples
 
-from evoselfcode.config import Filters
-from evoselfcode.datagen.filters import code as code_filters
+from evoselfcode.config import Config, Filters
+from evoselfcode.datagen import checks
+from evoselfcode.datagen.checks import base
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.utils.ruff import ruff_check
 
@@ -49,12 +50,12 @@ def clock(fn, label: str = ""):
 
 def serially(fn):
     """fn() with the per-sample work of check_samples in this process (no worker processes)."""
-    real = code_filters.worker_count
-    code_filters.worker_count = lambda items: 0
+    real = base.worker_count
+    base.worker_count = lambda items: 0
     try:
         return fn()
     finally:
-        code_filters.worker_count = real
+        base.worker_count = real
 
 
 def parse_all(codes: list[str]) -> int:
@@ -88,20 +89,22 @@ def near_only(count: int) -> dict:
 def full(count: int, repeat: int, serial: bool) -> dict:
     data = samples(count)
     codes = [s.code for s in data]
-    filters = Filters()
+    cfg = Config(decontamination={"enabled": False})  # benchmark matches: bench_decontam.py
+    filters = cfg.filters
     dd = filters.dedup
     items = [(str(i), c) for i, c in enumerate(codes)]
+    sample_checks = [c for c in checks.checks_for("filter_code", cfg) if isinstance(c, base.SampleCheck)]
     runs = []
     for _ in range(repeat):
         t_parse, _ = clock(lambda: parse_all(codes), "parse")
         t_ruff, _ = clock(lambda: ruff_check(codes, filters.ruff_rules), "ruff")
-        t_checks, reasons = clock(lambda: code_filters.check_samples(data, filters), "checks")
+        t_checks, reasons = clock(lambda: checks.check_samples(data, cfg), "checks")
         cpu_limit, cpu_checks = CPU["parse"] + CPU["ruff"], CPU["checks"]
         if serial:
-            t_serial, serial_reasons = clock(lambda: serially(lambda: code_filters.check_samples(data, filters)))
+            t_serial, serial_reasons = clock(lambda: serially(lambda: checks.check_samples(data, cfg)))
             assert serial_reasons == reasons, "check_samples gave other reasons without workers"
         # the parts of check_samples, each alone, to show where the time goes
-        t_per_sample, _ = clock(lambda: [code_filters.check_sample(s, filters) for s in data])
+        t_per_sample, _ = clock(lambda: serially(lambda: base.run_checks(sample_checks, data)))
         t_exact, _ = clock(lambda: exact_duplicates(items))
         t_near, _ = clock(lambda: near_duplicates(items, threshold=dd.threshold, num_perm=dd.num_perm, ngram=dd.ngram))
         limit = t_parse + t_ruff
@@ -110,7 +113,7 @@ def full(count: int, repeat: int, serial: bool) -> dict:
                      "ratio_to_limit": t_checks / limit, "samples_per_s": count / t_checks,
                      "limit_samples_per_s": count / limit, "parts_alone_s": parts,
                      "cpu_s": {"limit": cpu_limit, "check_samples": cpu_checks},
-                     "cpu_ratio_to_limit": cpu_checks / cpu_limit, "workers": code_filters.worker_count(count),
+                     "cpu_ratio_to_limit": cpu_checks / cpu_limit, "workers": base.worker_count(count),
                      "check_samples_serial_s": t_serial if serial else None,
                      "loadavg_after": os.getloadavg()})  # fmt: skip
         print(f"{count} samples: check_samples {t_checks:.1f} s ({count / t_checks:.0f}/s); limit {limit:.1f} s "
@@ -120,7 +123,7 @@ def full(count: int, repeat: int, serial: bool) -> dict:
             f"  CPU: check_samples {cpu_checks:.1f} s, limit {cpu_limit:.1f} s -> {cpu_checks / cpu_limit:.2f}x"
             + (f"; check_samples without workers {t_serial:.1f} s" if serial else "")
         )
-    funnel = code_filters.reason_counts(reasons)
+    funnel = checks.reason_counts(reasons)
     return {"count": count, "reasons": funnel, "ratio_to_limit_median": median(r["ratio_to_limit"] for r in runs),
             "samples_per_s_median": median(r["samples_per_s"] for r in runs), "runs": runs}  # fmt: skip
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
 from evoselfcode import __version__
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.config import Config, ConfigError, load_config
+from evoselfcode.config import Config, ConfigError, load_config, redact_url
+from evoselfcode.workflow import DEFAULT_CONFIG
 
 log = logging.getLogger("evoselfcode")
 TOOLS = ("stats", "sample", "validate", "config-docs")  # need no config: they only read files
+EXPORT = "write a run's final records as a Parquet dataset with a dataset card (README.md), loadable with `datasets`"
 
 
 def _setup_logging(log_file: str | None) -> None:
@@ -28,8 +29,12 @@ def _setup_logging(log_file: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
-def _redact_url(url: str) -> str:
-    return re.sub(r"//[^/@]+@", "//***@", url)
+def _reasons(rule: str) -> str:
+    """The reason ids of a rule's checks, in the order they run (`datagen.checks.STAGE_B`)."""
+    from evoselfcode.datagen.checks import STAGE_B
+
+    reasons = (r + "*" if r.endswith(":") else r for cls in STAGE_B if cls.rule == rule for r in cls.reasons)
+    return ", ".join(dict.fromkeys(reasons))
 
 
 def _client(cfg: Config):
@@ -37,7 +42,7 @@ def _client(cfg: Config):
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
-    log.info("server %s (%s mode, model %s)", _redact_url(url), cfg.api.mode, cfg.api.model)
+    log.info("server %s (%s mode, model %s)", redact_url(url), cfg.api.mode, cfg.api.model)
     return make_client(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
 
 
@@ -46,7 +51,7 @@ def _scorer(cfg: Config):
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
-    log.info("scoring with %s (model %s)", _redact_url(url), cfg.api.model)
+    log.info("scoring with %s (model %s)", redact_url(url), cfg.api.model)
     return make_scorer(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
 
 
@@ -104,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--failures", required=True)
     s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
 
-    s = step("filter-code", "AST, length, ruff, exact-dedup and benchmark checks of a shard's functions")
+    s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
     s.add_argument("raw")
     s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
@@ -139,6 +144,16 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True, help="the plot to write (.svg or .png)")
     s.add_argument("--scored", help="code/scored.jsonl (with scoring on): also plot the perplexities")
     s.add_argument("--perplexity", help="the perplexity plot to write, with --scored")
+
+    s = sub.add_parser("export", help=EXPORT, description=EXPORT + " (no server, no Snakemake)")
+    s.add_argument("outputs", nargs="?", default="data/generated", help="a run's output folder (default %(default)s)")
+    s.add_argument("--out", required=True, help="the folder to write (an earlier export there is replaced)")
+    s.add_argument("--config", action="append", help=f"the run's config file(s), later ones override ({DEFAULT_CONFIG} "
+                   "when none is given, as for Snakemake)")  # fmt: skip
+    s.add_argument("--records", help="default: OUTPUTS/code/filtered.jsonl (scored.jsonl with scoring.enabled)")
+    s.add_argument("--code-metrics", help="default: OUTPUTS/code/metrics.json")
+    s.add_argument("--names-metrics", help="default: OUTPUTS/names/metrics.json")
+    s.add_argument("--log", help="also write the log to this file")
     _add_tools(sub)
     return p
 
@@ -209,11 +224,15 @@ def run(args: argparse.Namespace) -> int | None:
     if args.command == "merge" and not args.config:
         steps.merge_jsonl(args.sources, args.out)
         return None
+    if args.command == "export" and not args.config:
+        if not Path(DEFAULT_CONFIG).exists():
+            raise ConfigError(f"no --config given and no {DEFAULT_CONFIG} here: pass the run's config with --config")
+        args.config = [DEFAULT_CONFIG]
     cfg = load_config(*args.config)
     # every job log starts with this line: which code, which settings, which server (credentials cut)
     log.info(
         "evoselfcode %s, config %s, server %s, step %s",
-        __version__, cfg.digest(), _redact_url(cfg.api.base_url), args.command,
+        __version__, cfg.digest(), redact_url(cfg.api.base_url), args.command,
     )  # fmt: skip
     match args.command:
         case "index-benchmarks":
@@ -261,6 +280,8 @@ def run(args: argparse.Namespace) -> int | None:
             log.info("merged %d files", len(args.sources))
         case "plot":
             _plot(args)
+        case "export":
+            _export(cfg, args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
             from evoselfcode.embedded import resolve_base_url
@@ -281,6 +302,20 @@ def _plot(args: argparse.Namespace) -> None:
     if args.scored and args.perplexity:
         report.plot_perplexity(read_jsonl(args.scored), args.perplexity)
     log.info("plots written")
+
+
+def _export(cfg: Config, args: argparse.Namespace) -> None:
+    from evoselfcode import dataset
+
+    found = dataset.Inputs.under(args.outputs, cfg)
+    inputs = dataset.Inputs(
+        records=Path(args.records or found.records),
+        code_metrics=Path(args.code_metrics or found.code_metrics),
+        names_metrics=Path(args.names_metrics or found.names_metrics),
+    )
+    rows = dataset.export(cfg, inputs, args.out)
+    log.info("dataset of %d rows written to %s", rows, args.out)
+    print(f"{args.out}: {rows} rows (Parquet in {args.out}/data, the dataset card in {args.out}/README.md)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,11 @@ Probability = Annotated[float, Field(gt=0, le=1)]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def redact_url(url: str) -> str:
+    """A URL as logs and the dataset card show it: a password in it becomes `***`."""
+    return re.sub(r"//[^/@]+@", "//***@", url)
+
+
 class ConfigError(ValueError):
     """A configuration problem, with the key path and where it came from."""
 
@@ -108,6 +113,10 @@ class Api(Strict):
         if not v.startswith("/"):
             raise ValueError(f"route {v!r} must start with '/'")
         return v
+
+    def shown_headers(self) -> dict[str, str]:
+        """Headers as the dataset card shows them: a `${VAR}` reference stays, a literal value (a key?) is `***`."""
+        return {name: value if _ENV_REF.search(value) else "***" for name, value in self.headers.items()}
 
     def resolved_headers(self) -> dict[str, str]:
         """Headers with `${VAR}` read from the environment; an unset variable is an error."""
@@ -231,9 +240,9 @@ class CodeGen(Strict):
 
 class Dedup(Strict):
     exact: bool = True
-    """Drop functions with the same AST fingerprint as an earlier one (`duplicate`)."""
+    """Drop functions with the same AST as an earlier one, up to the names they bind, own name too (`duplicate`)."""
     near: bool = True
-    """Drop near-duplicates by MinHash of token n-grams (`near_duplicate`)."""
+    """Drop near-duplicates by MinHash of token n-grams, the function's own name left out (`near_duplicate`)."""
     threshold: Probability = 0.8
     """Estimated Jaccard similarity from which two functions are near-duplicates."""
     num_perm: PositiveInt = 128
@@ -259,8 +268,19 @@ class Filters(Strict):
     """Parse each function; drop it on a syntax error, a missing function or a trivial body."""
     enable_ruff: bool = True
     """Lint each function with ruff; a finding of ruff_rules drops it (`ruff:CODE`)."""
-    ruff_rules: list[str] = ["E9", "F63", "F7", "F82"]
-    """Ruff rules that drop a function (default: syntax errors and undefined names)."""
+    # Syntax errors (E9), all of pyflakes (F: undefined or unused names and imports, redefinitions, ...) and the
+    # bugbear rules that flag real bugs, not style: B002 `++x`, B003 assigning os.environ, B006 mutable and
+    # B008 call defaults (evaluated once), B012 return in finally, B015 a comparison as a statement, B016 raising
+    # a literal, B017 assertRaises(Exception), B018 a useless expression, B020 a loop variable overwriting its
+    # iterable, B023 a closure over a loop variable, B025 duplicate except, B029 `except ()`, B030 except of a
+    # non-exception, B031 a reused groupby group, B032 `x: 1` meant as `x = 1`, B033 a repeated set item, B034
+    # re.sub's count/flags given by position, B035 a dict comprehension with a constant key, B039 a mutable
+    # ContextVar default.
+    ruff_rules: list[str] = [
+        "E9", "F", "B002", "B003", "B006", "B008", "B012", "B015", "B016", "B017", "B018", "B020", "B023", "B025",
+        "B029", "B030", "B031", "B032", "B033", "B034", "B035", "B039",
+    ]  # fmt: skip
+    """Ruff rules that drop a function (default: syntax errors, all of pyflakes, bugbear's real-bug rules)."""
     dedup: Dedup = Dedup()
     """Duplicate checks, within a shard and across all shards."""
 
@@ -339,6 +359,15 @@ class Decontamination(Strict):
         return self
 
 
+class Dataset(Strict):
+    license: str | None = None
+    """Licence id on the dataset card (`apache-2.0`, `cc-by-4.0`, ...); null: `other`, and the card says so."""
+    language: list[str] = ["en"]
+    """Languages of the descriptions on the card (ISO 639-1 codes); `code` is always added."""
+    shard_rows: PositiveInt = 100_000
+    """Rows per Parquet file of the dataset folder (100k typical functions: ~50 MB of text before compression)."""
+
+
 class Io(Strict):
     input_desc_path: str = "data/descriptions/sample.jsonl"
     """Descriptions: JSONL of {"id"?, "desc"} or a .txt file with one per line."""
@@ -379,6 +408,8 @@ class Config(Strict):
     """Files, sharding and concurrency."""
     decontamination: Decontamination = Decontamination()
     """Keeping benchmark tasks out of the data: descriptions before any request, functions after."""
+    dataset: Dataset = Dataset()
+    """The loadable dataset (Parquet plus a dataset card) beside the code outputs, in ../dataset."""
 
     @model_validator(mode="after")
     def _names_fit(self) -> Config:

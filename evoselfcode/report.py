@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display on cluster nodes; set before pyplot is impor
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from evoselfcode.datagen.filters.code import FUNNEL_STAGES  # noqa: E402
+from evoselfcode.datagen.checks import funnel_stages  # noqa: E402
 
 MODES = ("FIM", "L2R")
 COLORS = {"FIM": "#1f77b4", "L2R": "#ff7f0e"}
@@ -116,7 +116,7 @@ def _per_benchmark(removed: dict) -> str:
 def plot_funnel(metrics: dict, out: str | Path) -> None:
     """Functions left after each check of stage B, in the order the checks run."""
     funnel = metrics.get("funnel", {})
-    stages = [s for s, _ in FUNNEL_STAGES if s in funnel]
+    stages = [s for s in funnel_stages() if s in funnel]
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.5 * len(stages)))
     if not stages or not funnel.get(stages[0]):
         _empty(ax, "no function was generated")

@@ -63,11 +63,14 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
         "filters.enable_ruff",
         "filters.ruff_rules",
         "filters.dedup",
+        "decontamination.enabled",
         "decontamination.code_threshold",
         "decontamination.desc_threshold",  # a function's docstrings and comments are checked as a description is
     ),
     "merge_code": ("filters.dedup",),
     "score_code": ("api.model", "codegen.template", "scoring.method", "scoring.max_ppl"),
+    # the card also quotes the data's settings, but the records it is made of change with them anyway
+    "export_dataset": ("api.model", "dataset.license", "dataset.language", "dataset.shard_rows"),
 }
 
 _CONNECTION = "how the job reaches the server, not what it asks"

@@ -283,12 +283,21 @@ def test_set_aside_records_validate_and_stats_counts_them_per_benchmark(tmp_path
     assert json.loads(capsys.readouterr().out)["contaminated"] == {"humaneval": 3}
 
 
-def test_check_functions_marks_matching_kept_and_duplicate_functions_and_leaves_other_reasons(index, humaneval):
+def test_the_check_drops_matching_functions_before_dedup_and_needs_its_index(tmp_path, humaneval):
+    from evoselfcode.config import Config
+    from evoselfcode.datagen.checks import check_samples
     from evoselfcode.datagen.schemas import CodeSample
 
-    copy, other = disguised(humaneval[0]), "def total(xs):\n    result = 0\n    for x in xs:\n        result += x\n"
-    codes = [copy, copy, other, copy]
-    samples = [CodeSample(desc_id="d", desc="x", func_name="f", source="L2R", sample_index=i, seed=0, completion="",
-                          code=code) for i, code in enumerate(codes)]  # fmt: skip
-    reasons = decontam.check_functions(samples, [None, "duplicate", None, "ruff:F821"], index, CFG)
-    assert reasons == ["contaminated:humaneval", "contaminated:humaneval", None, "ruff:F821"]
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps(build_index(humaneval, CFG)))
+    copy = disguised(humaneval[13])  # greatest_common_divisor: no import it needs (ruff runs first)
+    other = "def total(xs):\n    result = 0\n    for x in xs:\n        result += x\n    return result\n"
+    name = [n.name for n in ast.parse(copy).body if isinstance(n, ast.FunctionDef)][-1]
+    named = [(name, copy), (name, copy), ("total", other), ("total", other)]
+    samples = [CodeSample(desc_id="d", desc="x", func_name=name, source="L2R", sample_index=i, seed=0, completion="",
+                          code=code) for i, (name, code) in enumerate(named)]  # fmt: skip
+    reasons = check_samples(samples, Config(), inputs={"index": str(index)})
+    assert reasons == ["contaminated:humaneval", "contaminated:humaneval", None, "duplicate"]
+    with pytest.raises(ValueError, match="needs the benchmark index"):
+        check_samples(samples, Config())
+    assert check_samples(samples, Config(decontamination={"enabled": False})) == [None, "duplicate", None, "duplicate"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from evoselfcode.config import load_config
-from evoselfcode.datagen.filters.code import funnel
-from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.checks import funnel
+from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates, without_own_name
 from evoselfcode.datagen.pipeline.merge import _sort_key, merge_code
 from evoselfcode.datagen.readers import LineReader, read_jsonl, read_models, scan_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, GlobalReject
@@ -73,7 +73,7 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
     if dedup.exact:
         dropped.update({k: "duplicate" for k in exact_duplicates(items)})
     if dedup.near:
-        rest = [it for it in items if it[0] not in dropped]
+        rest = [(key, without_own_name(code, records[int(key)].func_name)) for key, code in items if key not in dropped]
         near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
         dropped.update({k: "near_duplicate" for k in near})
     kept = [r for i, r in enumerate(records) if str(i) not in dropped]
@@ -199,6 +199,21 @@ def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path)
     assert not {r.code for r in kept} & {r["code"] for r in dropped}
     metrics = json.loads(out["metrics"].read_text())
     assert metrics["accounting"]["adds_up"] and metrics["names_verdict"] == "FIM"
+
+
+def test_the_same_body_under_other_names_across_shards_is_a_global_duplicate(inputs, tmp_path):
+    body = "({n}, k):\n    if {n} <= 1:\n        return k\n    return {f}({n} - 1, k * {n}) + len(str(k))\n"
+    for exact, near, args in [(True, False, ["n", "m", "count"]), (False, True, ["n", "n", "n"])]:
+        kept_paths = []
+        for number, (name, arg) in enumerate(zip(["walk", "descend", "step_down"], args, strict=True)):
+            code = f"def {name}" + body.format(n=arg, f=name)  # one shard each; sorted by desc_id, the last first
+            write_jsonl(tmp_path / f"kept{number}.jsonl", [_record(f"d{2 - number}", name, code, "L2R", 0, False)])
+            kept_paths.append(str(tmp_path / f"kept{number}.jsonl"))
+        out = _run(merge_code, {**inputs, "kept": kept_paths}, tmp_path / f"{exact}", exact, near)
+        assert [r.func_name for r in read_models(out["kept"], CodeRecord)] == ["step_down"]
+        dropped = [r for r in read_jsonl(out["rejects"]) if r.get("scope") == "global"]
+        assert sorted(r["func_name"] for r in dropped) == ["descend", "walk"]
+        assert {r["reason"] for r in dropped} == {"duplicate" if exact else "near_duplicate"}
 
 
 def test_a_broken_shard_is_named_and_nothing_is_written(inputs, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fakeserver import FakeServer, Options
 
-from evoselfcode import cli
+from evoselfcode import cli, dataset
 from evoselfcode.config import Config, Strict, load_config
 from evoselfcode.datagen.pipeline import merge, scoring, steps
 from evoselfcode.rule_settings import AFFECTS_NO_OUTPUT, RULE_SETTINGS, rule_digest
@@ -156,6 +156,8 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         score = with_client(cli._scorer, scoring.score_step)
         out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"]}
         run("score_code", score, cfg, p["kept"], out)
+        inputs = dataset.Inputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))
+        run("export_dataset", dataset.export, cfg, inputs, tmp / "dataset")
     # every step had something to work on, so the checks below saw each one do its work
     for name in ("shard", "quarantine", "names_kept", "code_kept", "kept", "scored", "score_rejects"):
         assert Path(p[name]).read_text().strip(), f"{name} is empty: the run exercised too little"

@@ -31,8 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
-from evoselfcode.datagen.filters.code import DUPLICATE, NEAR_DUPLICATE
-from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeSample, Contaminated, Description
+from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, Contaminated, Description
 from evoselfcode.datagen.writers import atomic_open
 
 INDEX_VERSION = 1
@@ -418,18 +417,3 @@ def set_aside(descs: list[Description], index: Index, threshold: float) -> tuple
         else:
             contaminated.append(match.set_aside(desc))
     return kept, contaminated
-
-
-def check_functions(
-    samples: list[CodeSample], reasons: list[str | None], index: Index, cfg: Decontamination
-) -> list[str | None]:
-    """`reasons` with `contaminated:<benchmark>` for each function that passed the per-sample checks and matches
-    a benchmark. A duplicate of a matching function matches too: the reason says why it is unusable, not that
-    an earlier copy was kept."""
-    out = list(reasons)
-    for i, (sample, reason) in enumerate(zip(samples, reasons, strict=True)):
-        if reason in (None, DUPLICATE, NEAR_DUPLICATE) and (
-            match := index.check_code(sample.code, cfg.code_threshold, cfg.desc_threshold)
-        ):
-            out[i] = match.reason
-    return out

@@ -1,6 +1,6 @@
 """Prompt texts for stage A (names, FIM vs L2R) and stage B (code), and the FIM token presets.
 
-The description is in every prompt (DESIGN decision 1). L2R puts it before `def` as `# ` comment
+The description is in every prompt (docs/architecture.md, "Decisions"). L2R puts it before `def` as `# ` comment
 lines; FIM puts it after the hole, as the docstring in the suffix:
 
     prefix = GLOBAL_PREFIX + "def "    (GLOBAL_PREFIX = "This is an algorithm function.\\n\\n")

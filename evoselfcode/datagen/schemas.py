@@ -1,4 +1,4 @@
-"""Record shapes of every JSONL file the pipeline writes (see DESIGN.md, "Data flow and files")."""
+"""Record shapes of every JSONL file the pipeline writes (docs/architecture.md, "Data flow")."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from array import array
 from collections import Counter
 from itertools import chain, repeat
 
-from evoselfcode.datagen.filters.code import funnel
+from evoselfcode.datagen.checks import funnel
 
 
 def _quantiles(values: list[int]) -> dict:

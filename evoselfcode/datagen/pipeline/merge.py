@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from evoselfcode.config import Config, Dedup
-from evoselfcode.datagen.filters.code import DUPLICATE, NEAR_DUPLICATE
-from evoselfcode.datagen.filters.dedup import near_duplicate_positions
+from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
+from evoselfcode.datagen.filters.dedup import first_copies, near_duplicate_positions, without_own_name
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
 from evoselfcode.datagen.readers import LineReader, read_jsonl, scan_jsonl
 from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeRecord, GlobalReject
@@ -80,15 +80,8 @@ def _index_records(paths: Sequence[str], fingerprints: bool) -> _RecordIndex:
     )
 
 
-def _first_copies(fingerprints: np.ndarray) -> np.ndarray:
-    """For each record in sorted order, whether no earlier record has its fingerprint (`exact_duplicates`' rule)."""
-    first = np.zeros(len(fingerprints), dtype=bool)
-    first[np.unique(fingerprints, return_index=True)[1]] = True
-    return first
-
-
 class _Codes(Sequence):
-    """`(str(position), code)` of the records at `positions`, each read from its shard when asked for.
+    """The codes of the records at `positions` as near dedup compares them, each read from its shard when asked for.
 
     Near dedup sees every code; memory holds none of them.
     """
@@ -99,16 +92,17 @@ class _Codes(Sequence):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, i: int) -> tuple[str, str]:
+    def __getitem__(self, i: int) -> str:
         position = int(self.positions[i])  # past the end: IndexError, which ends iteration
-        return str(position), self.lines.read(*self.index.place(position))["code"]
+        record = self.lines.read(*self.index.place(position))
+        return without_own_name(record["code"], record["func_name"])
 
 
 def _verdicts(dedup: Dedup, index: _RecordIndex, lines: LineReader) -> np.ndarray:
     """Per record in sorted order: _KEEP, _DUPLICATE or _NEAR_DUPLICATE."""
     verdicts = np.zeros(len(index.file), dtype=np.uint8)
     if dedup.exact:
-        verdicts[~_first_copies(index.fingerprint)] = _DUPLICATE
+        verdicts[~first_copies(index.fingerprint)] = _DUPLICATE
     if dedup.near:
         rest = _Codes(index, np.flatnonzero(verdicts == _KEEP), lines)
         near = near_duplicate_positions(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evoselfcode.config import Config
 from evoselfcode.datagen import decontam, inputs
-from evoselfcode.datagen.filters.code import check_samples
+from evoselfcode.datagen.checks import checks_for, run_checks
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.journal import Journal
@@ -161,8 +161,7 @@ def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
 
 def filter_code_step(cfg: Config, raw: str, index: str, out_kept: str, out_rejects: str) -> None:
     samples = read_models(raw, CodeSample)
-    reasons = check_samples(samples, cfg.filters)
-    reasons = decontam.check_functions(samples, reasons, decontam.Index.load(index), cfg.decontamination)
+    reasons = run_checks(checks_for("filter_code", cfg, {"index": index}), samples)
     kept = [final_record(s, cfg) for s, r in zip(samples, reasons, strict=True) if r is None]
     rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
     write_jsonl(out_kept, kept)
