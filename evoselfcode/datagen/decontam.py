@@ -7,12 +7,14 @@ the user names in `decontamination.benchmarks`. `build_index` turns them into on
 Two texts are compared as n-grams of normalised tokens (n = `decontamination.ngram`):
 - text (descriptions, and a function's docstrings and comments) against the benchmarks' prompts: casefolded
   words, punctuation and whitespace dropped;
-- code against the benchmarks' solutions: Python tokens without comments and docstrings, every name that is
-  not a keyword, a builtin or an attribute replaced by `ID`, so renaming variables or the function changes
-  nothing.
-A sample matches a benchmark item when its normalised text occurs in the item's word for word (samples of
-`min_words` up to n words: the exact-substring test), or when the share of the item's n-grams found in the
-sample, or of the sample's found in the item, reaches the threshold (the overlap test).
+- code against the benchmarks' solutions: Python tokens without comments, docstrings and the punctuation
+  formatting adds (parentheses, commas), literals by value, every name that is not a keyword, a builtin or
+  an attribute replaced by `ID`, so renaming variables or the function changes nothing.
+A text matches a prompt when it occurs in it word for word (texts of `min_words` up to n words: the
+exact-substring test), or when the share of the prompt's n-grams found in the text, or of the text's found
+in the prompt, reaches the threshold. A function matches a solution when it holds that share of the
+solution's n-grams (a solution under n tokens: when it is the same tokens), or when its docstrings and
+comments match a prompt as a text does.
 """
 
 from __future__ import annotations
