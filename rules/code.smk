@@ -29,12 +29,11 @@ rule generate_code:
 rule filter_code:
     input:
         raw=rules.generate_code.output.raw,
-        index=ancient(rules.index_benchmarks.output[0]),  # see split_descriptions
+        index=rules.index_benchmarks.output[0],
     output:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
     params:
-        benchmarks=BENCHMARKS,
         spec=spec("filter_code"),
     # worker processes for large shards (Snakemake passes threads as OMP_NUM_THREADS); --set-threads for more
     threads: 2

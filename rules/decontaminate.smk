@@ -1,7 +1,7 @@
 # Benchmark decontamination: the benchmarks' index, built once per run. split_descriptions sets aside the
 # descriptions that match a benchmark prompt (before any request); filter_code drops functions that match one.
-# It and the checks rerun when what the benchmarks hold changes (params.benchmarks: the files' digests), not
-# when a file is touched: a rebuilt index reruns every shard's check and all that follows.
+# It is rebuilt when what the benchmarks hold changes (params.benchmarks: settings and the files' digests), not
+# when a file is touched (ancient): a rebuilt index reruns every shard's check and all that follows.
 
 
 localrules:

@@ -4,6 +4,7 @@ names changed and a comment added, is removed; both are counted per benchmark an
 
 import base64
 import json
+import re
 
 import pytest
 from conftest import make_workdir, snakemake
@@ -99,5 +100,33 @@ def test_the_index_is_built_once_and_losing_it_reruns_no_check(runs):
     proc = snakemake(root, "-n", TARGET)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
     index.unlink()  # the shards' checks stand: the benchmarks did not change (params.benchmarks)
-    proc = snakemake(root, "-n", TARGET)
+    proc = snakemake(root, TARGET)  # a real run (the server is gone: any job asking it would fail)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_user_benchmark_sets_aside_its_prompts_and_reruns_only_when_its_content_changes(tmp_path):
+    bench = [{"task_id": 12, "text": "Write a function to sort a given matrix in ascending order according to the "
+              "sum of its rows.", "code": "def sort_matrix(M):\n    return sorted(M, key=sum)\n"}]  # fmt: skip
+    descs = [{"id": "mine", "desc": bench[0]["text"]}, {"id": "ok", "desc": "Reverse the words of a sentence."}]
+    extra = ("decontamination: {benchmarks: [humaneval, {name: mbpp, path: data/mbpp.jsonl, prompt_field: text, "
+             "solution_field: code, id_field: task_id}]}")  # fmt: skip
+    root = make_workdir(tmp_path, descs, config("http://127.0.0.1:9") + extra)  # split sends no request
+    mbpp = root / "data/mbpp.jsonl"
+    mbpp.write_text("".join(json.dumps(r) + "\n" for r in bench))
+    shard = "data/shards/00000.jsonl"
+    proc = snakemake(root, shard)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert [r["id"] for r in read_jsonl(root / shard)] == ["ok"]
+    (aside,) = read_jsonl(root / "data/shards/contaminated/00000.jsonl")
+    assert (aside["id"], aside["reason"], aside["task_id"]) == ("mine", "contaminated:mbpp", "12")
+    mbpp.touch()
+    proc = snakemake(root, shard)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+    mbpp.write_text(mbpp.read_text().replace("sum of its rows", "product of its columns"))
+    proc = snakemake(root, shard)  # a real run: a dry run does not show the split it reruns
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M) == [
+        "index_benchmarks",
+        "split_descriptions",
+    ]
+    assert [r["id"] for r in read_jsonl(root / shard)] == ["mine", "ok"]

@@ -169,8 +169,8 @@ def user_benchmark_files(cfg: Decontamination) -> list[str]:
 def check_benchmarks(cfg: Decontamination) -> str:
     """Read every configured benchmark once (at DAG build), so a missing file or field stops the run early.
 
-    Returns a digest of what the index is built from (settings and file contents): the checking rules rerun
-    when it changes, not when the index file is merely rebuilt.
+    Returns a digest of what the index is built from (settings and file contents): the index rule's params,
+    so it reruns when what a benchmark holds changes, not when its file is touched.
     """
     digests = []
     for key, spec in benchmark_keys(cfg):
