@@ -20,9 +20,17 @@ install: $(BIN)/.installed
 chromium:
 	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || scripts/install-chromium.sh
 
-# the default target: the data, the report's plots and the dataset folder (data/generated/dataset/)
+# make run DESCS=my.txt: your own descriptions (.txt, one per line, or JSONL) on the local model, into data/own/my/.
+DESCS ?=
+OWN_DIR = data/own/$(basename $(notdir $(DESCS)))
+OWN_IO = io='{input_desc_path: "$(DESCS)", shards_dir: "$(OWN_DIR)/shards", out_names_dir: "$(OWN_DIR)/names", \
+	out_code_dir: "$(OWN_DIR)/code"}'
+OWN = $(if $(DESCS),--config $(OWN_IO))
+REPORT = $(if $(DESCS),$(OWN_DIR)/report.html,report.html)
+
+# The default target: the records, metrics, timing and plots of the README's output table, and the dataset folder.
 run: install
-	$(BIN)/snakemake --profile profiles/local
+	$(BIN)/snakemake --profile profiles/local $(OWN)
 
 # Lint first, then one pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
 test: install chromium lint
@@ -33,10 +41,10 @@ test: install chromium lint
 test-slurm: install
 	trap scripts/slurm-down.sh EXIT; scripts/slurm-up.sh && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m slurm
 
-# The quick start's data plus the plots, collected into report.html.
+# The quick start's data plus the plots, collected into report.html (with DESCS=: into data/own/NAME/report.html).
 report: install
-	$(BIN)/snakemake --profile profiles/local
-	$(BIN)/snakemake --profile profiles/local --report report.html
+	$(BIN)/snakemake --profile profiles/local $(OWN)
+	$(BIN)/snakemake --profile profiles/local $(OWN) --report $(REPORT)
 
 dry-run: install
 	$(BIN)/snakemake -n data/generated/code/filtered.jsonl

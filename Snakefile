@@ -35,12 +35,15 @@ rule all:
 
 
 onstart:
+    check_before_start()
     start_embedded_server()
 
 
 onsuccess:
     stop_embedded_server()
+    print_summary()
 
 
 onerror:
     stop_embedded_server()
+    say_how_to_resume()

@@ -10,22 +10,48 @@ from pathlib import Path
 
 from evoselfcode import __version__
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.config import Config, ConfigError, load_config, redact_url
-from evoselfcode.workflow import DEFAULT_CONFIG
+from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, load_config, redact_url
 
 log = logging.getLogger("evoselfcode")
-TOOLS = ("stats", "sample", "validate", "config-docs")  # need no config: they only read files
+TOOLS = ("stats", "sample", "validate", "summary", "config-docs")  # need no config: they only read files
 EXPORT = "write a run's final records as a Parquet dataset with a dataset card (README.md), loadable with `datasets`"
 
 
+HEARTBEAT_EVERY = 30.0  # seconds between progress lines on a console that is not a terminal (no tqdm bar there)
+
+
+class _Every(logging.Filter):
+    """Lets a record through at most once every `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds, self.last = seconds, float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.created - self.last < self.seconds:
+            return False
+        self.last = record.created
+        return True
+
+
 def _setup_logging(log_file: str | None) -> None:
-    """Everything to the job's log file when there is one; the terminal then gets warnings and errors."""
+    """Everything to the job's log file when there is one; the terminal then gets warnings and errors.
+
+    Off a terminal (a pipe, nohup, a batch system) the console also gets a progress line every
+    HEARTBEAT_EVERY seconds, naming the job's log, so a long run shows life beyond the job logs.
+    """
     console = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
         console.setLevel(logging.WARNING)
+        if not sys.stderr.isatty():
+            heartbeat = logging.StreamHandler(sys.stderr)
+            heartbeat.setFormatter(logging.Formatter(f"%(asctime)s {log_file}: %(message)s", "%H:%M:%S"))
+            heartbeat.addFilter(logging.Filter("evoselfcode.runner.progress"))
+            heartbeat.addFilter(_Every(HEARTBEAT_EVERY))
+            handlers.append(heartbeat)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
@@ -175,6 +201,9 @@ def _add_tools(sub) -> None:
     s = tool("validate", "check every line of an output JSONL against its record schema")
     s.add_argument("file", help=what)
     s.add_argument("--schema", help="default: from the file's path, e.g. names/raw.jsonl, code/filtered/00000.jsonl")
+    s = tool("summary", "what a finished run kept per stage, its A/B verdict, where its files are, what next")
+    s.add_argument("--names", default="data/generated/names", help="io.out_names_dir (default %(default)s)")
+    s.add_argument("--code", default="data/generated/code", help="io.out_code_dir (default %(default)s)")
     s = tool("config-docs", "print the config reference (every key, default, meaning) for README.md")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--write", metavar="README", help="replace the reference block in this file")
@@ -202,6 +231,10 @@ def _run_tool(args: argparse.Namespace) -> int:
                 print(f"{args.file}: {len(problems)} of {count} records invalid{more}", file=sys.stderr)
                 return 1
             print(f"{args.file}: {count} records valid ({schema})")
+        case "summary":
+            from evoselfcode.summary import summary
+
+            print(summary(args.names, args.code))
         case "config-docs":
             path = args.write or args.check
             if path is None:
@@ -326,4 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LLMError, ValueError, RuntimeError, OSError) as exc:
         log.error("%s: %s", args.command, exc)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C reaches every job of the process group: one line each, no traceback
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return 130
     return status or 0

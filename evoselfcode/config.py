@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+DEFAULT_CONFIG = "configs/datagen.yaml"  # read first by the Snakefile, and by a step given no --config
 EMBEDDED = "embedded"
 PROD_URL = "http://qwen2code32-0.t-skyinfer-wzhang.svc.cluster.local"
 

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from evoselfcode import dataset_card
 from evoselfcode.config import Config
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
+from evoselfcode.datagen.writers import DIR_MODE
 
 DATA_DIR = "data"
 ROW_GROUP_ROWS = 10_000  # ~10 MB of typical functions: row groups small enough for the Hub's dataset viewer
@@ -298,7 +299,7 @@ def export(cfg: Config, inputs: Inputs, out: str | Path) -> int:
             examples=examples(inputs.records, found.rows),
         )
         (tmp / "README.md").write_text(dataset_card.render(run), encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it private; this folder is for sharing
+        tmp.chmod(DIR_MODE)  # mkdtemp makes it private; this folder is for sharing
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

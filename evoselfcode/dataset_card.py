@@ -16,7 +16,6 @@ import yaml
 
 from evoselfcode import __version__
 from evoselfcode.config import Config, redact_url
-from evoselfcode.datagen.checks import funnel_stages
 
 MARK = "<!-- written by evoselfcode export -->"  # an existing folder is replaced only when its card holds this
 SPLIT = "train"
@@ -171,12 +170,7 @@ def _funnel(run: Run) -> list[str]:
         stages.append(["input lines quarantined (bad lines)", names["quarantined_input_lines"]])
     for mode, m in names.get("modes", {}).items():
         stages += [[f"names sampled, {mode}", m.get("sampled")], [f"names kept, {mode}", m.get("kept")]]
-    # metrics.json sorts its keys; counts only fall along the funnel, so sorting by count restores its order
-    order = funnel_stages()
-    funnel = sorted(
-        code.get("funnel", {}).items(), key=lambda kv: (-kv[1], order.index(kv[0]) if kv[0] in order else len(order))
-    )
-    stages += [[f"functions: {stage}", count] for stage, count in funnel]
+    stages += [[f"functions: {stage}", count] for stage, count in code.get("funnel", {}).items()]  # in stage order
     if run.cfg.scoring.enabled:
         stages.append(["functions scored and kept", run.rows])
     stages.append(["**rows in this dataset**", f"**{run.rows:,}**"])

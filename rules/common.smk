@@ -1,4 +1,6 @@
 # Config validation, the shard list and the few helpers the rules share (logic is in the package).
+import atexit
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -8,7 +10,15 @@ from evoselfcode.config import ConfigError, validate_config
 from evoselfcode.datagen.decontam import BenchmarkError, check_benchmarks, user_benchmark_files
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.rule_settings import rule_digest
-from evoselfcode.workflow import config_sources, write_resolved_config
+from evoselfcode.summary import summary
+from evoselfcode.workflow import (
+    RESUME_HINT,
+    builds_final_records,
+    config_sources,
+    profile_placeholders,
+    unresolved_default_server,
+    write_resolved_config,
+)
 
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
@@ -48,3 +58,21 @@ def start_embedded_server():
 def stop_embedded_server():
     if CFG.api.base_url == "embedded":
         embedded.stop()
+
+
+def check_before_start():
+    """Problems a dry run need not know: profile placeholders, an unreachable default server (jobs run here)."""
+    problem = profile_placeholders(workflow.resource_settings)
+    problem = problem or (workflow.local_exec and unresolved_default_server(CFG.api))
+    if problem:
+        raise WorkflowError(problem)
+
+
+def print_summary():
+    if builds_final_records(workflow.dag, CODE) and os.path.exists(f"{CODE}/metrics.json"):  # not on remote storage
+        print(summary(NAMES, CODE), file=sys.stderr)
+
+
+def say_how_to_resume():
+    # atexit: after Snakemake's own closing lines, so this is the last one the user reads (Ctrl-C included)
+    atexit.register(print, RESUME_HINT, file=sys.stderr)

@@ -94,7 +94,7 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
     metrics["decontamination"] = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
     write_jsonl(out["kept"], kept)
     write_jsonl(out["rejects"], [*rejects, *global_rejects])
-    write_json(out["metrics"], metrics)
+    write_json(out["metrics"], metrics, sort_keys=False)
 
 
 def _function(rng: random.Random, name: str) -> str:
@@ -199,6 +199,7 @@ def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path)
     assert not {r.code for r in kept} & {r["code"] for r in dropped}
     metrics = json.loads(out["metrics"].read_text())
     assert metrics["accounting"]["adds_up"] and metrics["names_verdict"] == "FIM"
+    assert list(metrics["funnel"]) == list(funnel([])), "the funnel's stages in the order samples pass them"
 
 
 def test_the_same_body_under_other_names_across_shards_is_a_global_duplicate(inputs, tmp_path):

@@ -3,6 +3,7 @@
 import ast
 import json
 import re
+from collections import Counter
 
 import pytest
 from conftest import make_workdir, snakemake
@@ -11,6 +12,7 @@ from fakeserver import FakeServer, Options
 from evoselfcode.datagen.checks import funnel_stages
 from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate, NameSample
+from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 pytestmark = pytest.mark.workflow
 
@@ -78,6 +80,15 @@ def test_final_records_parse_and_are_named_as_recorded(done):
         tree = ast.parse(r.code)
         assert [n.name for n in tree.body] == [r.func_name]
         assert r.source in ("FIM", "L2R")
+
+
+def test_no_two_kept_functions_share_a_body_up_to_names(done):
+    records = [CodeRecord.model_validate(r) for r in read_jsonl(done / TARGET)]
+    assert len({ast_fingerprint(r.code) for r in records}) == len(records)
+    # The fake model writes four bodies under many names: copies are exact duplicates whatever their name
+    # (before, near dedup caught them, as near_duplicate), and none is left for near dedup.
+    reasons = Counter(r["reason"] for r in read_jsonl(done / "data/generated/code/rejects.jsonl"))
+    assert reasons["duplicate"] > 0 and reasons["near_duplicate"] == 0, reasons
 
 
 def test_metrics_add_up(done):

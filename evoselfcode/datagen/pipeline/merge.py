@@ -161,5 +161,6 @@ def merge_code(
     removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()
                if r.startswith(CONTAMINATED_PREFIX)}  # fmt: skip
     decontamination = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
-    write_json(out["metrics"], {**result, "names_verdict": names.get("verdict"), "decontamination": decontamination})
+    summary = {**result, "names_verdict": names.get("verdict"), "decontamination": decontamination}
+    write_json(out["metrics"], summary, sort_keys=False)
     log.info("kept %d of %d functions after global dedup", result["accounting"]["kept"], len(verdicts))
