@@ -90,7 +90,8 @@ def near_only(count: int) -> dict:
 def full(count: int, repeat: int, serial: bool, ruff_rules: list[str] | None) -> dict:
     data = samples(count)
     codes = [s.code for s in data]
-    cfg = Config(filters=Filters(ruff_rules=ruff_rules)) if ruff_rules is not None else Config()
+    filters = Filters(ruff_rules=ruff_rules) if ruff_rules is not None else Filters()
+    cfg = Config(filters=filters, decontamination={"enabled": False})  # benchmark matches: bench_decontam.py
     filters = cfg.filters
     dd = filters.dedup
     items = [(str(i), c) for i, c in enumerate(codes)]

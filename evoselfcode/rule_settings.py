@@ -12,7 +12,13 @@ from __future__ import annotations
 from evoselfcode.config import Config
 
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "split_descriptions": ("io.max_desc_chars",),
+    "index_benchmarks": (
+        "decontamination.enabled",
+        "decontamination.benchmarks",
+        "decontamination.ngram",
+        "decontamination.min_words",
+    ),
+    "split_descriptions": ("io.max_desc_chars", "decontamination.desc_threshold"),
     "quarantine_descriptions": ("io.max_desc_chars",),
     "generate_names": (
         "meta.seed",
@@ -57,6 +63,9 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
         "filters.enable_ruff",
         "filters.ruff_rules",
         "filters.dedup",
+        "decontamination.enabled",
+        "decontamination.code_threshold",
+        "decontamination.desc_threshold",  # a function's docstrings and comments are checked as a description is
     ),
     "generate_tests": (
         "meta.seed",
@@ -115,6 +124,7 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "io.on_bad_line": "decided when the DAG is built; the bad lines' digest (quarantine's params.lines) follows them",
     "io.concurrency": "how many requests are in flight, not what they ask",
     "io.max_failure_rate": "whether a job fails, not what it writes",
+    "decontamination.index": "where the index goes, not what it holds",
 }
 
 

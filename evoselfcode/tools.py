@@ -30,6 +30,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
     "code/scored": (schemas.ScoredRecord,),
     "code/score_rejects": (schemas.ScoreReject,),
     "failures": (schemas.Failure,),
+    "contaminated": (schemas.Contaminated,),
 }
 
 
@@ -40,7 +41,7 @@ def detect_schema(path: str | Path) -> str:
         parts = parts[:-1]
     if parts and parts[-1] in ("failures", "score_failures"):
         return "failures"
-    if parts and parts[-1] in ("shards", "quarantine"):
+    if parts and parts[-1] in ("shards", "quarantine", "contaminated"):
         return parts[-1]
     if (name := "/".join(parts[-2:])) in SCHEMAS:
         return name
@@ -104,6 +105,10 @@ def stats(path: str | Path) -> dict[str, Any]:
         counts = Counter(r[key] for r in records if isinstance(r.get(key), str))
         if counts:
             out[key] = dict(counts.most_common())
+    prefix = schemas.CONTAMINATED_PREFIX
+    removed = {r.removeprefix(prefix): n for r, n in out.get("reason", {}).items() if r.startswith(prefix)}
+    if removed:  # benchmark matches, per benchmark (set-aside descriptions, or functions among rejects)
+        out["contaminated"] = removed
     if "desc_id" in (records[0] if records else {}) or any("meta" in r for r in records):
         out["descriptions"] = len({r.get("desc_id") or r.get("meta", {}).get("desc_id") for r in records})
     if field:

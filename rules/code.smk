@@ -29,6 +29,7 @@ rule generate_code:
 rule filter_code:
     input:
         raw=rules.generate_code.output.raw,
+        index=rules.index_benchmarks.output[0],
     output:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
@@ -39,7 +40,7 @@ rule filter_code:
     log:
         "logs/filter_code/{shard}.log",
     shell:
-        "{EVO} filter-code {input.raw} --out {output.kept} --rejects {output.rejects} "
+        "{EVO} filter-code {input.raw} --index {input.index} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
 
 

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
+from evoselfcode.datagen.decontam import BenchmarkError, check_benchmarks, user_benchmark_files
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.rule_settings import rule_digest
 from evoselfcode.summary import summary
@@ -23,9 +24,10 @@ from evoselfcode.workflow import (
 try:
     CFG = validate_config(config, config_sources(workflow))
     INDEX = index_input(CFG)
+    BENCHMARKS = check_benchmarks(CFG.decontamination)  # a missing benchmark file or field, named with its key
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
-except (ConfigError, InputError) as exc:
+except (ConfigError, InputError, BenchmarkError) as exc:
     raise WorkflowError(str(exc)) from None
 SHARDS = INDEX.shard_ids
 
@@ -36,6 +38,7 @@ EVO = f"{sys.executable} -m evoselfcode"
 SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
+BENCHMARK_FILES = user_benchmark_files(CFG.decontamination)
 
 
 wildcard_constraints:

@@ -96,7 +96,10 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         rejects + [r.model_dump() for r in global_rejects],
         list(read_jsonl(failures)),
     )
-    metrics["names_verdict"] = json.loads(Path(names_metrics).read_text()).get("verdict")
+    names = json.loads(Path(names_metrics).read_text())
+    metrics["names_verdict"] = names.get("verdict")
+    removed = {r.split(":", 1)[1]: n for r, n in metrics["reasons"].items() if r.startswith("contaminated:")}
+    metrics["decontamination"] = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
     write_jsonl(out["kept"], kept)
     write_jsonl(out["rejects"], [*rejects, *global_rejects])
     write_json(out["metrics"], metrics, sort_keys=False)

@@ -136,19 +136,21 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             "shard", "quarantine", "names_raw", "names_failures", "names_timing", "names_kept", "names_rejects",
             "code_raw", "code_failures", "code_timing", "code_kept", "code_rejects", "kept", "rejects",
             "tests_raw", "tests_failures", "tests_timing", "tested", "tests_rejects",
-            "scored", "score_rejects", "score_failures",
+            "scored", "score_rejects", "score_failures", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
-        run("split_descriptions", steps.split, cfg, str(source), "00000", p["shard"])
+        index = str(tmp / "index.json")
+        run("index_benchmarks", steps.index_benchmarks, cfg, index)
+        run("split_descriptions", steps.split, cfg, str(source), "00000", index, p["shard"], p["contaminated"])
         run("quarantine_descriptions", steps.quarantine, cfg, str(source), p["quarantine"])
         generate_names = with_client(cli._client, steps.generate_names)
         run("generate_names", generate_names, cfg, p["shard"], p["names_raw"], p["names_failures"], p["names_timing"])
         run("filter_names", steps.filter_names_step, cfg, p["names_raw"], p["names_kept"], p["names_rejects"])
         run("names_metrics", steps.names_metrics, cfg, p["names_raw"], p["names_kept"], p["names_rejects"],
-            p["names_failures"], [p["shard"]], p["quarantine"], metrics)  # fmt: skip
+            p["names_failures"], [p["shard"]], p["quarantine"], [p["contaminated"]], metrics)  # fmt: skip
         generate_code = with_client(cli._client, steps.generate_code)
         run("generate_code", generate_code, cfg, p["names_kept"], p["code_raw"], p["code_failures"], p["code_timing"])
-        run("filter_code", steps.filter_code_step, cfg, p["code_raw"], p["code_kept"], p["code_rejects"])
+        run("filter_code", steps.filter_code_step, cfg, p["code_raw"], index, p["code_kept"], p["code_rejects"])
         generate_tests = with_client(cli._client, testgen.generate_tests_step)
         run("generate_tests", generate_tests, cfg, p["code_kept"], p["tests_raw"], p["tests_failures"],
             p["tests_timing"])  # fmt: skip

@@ -29,6 +29,20 @@ class Quarantined(Record):
     detail: str | None = None
 
 
+CONTAMINATED_PREFIX = "contaminated:"  # + the benchmark: the reason a description or function matches one
+
+
+class Contaminated(Record):
+    """`{shards_dir}/contaminated/{shard}.jsonl`: a description set aside, unsent, as it matches a benchmark task."""
+
+    id: str
+    desc: str
+    reason: str  # contaminated:<benchmark>
+    task_id: str
+    match: Literal["exact", "overlap"]  # the text occurs in the task's word for word, or their n-grams overlap
+    overlap: float
+
+
 class NameSample(Record):
     """One sampled name, either mode: `names/raw/{shard}.jsonl`."""
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from evoselfcode.config import Config
 from evoselfcode.datagen.checks.base import Check, run_checks
+from evoselfcode.datagen.checks.decontamination import BenchmarkMatch
 from evoselfcode.datagen.checks.duplicates import ExactDuplicates, NearDuplicates
 from evoselfcode.datagen.checks.execution import PassesTests
 from evoselfcode.datagen.checks.lint import Ruff
@@ -25,6 +26,7 @@ STAGE_B: tuple[type[Check], ...] = (
     NonTrivial,
     Length,
     Ruff,
+    BenchmarkMatch,
     ExactDuplicates,
     NearDuplicates,
     PassesTests,  # rule execute_tests (tests.enabled), after the model wrote tests of the functions kept so far
@@ -39,9 +41,11 @@ def checks_for(rule: str, cfg: Config, inputs: Mapping[str, str] | None = None) 
     return [check for check in built if check is not None]
 
 
-def check_samples(samples: Sequence[CodeSample], cfg: Config, rule: str = "filter_code") -> list[str | None]:
+def check_samples(
+    samples: Sequence[CodeSample], cfg: Config, rule: str = "filter_code", inputs: Mapping[str, str] | None = None
+) -> list[str | None]:
     """For each sample in order, the first reason of `rule`'s checks, or None if it is kept."""
-    return run_checks(checks_for(rule, cfg), samples)
+    return run_checks(checks_for(rule, cfg, inputs), samples)
 
 
 def funnel_stages() -> list[str]:

@@ -7,11 +7,12 @@ score, which carry engines of their own, live in `merge.py` and `scoring.py`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from evoselfcode.config import Config
-from evoselfcode.datagen import inputs
+from evoselfcode.datagen import decontam, inputs
 from evoselfcode.datagen.checks import checks_for, run_checks
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
@@ -19,6 +20,7 @@ from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.readers import read_jsonl, read_models
 from evoselfcode.datagen.schemas import (
+    CONTAMINATED_PREFIX,
     CodeRecord,
     CodeReject,
     CodeSample,
@@ -33,10 +35,18 @@ from evoselfcode.datagen.writers import write_json, write_jsonl
 log = logging.getLogger("evoselfcode")
 
 
-def split(cfg: Config, source: str, shard: str, out: str) -> None:
+def index_benchmarks(cfg: Config, out: str) -> None:
+    counts = decontam.write_index(cfg.decontamination, out)
+    log.info("benchmark index: %s", ", ".join(f"{n} {name} tasks" for name, n in counts.items()) or "no benchmark")
+
+
+def split(cfg: Config, source: str, shard: str, index: str, out: str, out_contaminated: str) -> None:
+    """One shard of the checked input; descriptions that match a benchmark go to `out_contaminated` instead."""
     descs = inputs.read_shard(inputs.index_input(cfg, source), shard, max_chars=cfg.io.max_desc_chars)
-    write_jsonl(out, descs)
-    log.info("shard %s: %d descriptions", shard, len(descs))
+    kept, contaminated = decontam.set_aside(descs, decontam.Index.load(index), cfg.decontamination.desc_threshold)
+    write_jsonl(out, kept)
+    write_jsonl(out_contaminated, contaminated)
+    log.info("shard %s: %d descriptions, %d set aside as benchmark tasks", shard, len(kept), len(contaminated))
 
 
 def quarantine(cfg: Config, source: str, out: str) -> None:
@@ -94,7 +104,15 @@ def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) ->
 
 
 def names_metrics(
-    cfg: Config, raw: str, kept: str, rejects: str, failures: str, shards: Sequence[str], quarantined: str, out: str
+    cfg: Config,
+    raw: str,
+    kept: str,
+    rejects: str,
+    failures: str,
+    shards: Sequence[str],
+    quarantined: str,
+    contaminated: Sequence[str],
+    out: str,
 ) -> None:
     descriptions = sum(1 for s in shards for _ in read_jsonl(s))
     metrics = name_metrics(
@@ -102,6 +120,9 @@ def names_metrics(
     )
     metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
     metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
+    # per benchmark, the descriptions set aside before any request (not counted in `descriptions`)
+    set_aside = Counter(r["reason"].removeprefix(CONTAMINATED_PREFIX) for p in contaminated for r in read_jsonl(p))
+    metrics["contaminated_descriptions"] = dict(sorted(set_aside.items()))
     write_json(out, metrics)
 
 
@@ -138,9 +159,9 @@ def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
     )
 
 
-def filter_code_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
+def filter_code_step(cfg: Config, raw: str, index: str, out_kept: str, out_rejects: str) -> None:
     samples = read_models(raw, CodeSample)
-    reasons = run_checks(checks_for("filter_code", cfg), samples)
+    reasons = run_checks(checks_for("filter_code", cfg, {"index": index}), samples)
     kept = [final_record(s, cfg) for s, r in zip(samples, reasons, strict=True) if r is None]
     rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
     write_jsonl(out_kept, kept)
