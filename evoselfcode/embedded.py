@@ -292,6 +292,7 @@ def resolve_base_url(api: Api, state_file: Path = STATE_FILE) -> str:
     if not state:
         raise EmbeddedServerError(
             f"api.base_url is 'embedded' but no embedded server is running ({state_file} is missing); "
-            "run the pipeline through snakemake, or start one with: python -m evoselfcode server start"
+            "run the pipeline through snakemake, or start one with: "
+            "python -m evoselfcode server start --config configs/local.yaml"
         )
     return state["url"]

@@ -14,7 +14,7 @@ rule generate_code:
         failures=f"{CODE}/failures/{{shard}}.jsonl",
         timing=f"{CODE}/timing/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "api.model", "codegen", "namegen.select"),
+        spec=spec("generate_code"),
     resources:
         llm_slots=1,
     log:
@@ -29,26 +29,29 @@ rule generate_code:
 rule filter_code:
     input:
         raw=rules.generate_code.output.raw,
+        index=rules.index_benchmarks.output[0],
     output:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
     params:
-        spec=spec("filters", "!filters.name_*", "!filters.min_relevance"),
+        spec=spec("filter_code"),
     # worker processes for large shards (Snakemake passes threads as OMP_NUM_THREADS); --set-threads for more
     threads: 2
     log:
         "logs/filter_code/{shard}.log",
     shell:
-        "{EVO} filter-code {input.raw} --out {output.kept} --rejects {output.rejects} "
+        "{EVO} filter-code {input.raw} --index {input.index} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
 
 
 # Global dedup needs every shard; the metrics come with it, so the documented target
 # (code/filtered.jsonl) also writes code/metrics.json, which quotes the names A/B verdict.
+# With tests on, the functions that passed them (rules/tests.smk); their rejects join the static checks' ones.
 rule merge_code:
     input:
-        kept=expand(f"{CODE}/filtered/{{shard}}.jsonl", shard=SHARDS),
+        kept=expand(f"{CODE}/{'tested' if CFG.tests.enabled else 'filtered'}/{{shard}}.jsonl", shard=SHARDS),
         rejects=expand(f"{CODE}/rejects/{{shard}}.jsonl", shard=SHARDS),
+        test_rejects=expand(f"{CODE}/tests/rejects/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         raw=f"{CODE}/raw.jsonl",
         failures=f"{CODE}/failures.jsonl",
         names_metrics=rules.names_metrics.output[0],
@@ -57,12 +60,12 @@ rule merge_code:
         rejects=f"{CODE}/rejects.jsonl",
         metrics=f"{CODE}/metrics.json",
     params:
-        spec=spec("filters.dedup"),
+        spec=spec("merge_code"),
     threads: 2
     log:
         "logs/merge_code/all.log",
     shell:
-        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} --raw {input.raw} "
+        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
         "--failures {input.failures} --names-metrics {input.names_metrics} --out {output.kept} "
         "--rejects {output.rejects} --metrics {output.metrics} --config {CONFIG_FILE} --log {log}"
 

@@ -16,7 +16,7 @@ rule generate_names:
         failures=f"{NAMES}/failures/{{shard}}.jsonl",
         timing=f"{NAMES}/timing/{{shard}}.jsonl",
     params:
-        spec=spec("meta", "api.model", "namegen", "!namegen.weaklist", "!namegen.select"),
+        spec=spec("generate_names"),
     resources:
         llm_slots=1,
     log:
@@ -37,7 +37,7 @@ rule filter_names:
     # before the CPU-heavy jobs: it is quick and unblocks a shard's code generation (keeps the server fed)
     priority: 10
     params:
-        spec=spec("namegen.weaklist", "filters.name_*", "filters.min_relevance"),
+        spec=spec("filter_names"),
     log:
         "logs/filter_names/{shard}.log",
     shell:
@@ -66,13 +66,15 @@ rule names_metrics:
         failures=f"{NAMES}/failures.jsonl",
         shards=expand(f"{SHARD_DIR}/{{shard}}.jsonl", shard=SHARDS),
         quarantine=rules.quarantine_descriptions.output[0],
+        contaminated=expand(f"{SHARD_DIR}/contaminated/{{shard}}.jsonl", shard=SHARDS),
     output:
         f"{NAMES}/metrics.json",
     log:
         "logs/names_metrics/all.log",
     shell:
         "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
-        "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} --out {output} "
+        "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} "
+        "--contaminated {input.contaminated} --out {output} "
         "--config {CONFIG_FILE} --log {log}"
 
 

@@ -3,7 +3,7 @@
 # The perplexity plot exists only with scoring.enabled: a run without scores has nothing to draw.
 import os
 
-REPORT = os.path.join(os.path.dirname(CODE.rstrip("/")), "report")
+REPORT = os.path.join(os.path.dirname(os.path.normpath(CODE)), "report")
 
 
 rule plot_metrics:

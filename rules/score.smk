@@ -10,7 +10,7 @@ rule score_code:
         rejects=f"{CODE}/score_rejects.jsonl",
         failures=f"{CODE}/score_failures.jsonl",
     params:
-        spec=spec("api.model", "codegen.template", "scoring", "!scoring.enabled"),
+        spec=spec("score_code"),
     resources:
         llm_slots=1,
     log:

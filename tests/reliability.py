@@ -20,7 +20,7 @@ from pathlib import Path
 from conftest import make_workdir, snakemake
 from fakeserver import ServerProcess
 
-from evoselfcode.datagen.pipeline.orchestrator import journal_path
+from evoselfcode.datagen.pipeline.steps import journal_path
 
 TARGET = "data/generated/code/filtered.jsonl"
 # Absolute paths hostile model output aims at; fixed for the session, so every run sees the same prompts.

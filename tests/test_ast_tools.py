@@ -149,6 +149,7 @@ ORIGINAL = '''def mean(values, default=0.0):
         ORIGINAL.replace("  # accumulate", "").replace('    """Arithmetic mean."""\n', ""),
         ORIGINAL.replace("total", "acc").replace("value", "item").replace("default", "fallback"),
         ORIGINAL.replace("total", "s").replace("values", "xs").replace("value", "x") + "\n\n",
+        ORIGINAL.replace("def mean", "def average"),  # the function's own name
     ],
 )
 def test_cosmetic_variants_share_a_fingerprint(variant):
@@ -158,7 +159,6 @@ def test_cosmetic_variants_share_a_fingerprint(variant):
 @pytest.mark.parametrize(
     "variant",
     [
-        ORIGINAL.replace("def mean", "def average"),  # the function's own name
         ORIGINAL.replace("len(values)", "sum(values)"),  # a builtin
         ORIGINAL.replace("total += value", "total -= value"),
         ORIGINAL.replace("default=0.0", "default=1.0"),
@@ -168,6 +168,21 @@ def test_cosmetic_variants_share_a_fingerprint(variant):
 )
 def test_real_changes_change_the_fingerprint(variant):
     assert ast_fingerprint(variant) != ast_fingerprint(ORIGINAL)
+
+
+FACTORIAL = "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n"
+
+
+def test_own_name_and_recursive_calls_are_renamed_like_locals():
+    renamed = "def factorial(k):\n    return 1 if k < 2 else k * factorial(k - 1)\n"
+    assert ast_fingerprint(renamed) == ast_fingerprint(FACTORIAL)
+    # calling another function is not recursion: a different function
+    assert ast_fingerprint(FACTORIAL.replace("* fact(", "* gamma(")) != ast_fingerprint(FACTORIAL)
+    # a helper beside it is renamed as consistently
+    helper = "def helper(x):\n    return x + 1\n\n\ndef main(y):\n    return helper(y) * 2\n"
+    other = helper.replace("helper", "inc").replace("main", "twice")
+    assert ast_fingerprint(other) == ast_fingerprint(helper)
+    assert ast_fingerprint(helper.replace("helper(y)", "main(y)")) != ast_fingerprint(helper)
 
 
 def test_renaming_follows_order_of_first_appearance():

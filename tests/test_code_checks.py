@@ -2,24 +2,20 @@ import subprocess
 
 import pytest
 
-from evoselfcode.config import Dedup, Filters
-from evoselfcode.datagen.filters import code as checks
-from evoselfcode.datagen.filters import dedup
-from evoselfcode.datagen.filters.code import (
-    DUPLICATE,
+from evoselfcode.config import Config, Dedup, Filters
+from evoselfcode.datagen import checks
+from evoselfcode.datagen.checks import base, check_samples, funnel, lint, reason_counts
+from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
+from evoselfcode.datagen.checks.lint import ruff_reason
+from evoselfcode.datagen.checks.structure import (
     MISSING_FUNCTION,
-    NEAR_DUPLICATE,
     SYNTAX_ERROR,
     TOO_LONG,
     TOO_SHORT,
     TRIVIAL_BODY,
     TRUNCATED,
-    check_sample,
-    check_samples,
-    funnel,
-    reason_counts,
-    ruff_reason,
 )
+from evoselfcode.datagen.filters import dedup
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils import ruff as ruff_module
@@ -58,8 +54,13 @@ def sample(code: str, func_name: str = "clamp", finish_reason: str | None = "sto
     )
 
 
+def with_filters(filters: Filters | None = None) -> Config:
+    # benchmark matches are tests/test_decontam.py's: these checks run without a benchmark index
+    return Config(filters=filters or Filters(), decontamination={"enabled": False})
+
+
 def reasons_of(*codes: str, filters: Filters | None = None) -> list[str | None]:
-    return check_samples([sample(code, index=i) for i, code in enumerate(codes)], filters or Filters())
+    return check_samples([sample(code, index=i) for i, code in enumerate(codes)], with_filters(filters))
 
 
 @pytest.mark.parametrize(
@@ -84,16 +85,40 @@ def test_each_reason(code, reason):
 
 def test_truncated_comes_first():
     broken = "def clamp(value, low, high):\n    return min(max(value,"
-    assert check_samples([sample(GOOD, finish_reason="length"), sample(broken, finish_reason="length")], Filters()) == [
-        TRUNCATED,
-        TRUNCATED,
-    ]
+    data = [sample(GOOD, finish_reason="length"), sample(broken, finish_reason="length")]
+    assert check_samples(data, with_filters()) == [TRUNCATED, TRUNCATED]
 
 
 def test_renamed_copy_is_an_exact_duplicate_of_the_first():
     assert reasons_of(GOOD, RENAMED, GOOD) == [None, DUPLICATE, DUPLICATE]
     assert reasons_of(RENAMED, GOOD) == [None, DUPLICATE]
     assert ast_fingerprint(GOOD) == ast_fingerprint(RENAMED)
+
+
+RECURSIVE = "def clamp(v, lo, hi):\n    if v < lo:\n        return clamp(lo, lo, hi)\n    return min(v, hi)\n"
+
+
+def named(code: str, old: str, new: str, index: int) -> CodeSample:
+    return sample(code.replace(old, new), func_name=new, index=index)
+
+
+def test_the_same_body_under_another_name_is_an_exact_duplicate_of_the_first():
+    data = [named(GOOD, "clamp", "bound", 0), sample(RENAMED, index=1), named(RENAMED, "clamp", "limit", 2)]
+    assert check_samples(data, with_filters()) == [None, DUPLICATE, DUPLICATE]
+    # recursive calls follow the name
+    data = [sample(RECURSIVE, index=0), named(RECURSIVE, "clamp", "squeeze", 1)]
+    assert check_samples(data, with_filters()) == [None, DUPLICATE]
+    # a recursive call that is not the function's own name is another function
+    other = sample(RECURSIVE.replace("return clamp(", "return squeeze("), func_name="clamp", index=1)
+    assert check_samples([sample(RECURSIVE), other], with_filters())[1] != DUPLICATE
+
+
+def test_a_near_copy_under_another_name_is_a_near_duplicate():
+    near = RECURSIVE.replace("min(v, hi)", "min(v, hi) if hi is not None else v").replace("clamp", "limit")
+    # With the names as written the two are 0.475 alike (token 5-grams), with the own name left out 0.79.
+    assert dedup.jaccard(*dedup.shingle_sets([RECURSIVE, near], 5)) < 0.7
+    data = [sample(RECURSIVE, index=0), sample(near, func_name="limit", index=1)]
+    assert check_samples(data, with_filters(Filters(dedup=Dedup(exact=False, threshold=0.7)))) == [None, NEAR_DUPLICATE]
 
 
 def test_near_copy_is_a_near_duplicate():
@@ -104,7 +129,7 @@ def test_near_copy_is_a_near_duplicate():
 def test_only_passing_samples_take_part_in_dedup():
     undefined = GOOD.replace("return low", "return lower_bound")
     # A rejected first copy does not make the later good copy a duplicate.
-    assert check_samples([sample(GOOD, finish_reason="length"), sample(GOOD)], Filters()) == [TRUNCATED, None]
+    assert check_samples([sample(GOOD, finish_reason="length"), sample(GOOD)], with_filters()) == [TRUNCATED, None]
     assert reasons_of(undefined, undefined, GOOD) == ["ruff:F821", "ruff:F821", None]
 
 
@@ -130,11 +155,6 @@ def test_length_limits_come_from_filters():
     assert reasons_of(GOOD, filters=Filters(min_code_len=len(GOOD), max_code_len=len(GOOD))) == [None]
 
 
-def test_check_sample_is_keep_and_reason():
-    assert check_sample(sample(GOOD), Filters()) == (True, None)
-    assert check_sample(sample(GOOD, finish_reason="length"), Filters()) == (False, TRUNCATED)
-
-
 def test_ruff_runs_once_for_all_candidates(monkeypatch):
     calls = []
     real_run = subprocess.run
@@ -145,13 +165,13 @@ def test_ruff_runs_once_for_all_candidates(monkeypatch):
 
     monkeypatch.setattr(ruff_module.subprocess, "run", counting_run)
     codes = [GOOD.replace("low", f"low{i}") for i in range(50)] + ["def clamp(:\n"] * 5
-    reasons = check_samples([sample(code, index=i) for i, code in enumerate(codes)], Filters())
+    reasons = check_samples([sample(code, index=i) for i, code in enumerate(codes)], with_filters())
     assert len(calls) == 1
     assert reasons.count(SYNTAX_ERROR) == 5
 
 
 def test_no_ruff_process_when_nothing_passed_the_cheap_checks(monkeypatch):
-    monkeypatch.setattr(checks, "ruff_check", lambda *a, **k: pytest.fail("ruff ran"))
+    monkeypatch.setattr(lint, "ruff_check", lambda *a, **k: pytest.fail("ruff ran"))
     assert reasons_of("def clamp(:\n", "x = 1\n") == [SYNTAX_ERROR, MISSING_FUNCTION]
 
 
@@ -185,15 +205,17 @@ def test_ruff_reason_ids():
 
 def test_funnel_counts_each_stage():
     reasons = [None, None, TRUNCATED, SYNTAX_ERROR, MISSING_FUNCTION, TOO_SHORT, TRIVIAL_BODY, "ruff:F821"]
-    reasons += [DUPLICATE, DUPLICATE, NEAR_DUPLICATE]
+    reasons += ["contaminated:humaneval", DUPLICATE, DUPLICATE, "exec_error:TypeError", NEAR_DUPLICATE]
     assert funnel(reasons) == {
-        "generated": 11,
-        "parsed": 9,
-        "named": 8,
-        "non_trivial": 6,
-        "ruff_clean": 5,
-        "unique": 3,
-        "near_unique": 2,
+        "generated": 13,
+        "parsed": 11,
+        "named": 10,
+        "non_trivial": 8,
+        "ruff_clean": 7,
+        "uncontaminated": 6,
+        "unique": 4,
+        "near_unique": 3,
+        "tested": 2,
     }
     assert reason_counts(reasons)[DUPLICATE] == 2
     assert list(reason_counts(reasons))[0] == DUPLICATE
@@ -226,7 +248,7 @@ def test_fingerprint_of_the_shared_tree_is_the_fingerprint_of_the_code():
 
 
 def test_code_nested_deeper_than_the_fingerprint_walk_is_judged_not_crashed():
-    deep = "def clamp(x):\n    return " + "-" * 1000 + "x\n"
+    deep = "def clamp(x):\n    return " + "~" * 1000 + "x\n"
     assert parse(deep) is not None  # the parser takes it; a recursive walk of its tree does not
     first, again = reasons_of(deep, deep)
     assert first is None and again == DUPLICATE
@@ -241,7 +263,7 @@ def varied_samples(count: int) -> list[CodeSample]:
     codes = []
     for i in range(count):
         base = i - i % 6
-        near = own(base).replace("    return ", "    checked = 1\n    return ")
+        near = own(base).replace("    return ", "    return 1 + ")
         codes.append([own(base), RENAMED, own(base), near, "def clamp(:\n", GOOD + "x = undefined\n"][i % 6])
     return [sample(code, index=i) for i, code in enumerate(codes)]
 
@@ -250,11 +272,11 @@ def varied_samples(count: int) -> list[CodeSample]:
 def test_worker_processes_give_the_same_reasons(monkeypatch, workers):
     data = varied_samples(90)
     monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
-    monkeypatch.setattr(checks, "worker_count", lambda items: 0)
-    serial = check_samples(data, Filters())
+    monkeypatch.setattr(base, "worker_count", lambda items: 0)
+    serial = check_samples(data, with_filters())
     assert {DUPLICATE, NEAR_DUPLICATE, SYNTAX_ERROR, "ruff:F821", None} <= set(serial)
-    monkeypatch.setattr(checks, "worker_count", lambda items: workers)
-    assert check_samples(data, Filters()) == serial
+    monkeypatch.setattr(base, "worker_count", lambda items: workers)
+    assert check_samples(data, with_filters()) == serial
 
 
 def test_dedup_in_workers_gives_the_same_result(monkeypatch):
@@ -277,5 +299,72 @@ def test_identical_samples_are_inspected_once_and_judged_alike(monkeypatch):
     undefined = GOOD.replace("return low", "return lower_bound")
     data = [sample(code, index=i) for i, code in enumerate([GOOD, undefined, GOOD, undefined, GOOD])]
     data.append(sample(GOOD.replace("def clamp", "def squeeze"), func_name="squeeze"))
-    assert check_samples(data, Filters()) == [None, "ruff:F821", DUPLICATE, "ruff:F821", DUPLICATE, NEAR_DUPLICATE]
+    # the last is the first under another name: its own name does not make it new
+    assert check_samples(data, with_filters()) == [None, "ruff:F821", DUPLICATE, "ruff:F821", DUPLICATE, DUPLICATE]
     assert len(parsed) == 3
+
+
+class Seen(base.Check):
+    """Records the samples it is asked about; drops those whose code contains its word."""
+
+    stage, reasons = "tested", ("failed_test",)
+    rule = "execute_tests"
+
+    def __init__(self, word: str) -> None:
+        self.word, self.seen = word, []
+
+    @classmethod
+    def build(cls, cfg, inputs):
+        return cls(inputs["word"])
+
+    def check(self, samples, prepared):
+        self.seen.append([s.sample_index for s in samples])
+        return ["failed_test" if self.word in s.code else None for s in samples]
+
+
+def test_each_check_sees_only_the_samples_still_alive():
+    later = Seen("seen")
+    distinct = "def clamp(xs):\n    seen = set()\n    for x in xs:\n        seen.add(x * 3)\n    return sorted(seen)\n"
+    data = [sample(code, index=i) for i, code in enumerate([GOOD, "def clamp(:\n", RENAMED, LONG, distinct])]
+    reasons = base.run_checks([*checks.checks_for("filter_code", with_filters()), later], data)
+    assert reasons == [None, SYNTAX_ERROR, DUPLICATE, None, "failed_test"]
+    assert later.seen == [[0, 3, 4]]
+
+
+def test_a_check_answering_an_undeclared_reason_is_a_bug():
+    class Sloppy(base.SampleCheck):
+        stage, reasons = "parsed", ("truncated",)
+
+        def reason(self, sample):
+            return "cut_off"
+
+    with pytest.raises(RuntimeError, match="Sloppy answered 'cut_off'"):
+        base.run_checks([Sloppy()], [sample(GOOD)])
+
+
+def test_each_rule_runs_its_slice_and_the_funnel_is_the_whole_list(monkeypatch):
+    monkeypatch.setattr(checks, "STAGE_B", (*checks.STAGE_B, Seen))
+    filter_code = checks.checks_for("filter_code", with_filters())
+    assert not any(isinstance(c, Seen) for c in filter_code)
+    *_, built = checks.checks_for("execute_tests", with_filters(), {"word": "lower_bound"})  # after PassesTests
+    assert built.word == "lower_bound"
+    assert checks.funnel_stages()[-1] == "tested"
+    assert funnel([None, "failed_test", DUPLICATE]) == {
+        "generated": 3, "parsed": 3, "named": 3, "non_trivial": 3, "ruff_clean": 3, "uncontaminated": 3,
+        "unique": 2, "near_unique": 2, "tested": 1,
+    }  # fmt: skip
+
+
+def test_switched_off_checks_are_left_out_but_keep_their_funnel_stage():
+    cfg = with_filters(Filters(enable_ast=False, enable_ruff=False, dedup=Dedup(exact=False, near=False)))
+    assert [type(c).__name__ for c in checks.checks_for("filter_code", cfg)] == ["Truncated", "Length"]
+    assert funnel([None]) == dict.fromkeys(checks.funnel_stages(), 1)
+
+
+def test_checks_of_one_stage_are_neighbours_in_the_list():
+    stages = [cls.stage for cls in checks.STAGE_B]
+    runs = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
+    assert len(runs) == len(set(runs)), f"a stage is split by another: {stages}"
+    for cls in checks.STAGE_B:
+        for reason in cls.reasons:
+            assert checks.funnel_stage(reason + "X" if reason.endswith(":") else reason)

@@ -95,17 +95,10 @@ def test_missing_and_non_mapping_files(tmp_path):
         load_config(write(tmp_path, "list.yaml", "- a\n- b\n"))
 
 
-def test_settings_select_by_pattern_and_exclusion():
-    cfg = Config()
-    chosen = cfg.settings("namegen.*", "!namegen.select", "!namegen.weaklist", "api.model")
-    assert "namegen.temperature" in chosen and "api.model" in chosen
-    assert not {"namegen.select", "namegen.weaklist", "api.base_url"} & chosen.keys()
-
-
-def test_settings_digest_changes_only_with_the_chosen_settings():
-    base = Config()
-    hotter = load_config(overrides={"codegen": {"temperature": 0.9}})
-    wider = load_config(overrides={"io": {"concurrency": 64}, "api": {"base_url": "http://other:8000"}})
-    names = ("meta.*", "api.model", "namegen.*")
-    assert base.settings_digest(*names) == hotter.settings_digest(*names) == wider.settings_digest(*names)
-    assert base.settings_digest("codegen.*") != hotter.settings_digest("codegen.*")
+def test_settings_are_named_one_by_one_and_a_nested_one_counts_whole():
+    cfg = load_config(overrides={"filters": {"dedup": {"threshold": 0.9}}})
+    chosen = cfg.settings(["namegen.temperature", "filters.dedup", "api.model"])
+    assert list(chosen) == ["api.model", "filters.dedup", "namegen.temperature"]
+    assert chosen["filters.dedup"]["threshold"] == 0.9 and chosen["namegen.temperature"] == 0.4
+    with pytest.raises(KeyError, match="namegen.\\* is not a setting"):
+        cfg.settings(["namegen.*"])  # no patterns: a rule names each setting

@@ -2,11 +2,13 @@ import json
 
 import pytest
 
+from evoselfcode.config import Config
 from evoselfcode.datagen.inputs import (
     InputError,
     _loads,
     cached_index,
     index_descriptions,
+    index_input,
     read_descriptions,
     read_shard,
 )
@@ -87,7 +89,17 @@ def test_skip_quarantines_bad_lines_and_keeps_shard_positions(tmp_path):
     path = jsonl(tmp_path, [desc_line(0), "{oops", desc_line(2), desc_line(0, "again")])
     index = index_descriptions(path, shard_size=2, max_chars=100)
     assert shards(index) == [["t0"], ["t2"]]
-    assert [(b["line"], b["reason"]) for b in index.quarantine()] == [(2, "invalid_json"), (4, "duplicate_id")]
+    assert [(b.line, b.reason) for b in index.quarantine()] == [(2, "invalid_json"), (4, "duplicate_id")]
+
+
+def test_index_input_stops_at_a_bad_line_unless_told_to_skip(tmp_path):
+    path = jsonl(tmp_path, [desc_line(0), "{oops", desc_line(2)])
+    cfg = Config.model_validate({"io": {"input_desc_path": str(path), "shard_size": 2}})
+    with pytest.raises(InputError, match=f"{path}:2: invalid_json"):
+        index_input(cfg, cache_dir=tmp_path / "cache")
+    skip = cfg.model_copy(update={"io": cfg.io.model_copy(update={"on_bad_line": "skip"})})
+    index = index_input(skip, cache_dir=tmp_path / "cache")
+    assert shards(index) == [["t0"], ["t2"]] and [b.line for b in index.quarantine()] == [2]
 
 
 def test_duplicate_descriptions_are_flagged(tmp_path):
@@ -145,3 +157,17 @@ def test_an_unknown_shard_is_a_clear_error(tmp_path):
     assert index.span("00002").start_line == 5
     with pytest.raises(InputError, match=r"has no shard '00003'.*00000\.\.00002"):
         index.span("00003")
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        (b'{"desc": "unclosed', "Unterminated string starting at column 10;"),
+        (b'{"desc": "a" "b"}', "Expecting ',' delimiter at column 14;"),
+    ],
+)
+def test_a_broken_json_line_says_where_once(tmp_path, line, detail):
+    path = jsonl(tmp_path, [line + b"\n"], raw=True)
+    with pytest.raises(InputError) as err:
+        split(path, 10)
+    assert detail in str(err.value) and " at at " not in str(err.value)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from evoselfcode.config import load_config
-from evoselfcode.datagen.filters.code import funnel
-from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
-from evoselfcode.datagen.pipeline.orchestrator import _sort_key, merge_code
-from evoselfcode.datagen.schemas import CodeRecord
-from evoselfcode.datagen.writer import LineReader, read_jsonl, read_models, scan_jsonl, write_json, write_jsonl
+from evoselfcode.datagen.checks import funnel
+from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates, without_own_name
+from evoselfcode.datagen.pipeline.merge import _sort_key, merge_code
+from evoselfcode.datagen.readers import LineReader, read_jsonl, read_models, scan_jsonl
+from evoselfcode.datagen.schemas import CodeRecord, GlobalReject
+from evoselfcode.datagen.writers import write_json, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["alpha", "beta", "gamma", "delta", "items", "rows", "cache", "total", "count", "index", "value", "node"]
@@ -28,6 +29,13 @@ def _old_quantiles(values: list[int]) -> dict:
     q = statistics.quantiles(values, n=20, method="inclusive") if len(values) > 1 else [values[0]] * 19
     return {"count": len(values), "min": min(values), "p5": q[0], "p50": q[9], "p95": q[18], "max": max(values),
             "mean": round(statistics.fmean(values), 1)}  # fmt: skip
+
+
+def _old_tokens(raw: list[dict], kept: list[dict], rejects: list[dict]) -> dict:
+    code = sum(r.get("tokens") or 0 for r in raw)
+    tests = sum(r["meta"].get("tests", {}).get("completion_tokens", 0) for r in kept)
+    tests += sum(r.get("test_tokens", 0) for r in rejects)
+    return {"code": code, "tests": tests, "per_kept_function": round((code + tests) / len(kept), 1) if kept else None}
 
 
 def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failures: list[dict]) -> dict:
@@ -55,6 +63,7 @@ def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], fa
         "pass_rate": round(len(kept) / len(raw), 4) if raw else None,
         "trimmed": sum(bool(r.get("trimmed")) for r in raw),
         "failed_requests": len(failures),
+        "completion_tokens": _old_tokens(raw, kept, rejects),
         "code_chars": _old_quantiles([len(r["code"]) for r in kept]),
         "code_lines": _old_quantiles([r["code"].count("\n") + 1 for r in kept]),
     }
@@ -72,21 +81,28 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
     if dedup.exact:
         dropped.update({k: "duplicate" for k in exact_duplicates(items)})
     if dedup.near:
-        rest = [it for it in items if it[0] not in dropped]
+        rest = [(key, without_own_name(code, records[int(key)].func_name)) for key, code in items if key not in dropped]
         near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
         dropped.update({k: "near_duplicate" for k in near})
     kept = [r for i, r in enumerate(records) if str(i) not in dropped]
-    for i, r in enumerate(records):
-        if (reason := dropped.get(str(i))) is not None:
-            rejects.append({"desc_id": r.meta.desc_id, "func_name": r.func_name, "source": r.source,
-                            "code": r.code, "reason": reason, "scope": "global"})  # fmt: skip
+    global_rejects = [
+        GlobalReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source, code=r.code, reason=reason)
+        for i, r in enumerate(records)
+        if (reason := dropped.get(str(i))) is not None
+    ]
     metrics = _old_code_metrics(
-        list(read_jsonl(raw)), [r.model_dump() for r in kept], rejects, list(read_jsonl(failures))
+        list(read_jsonl(raw)),
+        [r.model_dump() for r in kept],
+        rejects + [r.model_dump() for r in global_rejects],
+        list(read_jsonl(failures)),
     )
-    metrics["names_verdict"] = json.loads(Path(names_metrics).read_text()).get("verdict")
+    names = json.loads(Path(names_metrics).read_text())
+    metrics["names_verdict"] = names.get("verdict")
+    removed = {r.split(":", 1)[1]: n for r, n in metrics["reasons"].items() if r.startswith("contaminated:")}
+    metrics["decontamination"] = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
     write_jsonl(out["kept"], kept)
-    write_jsonl(out["rejects"], rejects)
-    write_json(out["metrics"], metrics)
+    write_jsonl(out["rejects"], [*rejects, *global_rejects])
+    write_json(out["metrics"], metrics, sort_keys=False)
 
 
 def _function(rng: random.Random, name: str) -> str:
@@ -191,6 +207,22 @@ def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path)
     assert not {r.code for r in kept} & {r["code"] for r in dropped}
     metrics = json.loads(out["metrics"].read_text())
     assert metrics["accounting"]["adds_up"] and metrics["names_verdict"] == "FIM"
+    assert list(metrics["funnel"]) == list(funnel([])), "the funnel's stages in the order samples pass them"
+
+
+def test_the_same_body_under_other_names_across_shards_is_a_global_duplicate(inputs, tmp_path):
+    body = "({n}, k):\n    if {n} <= 1:\n        return k\n    return {f}({n} - 1, k * {n}) + len(str(k))\n"
+    for exact, near, args in [(True, False, ["n", "m", "count"]), (False, True, ["n", "n", "n"])]:
+        kept_paths = []
+        for number, (name, arg) in enumerate(zip(["walk", "descend", "step_down"], args, strict=True)):
+            code = f"def {name}" + body.format(n=arg, f=name)  # one shard each; sorted by desc_id, the last first
+            write_jsonl(tmp_path / f"kept{number}.jsonl", [_record(f"d{2 - number}", name, code, "L2R", 0, False)])
+            kept_paths.append(str(tmp_path / f"kept{number}.jsonl"))
+        out = _run(merge_code, {**inputs, "kept": kept_paths}, tmp_path / f"{exact}", exact, near)
+        assert [r.func_name for r in read_models(out["kept"], CodeRecord)] == ["step_down"]
+        dropped = [r for r in read_jsonl(out["rejects"]) if r.get("scope") == "global"]
+        assert sorted(r["func_name"] for r in dropped) == ["descend", "walk"]
+        assert {r["reason"] for r in dropped} == {"duplicate" if exact else "near_duplicate"}
 
 
 def test_a_broken_shard_is_named_and_nothing_is_written(inputs, tmp_path):

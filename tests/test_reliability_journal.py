@@ -6,9 +6,9 @@ from pathlib import Path
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.config import load_config
 from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.orchestrator import filter_names_step, generate_names, journal_path
+from evoselfcode.datagen.pipeline.steps import filter_names_step, generate_names, journal_path
 from evoselfcode.datagen.schemas import Description
-from evoselfcode.datagen.writer import write_jsonl
+from evoselfcode.datagen.writers import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

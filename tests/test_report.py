@@ -6,6 +6,7 @@ import pytest
 
 from evoselfcode import report
 from evoselfcode.cli import main
+from evoselfcode.datagen.checks import funnel_stages
 
 
 def rate(k, n, lo, hi):
@@ -90,10 +91,20 @@ def test_rejects_plot_shows_each_hit_reason_with_counts_and_leaves_out_unhit_one
 
 def test_funnel_follows_the_order_of_the_checks_with_shares_of_generated():
     labels = _labels(report.plot_funnel, CODE)
-    order = ["generated", "parsed", "named", "non_trivial", "ruff_clean", "unique", "near_unique"]
+    order = [stage for stage in funnel_stages() if stage in CODE["funnel"]]
+    assert sorted(order) == sorted(CODE["funnel"])
     positions = [labels.index(stage + "\n") if stage + "\n" in labels else labels.index(stage) for stage in order]
     assert positions == sorted(positions)
     assert "20 (40%)" in labels and "50 (100%)" in labels
+
+
+def test_funnel_names_the_benchmark_matches_removed_per_stage():
+    removed = {"descriptions": {"humaneval": 3, "mbpp": 1}, "functions": {"humaneval": 2}}
+    labels = _labels(report.plot_funnel, {**CODE, "funnel": {**CODE["funnel"], "uncontaminated": 27},
+                                          "decontamination": removed})  # fmt: skip
+    assert "uncontaminated" in labels
+    assert "benchmark matches removed: descriptions humaneval 3, mbpp 1; functions humaneval 2" in labels
+    assert not any("benchmark" in t for t in _labels(report.plot_funnel, CODE))
 
 
 def test_lengths_and_perplexity_count_each_source():

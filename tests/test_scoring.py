@@ -16,8 +16,9 @@ from evoselfcode.clients.errors import ScoringUnsupported
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.scoring import HIGH_PERPLEXITY, score_records, scored_span
 from evoselfcode.datagen.prompts import code_prompt
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
-from evoselfcode.datagen.writer import read_jsonl, write_jsonl
+from evoselfcode.datagen.writers import write_jsonl
 
 BODIES = [
     "a, b):\n    while b:\n        a, b = b, a % b\n    return a",
@@ -121,10 +122,8 @@ def test_max_ppl_drops_the_worst_into_rejects_with_a_reason(server):
     out = score(server, records, scoring={"enabled": True, "max_ppl": threshold})
     assert len(out.kept) == 2 and len(out.rejects) == 3
     assert all(s.score.ppl <= threshold for s in out.kept)
-    assert all(r["reason"] == HIGH_PERPLEXITY and r["score"]["ppl"] > threshold for r in out.rejects)
-    assert {r["meta"]["desc_id"] for r in out.rejects} | {s.meta.desc_id for s in out.kept} == {
-        f"d{i}" for i in range(5)
-    }
+    assert all(r.reason == HIGH_PERPLEXITY and r.score.ppl > threshold and r.max_ppl == threshold for r in out.rejects)
+    assert {r.meta.desc_id for r in out.rejects} | {s.meta.desc_id for s in out.kept} == {f"d{i}" for i in range(5)}
 
 
 def test_a_request_failing_after_retries_becomes_a_failure_with_its_cause(server):

@@ -7,8 +7,8 @@ import math
 import pytest
 from conftest import make_workdir, snakemake
 
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
-from evoselfcode.datagen.writer import read_jsonl
 
 pytestmark = [pytest.mark.embedded, pytest.mark.workflow]
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from conftest import make_workdir, snakemake
 
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate, NameSample
-from evoselfcode.datagen.writer import read_jsonl
 
 pytestmark = [pytest.mark.embedded, pytest.mark.workflow]
 

@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from evoselfcode.datagen.schemas import Description
+from evoselfcode.config import Config
+from evoselfcode.datagen.schemas import Description, Quarantined
 
 BOM = b"\xef\xbb\xbf"
 INDEX_VERSION = 1
+STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
 
 
 class InputError(ValueError):
@@ -75,8 +77,8 @@ class InputIndex:
     def bad_digest(self) -> str:
         return hashlib.sha256(json.dumps([asdict(b) for b in self.bad]).encode()).hexdigest()[:16]
 
-    def quarantine(self) -> list[dict]:
-        return [{"file": self.path, "line": b.line, "reason": b.reason, "detail": b.detail} for b in self.bad]
+    def quarantine(self) -> list[Quarantined]:
+        return [Quarantined(file=self.path, line=b.line, reason=b.reason, detail=b.detail) for b in self.bad]
 
     def error(self) -> InputError:
         shown = "\n".join("  " + b.describe(self.path) for b in self.bad[:20])
@@ -140,7 +142,9 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
         try:
             obj = _loads(text)
         except json.JSONDecodeError as exc:
-            return "invalid_json", f"{exc.msg} at column {exc.colno}; each line must be one JSON object"
+            # json's "Unterminated string starting at" already ends in "at"
+            where = exc.msg.removesuffix(" at")
+            return "invalid_json", f"{where} at column {exc.colno}; each line must be one JSON object"
         if not isinstance(obj, dict):
             return "not_an_object", 'each line must be a JSON object like {"id": "...", "desc": "..."}'
         desc, rid = obj.get("desc"), obj.get("id")
@@ -251,3 +255,13 @@ def read_shard(index: InputIndex, shard: str, *, max_chars: int) -> list[Descrip
             assert isinstance(parsed, Description), f"{path}:{number} changed since it was indexed"
             out.append(parsed)
     return out
+
+
+def index_input(cfg: Config, source: str | None = None, cache_dir: Path = STATE_DIR) -> InputIndex:
+    """The checked, sharded input; its bad lines are an error unless `io.on_bad_line: skip`."""
+    io = cfg.io
+    source = source or io.input_desc_path
+    index = cached_index(source, shard_size=io.shard_size, max_chars=io.max_desc_chars, cache_dir=cache_dir)
+    if index.bad and io.on_bad_line == "error":
+        raise index.error()
+    return index

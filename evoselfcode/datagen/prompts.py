@@ -1,6 +1,6 @@
 """Prompt texts for stage A (names, FIM vs L2R) and stage B (code), and the FIM token presets.
 
-The description is in every prompt (DESIGN decision 1). L2R puts it before `def` as `# ` comment
+The description is in every prompt (docs/architecture.md, "Decisions"). L2R puts it before `def` as `# ` comment
 lines; FIM puts it after the hole, as the docstring in the suffix:
 
     prefix = GLOBAL_PREFIX + "def "    (GLOBAL_PREFIX = "This is an algorithm function.\\n\\n")
@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evoselfcode.config import CodeGen, NameGen
+from evoselfcode.config import CodeGen, NameGen, Tests
 
 GLOBAL_PREFIX = "This is an algorithm function.\n\n"
 DESC = "{desc}"
@@ -44,6 +44,10 @@ FIM_SUFFIX_TEMPLATE = '():\n    """{desc}"""\n'
 # For models with no FIM tokens: the docstring the real FIM prompt puts after the hole, moved before `def`.
 EMULATED_TEMPLATE = GLOBAL_PREFIX + '"""{desc}"""\ndef'
 CODE_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef {func_name}("
+# After the code prompt and the function, verbatim (the server's prefix cache reuses them): asserts, one a line.
+TEST_TEMPLATE = (
+    "\n\n\n# Check that {func_name} does what the task above asks, one assert per line:\nassert {func_name}("
+)
 
 
 @dataclass(frozen=True)
@@ -187,3 +191,15 @@ def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
     template = cfg.template or CODE_TEMPLATE
     # the name goes in first, so a description that mentions `{func_name}` stays as written
     return render(template.replace(FUNC_NAME, func_name), desc)
+
+
+def head_of_tests(func_name: str) -> str:
+    """The end of every test prompt: the tests are this plus the model's continuation."""
+    return f"assert {func_name}("
+
+
+def prompt_for_tests(desc: str, func_name: str, code: str, codegen: CodeGen, tests: Tests) -> str:
+    """The code prompt and the function as generated (they share its head), then the test template."""
+    prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
+    start = prompt[: -len(head)] + code if code.startswith(head) else prompt + code
+    return start.rstrip("\n") + (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)

@@ -38,7 +38,6 @@ import os
 import re
 import sys
 import threading
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -81,6 +80,30 @@ _LOW_32 = np.uint64(0xFFFFFFFF)
 _32 = np.uint64(32)
 # Shingles hashed at once by one permutation block: 128 permutations x 4,096 x 8 bytes = 4 MB.
 _SHINGLES_PER_BLOCK = 4_096
+
+
+# Stands for a function's own name in near dedup.
+OWN_NAME = "_f"
+
+
+def without_own_name(code: str, func_name: str) -> str:
+    """The code with its function's own name (its def, its recursive calls) as one placeholder, so that near
+    dedup compares bodies, as the exact fingerprint does. Whole words only; a string that quotes the name
+    changes too, alike in every copy. (str.find, not a regex per name: compiling one per function cost more
+    than the rest of near dedup's per-function work.)"""
+    parts: list[str] = []
+    start, at = 0, code.find(func_name) if func_name else -1
+    while at >= 0:
+        end = at + len(func_name)
+        if not _is_word_char(code, at - 1) and not _is_word_char(code, end):
+            parts += [code[start:at], OWN_NAME]
+            start = end
+        at = code.find(func_name, end)
+    return "".join(parts) + code[start:] if parts else code
+
+
+def _is_word_char(text: str, i: int) -> bool:
+    return 0 <= i < len(text) and (text[i].isalnum() or text[i] == "_")
 
 
 def code_tokens(code: str) -> list[str]:
@@ -229,10 +252,6 @@ def _check_keys(keys: Iterable[str]) -> None:
         seen.add(key)
 
 
-def _key_digest(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
 def chunks(items: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
     """Consecutive lists of `size` items (default CHUNK_SIZE), the last one shorter."""
     iterator = iter(items)
@@ -277,25 +296,12 @@ def map_in_workers(fn: Callable[[T], R], batches: Iterable[T], workers: int) -> 
             yield pending.popleft().result()
 
 
-def _read_band_keys(items: Sequence[tuple[str, str]], threshold: float, num_perm: int, ngram: int) -> np.ndarray:
-    """`band_keys` of the items' codes, reading the items once and holding one chunk of code at a time.
-
-    Also checks that the item keys are distinct, holding 8 bytes per key (a set of the keys is looked at
-    only when two digests are equal).
-    """
+def _read_band_keys(codes: Sequence[str], threshold: float, num_perm: int, ngram: int) -> np.ndarray:
+    """`band_keys` of the codes, reading them once and holding one chunk of code at a time."""
     bands, _ = lsh_bands(threshold, num_perm)
-    digests = array("Q")
-
-    def codes() -> Iterator[list[str]]:
-        for chunk in chunks(items):
-            digests.extend(_key_digest(key) for key, _ in chunk)
-            yield [code for _, code in chunk]
-
     keys_of = partial(band_keys, threshold=threshold, num_perm=num_perm, ngram=ngram)
-    rows = [np.empty((0, bands), dtype=np.uint32), *map_in_workers(keys_of, codes(), worker_count(len(items)))]
-    if len(np.unique(np.frombuffer(digests, dtype=np.uint64))) < len(digests):
-        _check_keys(key for key, _ in items)
-    return np.concatenate(rows)
+    rows = map_in_workers(keys_of, chunks(codes), worker_count(len(codes)))
+    return np.concatenate([np.empty((0, bands), dtype=np.uint32), *rows])
 
 
 def near_duplicates(
@@ -309,64 +315,80 @@ def near_duplicates(
     """`{dropped key: kept key}` for items whose shingle Jaccard with an earlier kept item is >= threshold.
 
     Items are judged in the given order against the items kept so far; a dropped item points to the
-    earliest kept item it matches. `items` is read once whole, then the candidates again by index.
-    `keys`: the items' `band_keys` with the same parameters, if the caller has them already.
+    earliest kept item it matches. `keys`: the items' `band_keys` with the same parameters, if the caller
+    has them already.
     """
-    return {key: kept for _, key, kept in _near_matches(items, threshold, num_perm, ngram, keys)}
+    _check_keys(key for key, _ in items)
+    codes = [code for _, code in items]
+    matches = _near_matches(codes, threshold, num_perm, ngram, keys)
+    return {items[position][0]: items[kept][0] for position, kept in matches}
 
 
 def near_duplicate_positions(
-    items: Sequence[tuple[str, str]], *, threshold: float, num_perm: int, ngram: int
+    codes: Sequence[str], *, threshold: float, num_perm: int, ngram: int, keys: np.ndarray | None = None
 ) -> np.ndarray:
-    """The positions in `items` of what `near_duplicates` drops, without a string per dropped item (at 1M
-    mostly-duplicate records, the dict of keys would be ~150 MB)."""
-    matches = _near_matches(items, threshold, num_perm, ngram, None)
-    return np.fromiter((order for order, _, _ in matches), dtype=np.int64)
+    """The positions in `codes` of what `near_duplicates` drops, in order.
+
+    `codes` is read once whole, then the candidates again by index, so it may read each code from a file
+    when asked (merge-code: a million records, none held in memory).
+    """
+    matches = _near_matches(codes, threshold, num_perm, ngram, keys)
+    return np.fromiter((position for position, _ in matches), dtype=np.int64)
 
 
 def _near_matches(
-    items: Sequence[tuple[str, str]], threshold: float, num_perm: int, ngram: int, keys: np.ndarray | None
-) -> Iterator[tuple[int, str, str]]:
-    """(position, key, kept item's key) of each dropped item, in order."""
+    codes: Sequence[str], threshold: float, num_perm: int, ngram: int, keys: np.ndarray | None
+) -> Iterator[tuple[int, int]]:
+    """(position, position of the kept code it matches) of each dropped code, in order."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], not {threshold}")
     if keys is None:
-        keys = _read_band_keys(items, threshold, num_perm, ngram)
-    else:
-        _check_keys(key for key, _ in items)
-        if len(keys) != len(items):
-            raise ValueError(f"{len(keys)} rows of band keys for {len(items)} items")
+        keys = _read_band_keys(codes, threshold, num_perm, ngram)
+    elif len(keys) != len(codes):
+        raise ValueError(f"{len(keys)} rows of band keys for {len(codes)} items")
     shared = _shared_keys(keys)
     candidates = np.flatnonzero(shared.any(axis=1))
     # Per band, key -> the kept candidates with that key; the shingles of the kept candidates.
     tables: list[dict[int, list[int]]] = [{} for _ in range(keys.shape[1])]
-    kept: dict[int, tuple[str, np.ndarray]] = {}
+    kept: dict[int, np.ndarray] = {}
     for first in range(0, len(candidates), CHUNK_SIZE):
-        batch = [(order, *items[order]) for order in candidates[first : first + CHUNK_SIZE].tolist()]
-        for (order, key, _), shingles in zip(batch, shingle_sets([code for *_, code in batch], ngram), strict=True):
+        batch = candidates[first : first + CHUNK_SIZE].tolist()
+        for position, shingles in zip(batch, shingle_sets([codes[p] for p in batch], ngram), strict=True):
             buckets = [
                 (table, band_key)
-                for table, band_key, is_shared in zip(tables, keys[order].tolist(), shared[order].tolist(), strict=True)
+                for table, band_key, is_shared in zip(
+                    tables, keys[position].tolist(), shared[position].tolist(), strict=True
+                )
                 if is_shared
             ]
             others: set[int] = set()
             for table, band_key in buckets:
                 others.update(table.get(band_key, ()))
-            matches = [other for other in others if jaccard(shingles, kept[other][1]) >= threshold]
+            matches = [other for other in others if jaccard(shingles, kept[other]) >= threshold]
             if matches:
-                yield order, key, kept[min(matches)][0]
+                yield position, min(matches)
                 continue
-            kept[order] = (key, shingles.copy())  # a view would keep its whole batch alive
+            kept[position] = shingles.copy()  # a view would keep its whole batch alive
             for table, band_key in buckets:
-                table.setdefault(band_key, []).append(order)
+                table.setdefault(band_key, []).append(position)
 
 
 def _fingerprints(codes: list[str]) -> list[str]:
     return [ast_fingerprint(code) for code in codes]
 
 
+def first_copies(fingerprints: Sequence[str] | np.ndarray) -> np.ndarray:
+    """For each item in order, whether no earlier item has its fingerprint: the exact-dedup rule.
+
+    The one rule of the shard check (`checks.duplicates`) and of merge-code; the first copy in order stays.
+    """
+    first = np.zeros(len(fingerprints), dtype=bool)
+    first[np.unique(np.asarray(fingerprints), return_index=True)[1]] = True
+    return first
+
+
 def exact_duplicates(items: Sequence[tuple[str, str]], *, fingerprints: Sequence[str] | None = None) -> dict[str, str]:
-    """`{dropped key: kept key}` for items whose AST fingerprint equals an earlier item's.
+    """`{dropped key: kept key}` for items whose AST fingerprint equals an earlier item's (`first_copies`).
 
     `fingerprints`: the items' `ast_fingerprint`s, in order, if the caller has them already.
     """
@@ -376,11 +398,11 @@ def exact_duplicates(items: Sequence[tuple[str, str]], *, fingerprints: Sequence
         fingerprints = list(itertools.chain.from_iterable(batches))
     elif len(fingerprints) != len(items):
         raise ValueError(f"{len(fingerprints)} fingerprints for {len(items)} items")
-    first_with: dict[str, str] = {}
+    kept_key: dict[str, str] = {}
     dropped: dict[str, str] = {}
-    for (key, _), fingerprint in zip(items, fingerprints, strict=True):
-        if fingerprint in first_with:
-            dropped[key] = first_with[fingerprint]
+    for (key, _), fingerprint, first in zip(items, fingerprints, first_copies(fingerprints).tolist(), strict=True):
+        if first:
+            kept_key[fingerprint] = key
         else:
-            first_with[fingerprint] = key
+            dropped[key] = kept_key[fingerprint]
     return dropped

@@ -1,4 +1,4 @@
-"""The request journal (DESIGN.md decision 5): answers kept as they arrive, so a rerun after a crash
+"""The request journal (docs/architecture.md, "Invariants"): answers kept as they arrive, so a rerun after a crash
 asks only what was never answered. Append-only JSONL, one answered request a line, keyed by the hash
 of the canonical request; a line cut short by a kill is ignored when read back.
 """

@@ -18,8 +18,9 @@ from evoselfcode.clients.errors import CircuitOpen, ScoringUnsupported
 from evoselfcode.config import CodeGen, Config
 from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.prompts import code_head, code_prompt
-from evoselfcode.datagen.schemas import CodeRecord, Failure, Score, ScoredRecord
-from evoselfcode.datagen.writer import read_models, write_jsonl
+from evoselfcode.datagen.readers import read_models
+from evoselfcode.datagen.schemas import CodeRecord, Failure, Score, ScoredRecord, ScoreReject
+from evoselfcode.datagen.writers import write_jsonl
 
 __all__ = ["ScoringUnsupported", "Scored", "score_records", "score_step", "scored_span"]
 
@@ -31,7 +32,7 @@ HIGH_PERPLEXITY = "high_perplexity"
 @dataclass
 class Scored:
     kept: list[ScoredRecord] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)
+    rejects: list[ScoreReject] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -99,7 +100,7 @@ def score_records(records: Sequence[CodeRecord], cfg: Config, client: ScoringCli
             continue
         scored = ScoredRecord(**record.model_dump(), score=score)
         if max_ppl is not None and score.ppl > max_ppl:
-            out.rejects.append({**scored.model_dump(mode="json"), "reason": HIGH_PERPLEXITY, "max_ppl": max_ppl})
+            out.rejects.append(ScoreReject(**scored.model_dump(), reason=HIGH_PERPLEXITY, max_ppl=max_ppl))
         else:
             out.kept.append(scored)
     return out
@@ -113,7 +114,7 @@ def score_step(cfg: Config, client: ScoringClient, records_path: str, out: dict[
     check_failure_budget(cfg, result.failures, len(records), "scoring")
     write_jsonl(out["kept"], result.kept)
     write_jsonl(out["rejects"], result.rejects)
-    ppls = sorted([r.score.ppl for r in result.kept] + [r["score"]["ppl"] for r in result.rejects])
+    ppls = sorted([r.score.ppl for r in result.kept] + [r.score.ppl for r in result.rejects])
     median = f"{ppls[len(ppls) // 2]:.3g}" if ppls else "n/a"
     log.info(
         "scored %d of %d functions (median ppl %s); %d above scoring.max_ppl=%s, %d failed",

@@ -1,67 +1,17 @@
-"""JSONL reading and atomic writing: a killed job never leaves a file that looks complete."""
+"""Reading back the JSONL files this pipeline wrote (users' inputs go through `inputs.py`)."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 T = TypeVar("T", bound=BaseModel)
-
-
-def _dumps(record: BaseModel | dict) -> str:
-    if isinstance(record, BaseModel):
-        return record.model_dump_json()
-    return json.dumps(record, ensure_ascii=False, sort_keys=False)
-
-
-@contextmanager
-def atomic_open(path: str | Path) -> Iterator[IO[str]]:
-    """Write to a temporary file beside `path`, then fsync and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)  # left by a writer that was killed; only one job writes a given output
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def jsonl_writer(path: str | Path) -> Iterator[Callable[[BaseModel | dict], None]]:
-    """`write(record)`, one record at a time, to a file that appears complete or not at all."""
-    with atomic_open(path) as fh:
-        yield lambda record: fh.write(_dumps(record) + "\n")
-
-
-def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
-    count = 0
-    with atomic_open(path) as fh:
-        for record in records:
-            fh.write(_dumps(record) + "\n")
-            count += 1
-    return count
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    with atomic_open(path) as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
-        fh.write("\n")
 
 
 def _loads(line: str, path: str | Path, number: int) -> dict:

@@ -1,0 +1,176 @@
+"""One function per pipeline step: read the step's input files, run the stage, write its outputs.
+
+Snakemake schedules the steps (rules/*.smk); each rule calls one of these through the CLI. merge-code and
+score, which carry engines of their own, live in `merge.py` and `scoring.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from evoselfcode.config import Config
+from evoselfcode.datagen import decontam, inputs
+from evoselfcode.datagen.checks import checks_for, run_checks
+from evoselfcode.datagen.filters.names import filter_names, select_names
+from evoselfcode.datagen.pipeline.abtest import name_metrics
+from evoselfcode.datagen.pipeline.journal import Journal
+from evoselfcode.datagen.pipeline.runner import check_failure_budget
+from evoselfcode.datagen.readers import read_jsonl, read_models
+from evoselfcode.datagen.schemas import (
+    CONTAMINATED_PREFIX,
+    CodeRecord,
+    CodeReject,
+    CodeSample,
+    Description,
+    NameCandidate,
+    NameReject,
+    NameSample,
+    RequestTiming,
+)
+from evoselfcode.datagen.writers import write_json, write_jsonl
+
+log = logging.getLogger("evoselfcode")
+
+
+def index_benchmarks(cfg: Config, out: str) -> None:
+    counts = decontam.write_index(cfg.decontamination, out)
+    log.info("benchmark index: %s", ", ".join(f"{n} {name} tasks" for name, n in counts.items()) or "no benchmark")
+
+
+def split(cfg: Config, source: str, shard: str, index: str, out: str, out_contaminated: str) -> None:
+    """One shard of the checked input; descriptions that match a benchmark go to `out_contaminated` instead."""
+    descs = inputs.read_shard(inputs.index_input(cfg, source), shard, max_chars=cfg.io.max_desc_chars)
+    kept, contaminated = decontam.set_aside(descs, decontam.Index.load(index), cfg.decontamination.desc_threshold)
+    write_jsonl(out, kept)
+    write_jsonl(out_contaminated, contaminated)
+    log.info("shard %s: %d descriptions, %d set aside as benchmark tasks", shard, len(kept), len(contaminated))
+
+
+def quarantine(cfg: Config, source: str, out: str) -> None:
+    bad = inputs.index_input(cfg, source).quarantine()
+    write_jsonl(out, bad)
+    log.info("%d bad input lines quarantined", len(bad))
+
+
+def journal_path(out: str) -> Path:
+    """A hidden file beside a generation job's output: Snakemake does not remove it when the job fails."""
+    return Path(out).with_name(f".{Path(out).stem}.journal.jsonl")
+
+
+def journal_for(out: str) -> Journal:
+    return Journal(journal_path(out))
+
+
+# A generation job keeps its journal when it ends: a kill between its end and Snakemake recording it would
+# rerun it (--rerun-incomplete) and, without the journal, ask all its requests again. The filter step, which
+# runs only once the job is recorded as done, removes it.
+def drop_journal(raw: str) -> None:
+    journal_path(raw).unlink(missing_ok=True)
+
+
+def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str, out_timing: str) -> None:
+    from evoselfcode.datagen.pipeline.namegen import generate_names as run
+
+    descs = read_models(shard, Description)
+    journal = journal_for(out_raw)
+    samples, failures, timings = run(descs, cfg, client, journal)
+    write_jsonl(out_failures, failures)
+    check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
+    write_jsonl(out_timing, timings)
+    write_jsonl(out_raw, samples)
+    journal.close()  # see drop_journal
+    log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
+
+
+def timing(shards: Sequence[str], kept: str, out: str) -> None:
+    """Wall-clock per mode from the shards' request timings; `kept` gives the records kept per mode."""
+    from evoselfcode.datagen.pipeline.timing import timing_summary
+
+    timings = (RequestTiming.model_validate(r) for p in shards for r in read_jsonl(p))
+    kept_modes = (r["source"] for r in read_jsonl(kept))
+    write_json(out, timing_summary(timings, kept_modes))
+
+
+def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
+    samples = read_models(raw, NameSample)
+    kept, rejects = filter_names(samples, cfg.namegen, cfg.filters)
+    write_jsonl(out_kept, kept)
+    write_jsonl(out_rejects, rejects)
+    drop_journal(raw)
+    log.info("kept %d of %d names", len(kept), len(samples))
+
+
+def names_metrics(
+    cfg: Config,
+    raw: str,
+    kept: str,
+    rejects: str,
+    failures: str,
+    shards: Sequence[str],
+    quarantined: str,
+    contaminated: Sequence[str],
+    out: str,
+) -> None:
+    descriptions = sum(1 for s in shards for _ in read_jsonl(s))
+    metrics = name_metrics(
+        read_models(raw, NameSample), read_models(kept, NameCandidate), read_models(rejects, NameReject), descriptions
+    )
+    metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
+    metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
+    # per benchmark, the descriptions set aside before any request (not counted in `descriptions`)
+    set_aside = Counter(r["reason"].removeprefix(CONTAMINATED_PREFIX) for p in contaminated for r in read_jsonl(p))
+    metrics["contaminated_descriptions"] = dict(sorted(set_aside.items()))
+    write_json(out, metrics)
+    for warning in metrics["warnings"]:
+        log.warning("names A/B: %s", warning)
+
+
+def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str, out_timing: str) -> None:
+    from evoselfcode.datagen.pipeline.codegen import generate_code as run
+
+    selected = select_names(read_models(names, NameCandidate), cfg.namegen.select)
+    journal = journal_for(out_raw)
+    samples, failures, timings = run(selected, cfg, client, journal)
+    write_jsonl(out_failures, failures)
+    check_failure_budget(cfg, failures, len(selected), "code")
+    write_jsonl(out_timing, timings)
+    write_jsonl(out_raw, samples)
+    journal.close()  # see drop_journal
+    log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))
+
+
+def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
+    cg = cfg.codegen
+    return CodeRecord(
+        desc=sample.desc,
+        func_name=sample.func_name,
+        source=sample.source,
+        code=sample.code,
+        meta={
+            "desc_id": sample.desc_id,
+            "params": {"temperature": cg.temperature, "top_p": cg.top_p, "max_new_tokens": cg.max_new_tokens},
+            "seed": sample.seed,
+            "sample_index": sample.sample_index,
+            "model": cfg.api.model,
+            "finish_reason": sample.finish_reason,
+            "trimmed": sample.trimmed,
+        },
+    )
+
+
+def filter_code_step(cfg: Config, raw: str, index: str, out_kept: str, out_rejects: str) -> None:
+    samples = read_models(raw, CodeSample)
+    reasons = run_checks(checks_for("filter_code", cfg, {"index": index}), samples)
+    kept = [final_record(s, cfg) for s, r in zip(samples, reasons, strict=True) if r is None]
+    rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
+    write_jsonl(out_kept, kept)
+    write_jsonl(out_rejects, rejects)
+    drop_journal(raw)
+    log.info("kept %d of %d functions", len(kept), len(samples))
+
+
+def merge_jsonl(sources: Sequence[str], out: str) -> None:
+    write_jsonl(out, (r for p in sources for r in read_jsonl(p)))
