@@ -14,7 +14,8 @@ from evoselfcode.clients.errors import LLMError
 from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, Embedded, load_config, redact_url
 
 log = logging.getLogger("evoselfcode")
-TOOLS = ("stats", "sample", "validate", "summary", "config-docs", "model")  # need no config: they only read files
+# run without a config: their arguments name what they read, and what they write (model: the cache, config-docs --write)
+TOOLS = ("stats", "sample", "validate", "summary", "config-docs", "model")
 EXPORT = "write a run's final records as a Parquet dataset with a dataset card (README.md), loadable with `datasets`"
 
 
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = step("timing", "wall-clock per mode from the shards' request timings")
     s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
+    s.add_argument("--test-shards", nargs="+", help="code/tests/timing/{shard}.jsonl, with the tests stage on")
     s.add_argument("--kept", required=True, help="the stage's merged kept records, to count them per mode")
     s.add_argument("--out", required=True)
 
@@ -161,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
     s.add_argument("--kept", nargs="+", required=True)
     s.add_argument("--shard-rejects", nargs="+", required=True)
-    for flag in ("--raw", "--failures", "--names-metrics", "--out", "--rejects", "--metrics"):
+    s.add_argument("--failures", nargs="+", required=True, help="failed code requests, then the tests' (if on)")
+    for flag in ("--raw", "--names-metrics", "--out", "--rejects", "--metrics"):
         s.add_argument(flag, required=True)
 
     s = step("score", "score kept functions with the model's own log-probs (perplexity given their prompt)")
@@ -309,7 +312,7 @@ def run(args: argparse.Namespace) -> int | None:
         case "generate-code":
             steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
         case "timing":
-            steps.timing(args.shards, args.kept, args.out)
+            steps.timing(args.shards, args.kept, args.out, args.test_shards)
         case "filter-code":
             steps.filter_code_step(cfg, args.raw, args.index, args.out, args.rejects)
         case "generate-tests":

@@ -395,8 +395,6 @@ class Decontamination(Strict):
     """Share of n-grams shared with one benchmark prompt (of the text's or the prompt's) that sets a text aside."""
     code_threshold: Probability = 0.5
     """Share of one benchmark solution's n-grams found in a function (names ignored) that drops the function."""
-    index: str = "data/generated/benchmarks/index.json"
-    """The benchmark index, built once per run."""
 
     @field_validator("benchmarks")
     @classmethod

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from evoselfcode import dataset_card
 from evoselfcode.config import Config
+from evoselfcode.datagen.readers import numbered_records
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
 from evoselfcode.datagen.writers import DIR_MODE
 
@@ -141,18 +142,7 @@ class Scan:
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(
-                    f"{path}:{number}: not valid JSON ({exc.msg}); rerun the step that wrote it"
-                ) from None
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path}:{number}: a record must be a JSON object")
-            yield number, record
+        yield from numbered_records(fh, path, "rerun the step that wrote it", DatasetError)
 
 
 def check_record(path: Path, number: int, record: dict, scored: bool) -> None:

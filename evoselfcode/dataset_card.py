@@ -168,6 +168,8 @@ def _funnel(run: Run) -> list[str]:
     stages = [["descriptions", names.get("descriptions")]]
     if names.get("quarantined_input_lines"):
         stages.append(["input lines quarantined (bad lines)", names["quarantined_input_lines"]])
+    if set_aside := sum(names.get("contaminated_descriptions", {}).values()):
+        stages.append(["descriptions set aside (they match a benchmark)", set_aside])
     for mode, m in names.get("modes", {}).items():
         stages += [[f"names sampled, {mode}", m.get("sampled")], [f"names kept, {mode}", m.get("kept")]]
     stages += [[f"functions: {stage}", count] for stage, count in code.get("funnel", {}).items()]  # in stage order
@@ -299,8 +301,11 @@ def _reproduce(cfg: Config) -> list[str]:
 
 def render(run: Run) -> str:
     names, code = run.names_metrics, run.code_metrics
-    decontamination = {f: m["decontamination"] for f, m in (("names", names), ("code", code))
-                       if isinstance(m.get("decontamination"), dict)}  # fmt: skip
+    removed = code.get("decontamination") or {}  # per benchmark: descriptions set aside, functions dropped
+    decontamination = {
+        "descriptions set aside": removed.get("descriptions") or {},
+        "functions dropped": removed.get("functions") or {},
+    }
     execution = {"code": code["execution"]} if isinstance(code.get("execution"), dict) else {}
     body = [
         *_intro(run),

@@ -124,7 +124,6 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "io.on_bad_line": "decided when the DAG is built; the bad lines' digest (quarantine's params.lines) follows them",
     "io.concurrency": "how many requests are in flight, not what they ask",
     "io.max_failure_rate": "whether a job fails, not what it writes",
-    "decontamination.index": "where the index goes, not what it holds",
 }
 
 

@@ -32,9 +32,12 @@ def summary(names_dir: str | Path, code_dir: str | Path) -> str:
         f" ({_per_source({source: s['kept'] for source, s in code['by_source'].items()})})",
         f"  A/B        {names['verdict'] or 'no metric compared'}",
     ]
-    failed = names.get("failed_requests", 0) + code.get("failed_requests", 0)
+    failed = names.get("failed_requests", 0) + code.get("failed_requests", 0)  # code's counts the tests' requests
     if failed:
-        lines.append(f"  failed     {failed} requests after retries, in failures.jsonl of {names_dir} and {code_dir}")
+        files = [names_dir / "failures.jsonl", code_dir / "failures.jsonl", code_dir / "tests/failures"]
+        lines.append(
+            f"  failed     {failed} requests after retries, in {', '.join(map(str, filter(Path.exists, files)))}"
+        )
     lines.append(f"Outputs: {final}; beside it and in {names_dir}/ the rejects with reasons, metrics.json, timing.json")
     plots, dataset = code_dir.parent / "report", code_dir.parent / "dataset"
     if plots.is_dir():

@@ -29,7 +29,7 @@ rule generate_code:
 rule filter_code:
     input:
         raw=rules.generate_code.output.raw,
-        index=rules.index_benchmarks.output[0],
+        index=ancient(rules.index_benchmarks.output[0]),  # a rebuilt index is the same: its name is its content
     output:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
@@ -54,6 +54,7 @@ rule merge_code:
         test_rejects=expand(f"{CODE}/tests/rejects/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         raw=f"{CODE}/raw.jsonl",
         failures=f"{CODE}/failures.jsonl",
+        test_failures=expand(f"{CODE}/tests/failures/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         names_metrics=rules.names_metrics.output[0],
     output:
         kept=f"{CODE}/filtered.jsonl",
@@ -66,7 +67,7 @@ rule merge_code:
         "logs/merge_code/all.log",
     shell:
         "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
-        "--failures {input.failures} --names-metrics {input.names_metrics} --out {output.kept} "
+        "--failures {input.failures} {input.test_failures} --names-metrics {input.names_metrics} --out {output.kept} "
         "--rejects {output.rejects} --metrics {output.metrics} --config {CONFIG_FILE} --log {log}"
 
 
@@ -86,10 +87,13 @@ rule merge_code_parts:
 rule code_timing:
     input:
         shards=expand(f"{CODE}/timing/{{shard}}.jsonl", shard=SHARDS),
+        tests=expand(f"{CODE}/tests/timing/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         kept=f"{CODE}/filtered.jsonl",
     output:
         f"{CODE}/timing.json",
     log:
         "logs/code_timing/all.log",
     shell:
-        "{EVO} timing --shards {input.shards} --kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"
+        "{EVO} timing --shards {input.shards} "
+        + ("--test-shards {input.tests} " if CFG.tests.enabled else "")
+        + "--kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"

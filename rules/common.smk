@@ -39,6 +39,7 @@ SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
 BENCHMARK_FILES = user_benchmark_files(CFG.decontamination)
+BENCHMARK_INDEX = f"{SHARD_DIR}/benchmarks/index-{BENCHMARKS}.json"  # named by what it is built from
 
 
 wildcard_constraints:

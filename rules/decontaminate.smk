@@ -1,7 +1,8 @@
-# Benchmark decontamination: the benchmarks' index, built once per run. split_descriptions sets aside the
-# descriptions that match a benchmark prompt (before any request); filter_code drops functions that match one.
-# It is rebuilt when what the benchmarks hold changes (params.benchmarks: settings and the files' digests), not
-# when a file is touched (ancient): a rebuilt index reruns every shard's check and all that follows.
+# Benchmark decontamination: the benchmarks' index. split_descriptions sets aside the descriptions that match a
+# benchmark prompt (before any request); filter_code drops functions that match one.
+# The index is named by the digest of what it is built from (settings and the files' contents), and its readers
+# take it as ancient(): new content is a new file, so the index and every check rerun in the same run, while a
+# touched benchmark file or a lost index (rebuilt when a job needs it) reruns no check.
 
 
 localrules:
@@ -12,9 +13,8 @@ rule index_benchmarks:
     input:
         [local(ancient(path)) for path in BENCHMARK_FILES],
     output:
-        CFG.decontamination.index,
+        BENCHMARK_INDEX,
     params:
-        benchmarks=BENCHMARKS,
         spec=spec("index_benchmarks"),
     log:
         "logs/index_benchmarks/all.log",

@@ -1,7 +1,7 @@
 # Split the checked description file into shards of io.shard_size descriptions, one job per shard;
 # descriptions that match a benchmark go to {shards_dir}/contaminated/{shard}.jsonl, never to the server.
 # ancient(): a shard reruns when its own lines change (params.lines), not whenever the file is appended to.
-# The benchmark index is rebuilt only when what it is built from changes (rules/decontaminate.smk).
+# The benchmark index is new only when what it is built from changes (rules/decontaminate.smk).
 # local(): the DAG is built from this file on this machine, so with a default storage provider
 # (profiles/kubernetes) the jobs read it too, not a storage copy that may differ.
 
@@ -9,7 +9,7 @@
 rule split_descriptions:
     input:
         source=local(ancient(CFG.io.input_desc_path)),
-        index=rules.index_benchmarks.output[0],
+        index=ancient(rules.index_benchmarks.output[0]),
     output:
         shard=f"{SHARD_DIR}/{{shard}}.jsonl",
         contaminated=f"{SHARD_DIR}/contaminated/{{shard}}.jsonl",

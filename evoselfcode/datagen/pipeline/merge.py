@@ -115,7 +115,7 @@ def merge_code(
     kept_shards: Sequence[str],
     reject_shards: Sequence[str],
     raw: str,
-    failures: str,
+    failures: Sequence[str],
     names_metrics: str,
     out: dict[str, str],
 ) -> None:
@@ -156,7 +156,7 @@ def merge_code(
                 reject(rejected)
             for sample in read_jsonl(raw):
                 metrics.add_raw(sample)
-            for failure in read_jsonl(failures):
+            for failure in (f for path in failures for f in read_jsonl(path)):  # code's and tests' requests
                 metrics.add_failure(failure)
             result = metrics.result()
     removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from evoselfcode.config import Config
@@ -85,13 +85,15 @@ def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: 
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
 
 
-def timing(shards: Sequence[str], kept: str, out: str) -> None:
-    """Wall-clock per mode from the shards' request timings; `kept` gives the records kept per mode."""
+def timing(shards: Sequence[str], kept: str, out: str, test_shards: Sequence[str] | None = None) -> None:
+    """Wall-clock per mode from the shards' request timings (and their tests', if run); `kept`: records kept."""
     from evoselfcode.datagen.pipeline.timing import timing_summary
 
-    timings = (RequestTiming.model_validate(r) for p in shards for r in read_jsonl(p))
+    def read(paths: Sequence[str]) -> Iterator[RequestTiming]:
+        return (RequestTiming.model_validate(r) for p in paths for r in read_jsonl(p))
+
     kept_modes = (r["source"] for r in read_jsonl(kept))
-    write_json(out, timing_summary(timings, kept_modes))
+    write_json(out, timing_summary(read(shards), kept_modes, read(test_shards) if test_shards is not None else None))
 
 
 def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
