@@ -114,6 +114,7 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "embedded.n_threads": _EMBEDDED,
     "embedded.cache_dir": _EMBEDDED,
     "embedded.startup_timeout": _EMBEDDED,
+    "embedded.model": "the server's model, which must equal api.model (config.py): api.model is listed",
     "scoring.enabled": "which files the default target asks for, not what any of them holds",
     "tests.enabled": "which rules the DAG chains (merge_code's inputs follow it), not what a step writes",
     "io.input_desc_path": "the split rules' input file: Snakemake follows it (and each shard's lines digest)",
