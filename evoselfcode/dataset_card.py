@@ -180,10 +180,8 @@ def _funnel(run: Run) -> list[str]:
     if reasons := code.get("reasons"):
         lines += ["", "Why functions were dropped: " + ", ".join(f"`{r}` {n:,}" for r, n in reasons.items()) + "."]
     if failed := (names.get("failed_requests") or 0) + (code.get("failed_requests") or 0):
-        lines += [
-            "",
-            f"Requests that failed after retries: {failed:,} (`names/failures.jsonl`, `code/failures.jsonl`).",
-        ]
+        files = ["names/failures.jsonl", "code/failures.jsonl", *(["code/tests/failures/"] * run.cfg.tests.enabled)]
+        lines += ["", f"Requests that failed after retries: {failed:,} ({', '.join(f'`{f}`' for f in files)})."]
     return lines
 
 

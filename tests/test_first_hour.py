@@ -111,6 +111,22 @@ def test_the_summary_command_prints_the_same(done, capsys, monkeypatch):
     assert capsys.readouterr().out in proc.stderr
 
 
+def test_the_summary_counts_failed_test_requests_and_names_their_folder(tmp_path):
+    from evoselfcode.summary import summary
+
+    names, code = tmp_path / "names", tmp_path / "code"
+    (code / "tests/failures").mkdir(parents=True)
+    names.mkdir()
+    (names / "metrics.json").write_text(json.dumps({"descriptions": 1, "modes": {}, "verdict": None,
+                                                    "failed_requests": 1}))  # fmt: skip
+    # failed_requests: the code requests and the tests ones, as merge_code counts them
+    (code / "metrics.json").write_text(json.dumps({"accounting": {"kept": 0, "generated": 0}, "by_source": {},
+                                                   "failed_requests": 2}))  # fmt: skip
+    (names / "failures.jsonl").write_text("{}\n")
+    text = summary(names, code)
+    assert f"3 requests after retries, in {names}/failures.jsonl, {code}/tests/failures\n" in text
+
+
 def test_a_long_job_shows_life_on_a_console_that_is_not_a_terminal(done):
     _, proc = done
     # the first progress line of each generation job, naming the job's log

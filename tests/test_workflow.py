@@ -113,6 +113,8 @@ def test_timings_sit_apart_from_the_data_one_per_request(done):
     assert sum(names[m]["kept"] for m in names) == len(kept)
     code = json.loads((done / timing[1]).read_text())["by_mode"]
     assert sum(code[m]["kept"] for m in code) == len(list(read_jsonl(done / TARGET)))
+    checked = [r for p in sorted((done / "data/generated/code/filtered").glob("*.jsonl")) for r in read_jsonl(p)]
+    assert sum(code[m]["tests"]["requests"] for m in code) == len(checked) > 0  # one test request per function
     assert all(v["latency_s"]["max"] >= v["latency_s"]["p50"] > 0 for v in [*names.values(), *code.values()])
     assert not any("latency" in r for r in read_jsonl(done / "data/generated/names/raw.jsonl"))
 
