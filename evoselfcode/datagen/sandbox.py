@@ -181,6 +181,7 @@ class _Worker:
         except subprocess.TimeoutExpired:  # it does not end at the end of its input
             self._proc.kill()
             self._proc.wait()
+        self._proc.stdout.close()
         self._stderr.close()
         if self._scratch is not None:
             self._scratch.cleanup()
