@@ -30,7 +30,7 @@ import sys
 import time
 
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
-_OUTCOME = re.compile(r"pass|fail|timeout|error:\w{1,40}")
+_OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
 # seccomp: fork, vfork and clone without CLONE_THREAD fail with EAGAIN (threads stay possible), clone3 with ENOSYS
 # so that libc falls back to clone. As root, RLIMIT_NPROC is not enforced, so this is what stops a fork bomb.
 _AUDIT_ARCH_X86_64, _ALLOW, _EAGAIN, _ENOSYS = 0xC000003E, 0x7FFF0000, 0x00050000 | 11, 0x00050000 | 38
@@ -140,6 +140,8 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, 
         finally:
             os._exit(0)
     os.close(write)
+    with contextlib.suppress(OSError):  # as the child does: its group exists before either one kills it
+        os.setpgid(pid, pid)
     buffer, current, loaded = b"", start, False
     deadline = time.monotonic() + limits["timeout_s"]
     while True:
