@@ -12,7 +12,7 @@ from evoselfcode.config import Execution
 from evoselfcode.datagen import sandbox
 from evoselfcode.datagen.sandbox import INSTALL_HINT, Job, SandboxError, run_jobs, sandbox_problem
 
-FAST = Execution(timeout_s=1.0, cpu_s=3, memory_mb=256)
+FAST = Execution(timeout_s=2.0, cpu_s=4, memory_mb=256)  # slack for a loaded CI machine
 UNSAFE = FAST.model_copy(update={"sandbox": "none-unsafe"})
 ADD = "def add(a, b):\n    return a + b\n"
 
