@@ -9,6 +9,7 @@ from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
 from evoselfcode.datagen.decontam import BenchmarkError, check_benchmarks, user_benchmark_files
 from evoselfcode.datagen.inputs import InputError, index_input
+from evoselfcode.datagen.sandbox import sandbox_problem
 from evoselfcode.rule_settings import rule_digest
 from evoselfcode.summary import summary
 from evoselfcode.workflow import (
@@ -62,9 +63,10 @@ def stop_embedded_server():
 
 
 def check_before_start():
-    """Problems a dry run need not know: profile placeholders, an unreachable default server (jobs run here)."""
+    """Problems a dry run need not know: profile placeholders; when jobs run here, no default server or sandbox."""
     problem = profile_placeholders(workflow.resource_settings)
     problem = problem or (workflow.local_exec and unresolved_default_server(CFG.api))
+    problem = problem or (workflow.local_exec and CFG.tests.enabled and sandbox_problem(CFG.execution))
     if problem:
         raise WorkflowError(problem)
 

@@ -4,13 +4,16 @@ import logging
 import os
 import socket
 import textwrap
+import time
 
 import pytest
 
 from evoselfcode.config import Execution
-from evoselfcode.datagen.sandbox import INSTALL_HINT, Job, SandboxError, run_jobs
+from evoselfcode.datagen import sandbox
+from evoselfcode.datagen.sandbox import INSTALL_HINT, Job, SandboxError, run_jobs, sandbox_problem
 
-FAST = Execution(timeout_s=1.0, cpu_s=3, memory_mb=256)
+FAST = Execution(timeout_s=2.0, cpu_s=4, memory_mb=256)  # slack for a loaded CI machine
+UNSAFE = FAST.model_copy(update={"sandbox": "none-unsafe"})
 ADD = "def add(a, b):\n    return a + b\n"
 
 
@@ -178,3 +181,115 @@ def test_a_child_that_exits_or_dies_gets_an_outcome_and_the_next_assertion_runs(
     [outcomes] = run_jobs([job(code, "assert f('exit') == 1", "assert f('abort') == 1", "assert f('no') == 1")],
                           FAST, workers=1)  # fmt: skip
     assert outcomes == ["error:Exit", "error:SIGABRT", "pass"]
+
+
+def test_code_that_spends_its_cpu_time_times_out(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # the runner as a plain process: the rlimits are the same
+    cpu_bound = UNSAFE.model_copy(update={"timeout_s": 30.0, "cpu_s": 1})  # the CPU limit comes first
+    code = "def f():\n    while True:\n        pass\n"
+    assert run_jobs([job(code, "assert f() is None", "assert 1 + 1 == 2")], cpu_bound, workers=1) == [
+        ["timeout", "pass"]
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_code_that_closes_the_report_pipe_and_sleeps_is_killed_in_time():
+    code = """
+        import os, time
+        def f():
+            os.closerange(3, 64)
+            time.sleep(30)
+        """
+    began = time.monotonic()
+    [outcomes] = run_jobs([job(code, "assert f() is None", "assert 2 == 2")], FAST, workers=1)
+    assert time.monotonic() - began < 15
+    assert outcomes == ["error:SIGKILL", "pass"]  # killed once the pipe closed, then the next assertion runs
+
+
+WRITES_REPORTS = """
+    import os
+    def f(lines):
+        for fd in range(3, 64):  # whichever is the report pipe
+            try:
+                os.write(fd, lines.encode())
+            except OSError:
+                pass
+        os._exit(0)
+    """
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("forged", ["1 pass\n", "5 pass\n-1 pass\n0 pass!\n0 error:\n"])  # the first looped
+def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(forged):
+    [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f({forged!r})", "assert 1 == 2")], FAST, workers=1)
+    assert outcomes == ["error:Exit", "fail"]
+
+
+def test_the_limit_the_docstring_states_a_pass_for_the_current_assertion_can_be_forged():
+    # it reports a pass for the assertion it runs, then exits: the next one has no report
+    [outcomes] = run_jobs([job(WRITES_REPORTS, "assert f('0 pass\\n')", "assert 1 == 2")], UNSAFE, workers=1)
+    assert outcomes == ["pass", "error:Exit"]  # if this ever fails, update sandbox_runner's docstring and the README
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the seccomp filter is for x86-64")
+def test_x32_abi_syscalls_do_not_pass_the_filter(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    code = """
+        import ctypes
+        def f():
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall(0x40000000 | 57)  # fork, by its x32 number
+            return ctypes.get_errno()
+        """
+    assert run_jobs([job(code, "assert f() == 11")], UNSAFE, workers=1) == [["pass"]]  # EAGAIN, as for fork
+
+
+def test_without_seccomp_on_another_architecture_a_warning_says_what_bounds_a_fork_bomb(monkeypatch, caplog):
+    monkeypatch.setattr(sandbox.platform, "machine", lambda: "aarch64")
+    sandbox._warn_unfiltered.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        run_jobs([job(ADD, "assert add(1, 1) == 2")], FAST, workers=1)
+        run_jobs([job(ADD, "assert add(1, 1) == 2")], FAST, workers=1)
+    sandbox._warn_unfiltered.cache_clear()
+    assert caplog.text.count("RLIMIT_NPROC") == 1 and "not enforced for root" in caplog.text
+
+
+HANGING_RUNNER = """
+import json, sys, time
+sys.stdin.readline()
+for line in sys.stdin:
+    job = json.loads(line)
+    if "HANG" in job["code"]:
+        time.sleep(3600)
+    print(json.dumps({"outcomes": ["pass"] * len(job["tests"])}), flush=True)
+time.sleep(3600)  # nor does it end at the end of its input
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_does_not_answer_is_killed_its_job_times_out_and_a_fresh_one_goes_on(
+    tmp_path, monkeypatch, caplog
+):
+    runner = tmp_path / "runner.py"
+    runner.write_text(HANGING_RUNNER)
+    monkeypatch.setattr(sandbox, "RUNNER", runner)
+    monkeypatch.setattr(sandbox, "HOST_SLACK_S", 1.0)
+    jobs = [job("HANG = 1\n", "assert 1", "assert 2"), job(ADD, "assert add(1, 1) == 2")]
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        assert run_jobs(jobs, FAST, workers=1) == [["timeout", "timeout"], ["pass"]]
+    assert time.monotonic() - began < 30
+    assert "did not answer" in caplog.text
+
+
+def test_the_check_before_start_names_a_missing_or_broken_bubblewrap(monkeypatch, tmp_path):
+    assert sandbox_problem(FAST) is None  # bubblewrap works on this machine
+    broken = tmp_path / "bwrap"
+    broken.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    problem = sandbox_problem(FAST)
+    assert "user namespaces" in problem and "Ubuntu 24.04" in problem and "No permissions" in problem
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sandbox_problem(FAST) == INSTALL_HINT
+    assert sandbox_problem(UNSAFE) is None

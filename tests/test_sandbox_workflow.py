@@ -6,6 +6,7 @@ The fake server "writes" each function and its tests as scripted by the descript
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from conftest import make_workdir, snakemake
@@ -13,6 +14,7 @@ from fakeserver import FakeServer, Options
 from test_reliability_faults import leaks
 
 from evoselfcode.datagen.readers import read_jsonl
+from evoselfcode.datagen.sandbox import INSTALL_HINT
 
 pytestmark = pytest.mark.workflow
 SECRET = "sk-evo-sandbox-3b9e17c4a0d2f685"
@@ -82,3 +84,23 @@ io: {{shard_size: 5, concurrency: 4}}
     assert not leaks(workdir, proc.stdout + proc.stderr, SECRET)
     metrics = json.loads((code / "metrics.json").read_text())
     assert metrics["accounting"]["adds_up"]
+
+
+def test_a_missing_bubblewrap_stops_the_run_before_any_request_and_a_dry_run_still_works(tmp_path):
+    path = tmp_path / "bin"  # the system's programs but bwrap
+    path.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for program in Path(directory).iterdir() if Path(directory).is_dir() else ():
+            if program.name != "bwrap" and not (path / program.name).exists():
+                (path / program.name).symlink_to(program)
+    with FakeServer(Options(seed=5)) as srv:
+        config = f'api: {{base_url: "{srv.url}"}}\nnamegen: {{n: 1, select: {{per_desc: 1}}}}\n'
+        (tmp_path / "wf").mkdir()
+        workdir = make_workdir(tmp_path / "wf", [{"id": "d0", "desc": "Add two numbers."}], config)
+        env = {"PATH": str(path)}
+        dry = snakemake(workdir, "-n", "data/generated/code/filtered.jsonl", env=env)
+        run = snakemake(workdir, "data/generated/code/filtered.jsonl", env=env)
+        requests = srv.stats()["requests"]
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert run.returncode != 0 and INSTALL_HINT in " ".join(run.stderr.split()), run.stderr[-2000:]
+    assert requests == 0

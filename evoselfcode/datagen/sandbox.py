@@ -5,14 +5,22 @@ run by the system interpreter): it forks one child per function, with rlimits an
 answers each job with one outcome per assertion. The sandbox has no network (`--unshare-all`), sees only
 the system's read-only directories and a private, size-capped `/tmp`, gets a clean environment, and dies
 with its parent. With `execution.sandbox: none-unsafe` the same runner runs as a plain process instead.
+
+The host gives each job `timeout_s * (assertions + 1) + HOST_SLACK_S`: a worker that has not answered by
+then is killed, the job's assertions are all `timeout` and a fresh worker takes the next job. The outcomes
+come from the runner's child, which the code could forge (see sandbox_runner.py); the sandbox keeps the
+code from harming anything, not from lying about its own assertions.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import platform
+import select
 import shutil
 import subprocess
 import sys
@@ -38,6 +46,15 @@ INSTALL_HINT = (
 )
 
 
+HOST_SLACK_S = 30.0  # beyond the runner's own cap per job: starting a child, a busy machine
+NO_USERNS_HINT = (
+    "bubblewrap (bwrap) is installed but could not start a sandbox; it needs unprivileged user namespaces, "
+    "which some systems disable (Ubuntu 24.04's AppArmor: `sysctl kernel.apparmor_restrict_unprivileged_userns=0` "
+    "or an AppArmor profile for bwrap; elsewhere `sysctl kernel.unprivileged_userns_clone=1`), or set "
+    "execution.sandbox: none-unsafe (never with a model you do not control)"
+)
+
+
 class SandboxError(RuntimeError):
     """The sandbox could not start or a worker died: the job fails, nothing is recorded as a test outcome."""
 
@@ -53,7 +70,8 @@ def interpreter() -> Path:
     return Path(os.path.realpath(sys.executable))
 
 
-def bwrap_command(ex: Execution) -> list[str]:
+def bwrap_command(ex: Execution, *program: str) -> list[str]:
+    """The bwrap command running `program` (by default the runner on the system interpreter) in a sandbox."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxError(INSTALL_HINT)
@@ -65,8 +83,35 @@ def bwrap_command(ex: Execution) -> list[str]:
         "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
         "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
         "--setenv", "PYTHONHASHSEED", "0",
-        str(python), "-s", "-c", RUNNER.read_text(encoding="utf-8"),
+        *(program or (str(python), "-s", "-c", RUNNER.read_text(encoding="utf-8"))),
     ]  # fmt: skip
+
+
+def sandbox_problem(ex: Execution) -> str | None:
+    """Why the sandbox cannot start on this machine (checked before any request), or None when it can."""
+    if ex.sandbox == UNSAFE:
+        return None
+    try:
+        command = bwrap_command(ex, str(interpreter()), "-s", "-c", "pass")
+    except SandboxError as exc:
+        return str(exc)
+    try:
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return f"{NO_USERNS_HINT}: `bwrap ... python -c pass` did not end within 60 s"
+    if proc.returncode != 0:
+        return f"{NO_USERNS_HINT}: bwrap said (exit status {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+    return None
+
+
+@functools.cache
+def _warn_unfiltered() -> None:
+    if platform.machine() != "x86_64":
+        log.warning(
+            "on %s the sandbox has no seccomp filter against fork: a fork bomb is bounded only by "
+            "RLIMIT_NPROC (execution.max_processes), which is not enforced for root",
+            platform.machine(),
+        )
 
 
 def _limits(ex: Execution, sandboxed: bool, workdir: str) -> dict:
@@ -78,6 +123,11 @@ class _Worker:
     """One runner process, sandboxed or not, taking jobs one at a time."""
 
     def __init__(self, ex: Execution):
+        self._ex = ex
+        self._start()
+
+    def _start(self) -> None:
+        ex = self._ex
         self.sandboxed = ex.sandbox != UNSAFE
         self._scratch = None
         if self.sandboxed:
@@ -109,6 +159,15 @@ class _Worker:
 
     def run(self, job: Job) -> list[str]:
         self._send({"code": job.code, "tests": list(job.tests)})
+        budget = self._ex.timeout_s * (len(job.tests) + 1) + HOST_SLACK_S
+        # one line answers one job, so nothing waits in stdout's buffer and select sees all there is
+        if not select.select([self._proc.stdout], [], [], budget)[0]:
+            log.warning("the sandbox worker did not answer within %.0f s: killed, its job's assertions time out, "
+                        "a fresh worker goes on", budget)  # fmt: skip
+            self._proc.kill()
+            self.close()
+            self._start()
+            return ["timeout"] * len(job.tests)
         line = self._proc.stdout.readline()
         if not line:
             raise SandboxError(f"the sandbox worker stopped: {self._error()}")
@@ -117,7 +176,12 @@ class _Worker:
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError):  # it died already; run() said why
             self._proc.stdin.close()
-        self._proc.wait()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # it does not end at the end of its input
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
         self._stderr.close()
         if self._scratch is not None:
             self._scratch.cleanup()
@@ -125,6 +189,7 @@ class _Worker:
 
 def run_jobs(jobs: Sequence[Job], ex: Execution, workers: int) -> list[list[str]]:
     """Each job's outcomes (one per assertion), in the order of `jobs`, by `workers` sandboxes at once."""
+    _warn_unfiltered()
     if ex.sandbox == UNSAFE:
         log.warning("execution.sandbox is %s: generated code runs WITHOUT a sandbox, with this job's rights", UNSAFE)
     results: list[list[str] | None] = [None] * len(jobs)

@@ -3,8 +3,16 @@
 Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the
 system's interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`,
 answered with one stdout line, `{"outcomes": [...]}`: per assertion `pass`, `fail`, `error:<Type>` or
-`timeout`. A child that runs out of time is killed with its process group and a fresh child goes on with
-the next assertion, so one endless assertion hides none of the others.
+`timeout`. A function's assertions run one after another in one child, sharing its namespace; a child that
+runs out of time (`timeout_s` wall clock per assertion, `cpu_s` CPU for the child: the function's loading and
+every assertion it runs) or dies is killed with its process group, and a fresh child goes on with the next
+assertion, so one endless assertion hides none of the others. A whole job never takes longer than
+`timeout_s * (assertions + 1)`.
+
+Limit: the child reports its own outcomes through a pipe it holds, so code that writes `<index> pass` lines
+there itself can forge a pass for the assertion being run. Lines for any other assertion, or not shaped like
+an outcome, are ignored; a verdict the code cannot touch would need each assertion's result from outside the
+child (e.g. one process per assertion), which costs a fork and a load per assertion.
 """
 
 import contextlib
@@ -22,13 +30,15 @@ import sys
 import time
 
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
+_OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
 # seccomp: fork, vfork and clone without CLONE_THREAD fail with EAGAIN (threads stay possible), clone3 with ENOSYS
 # so that libc falls back to clone. As root, RLIMIT_NPROC is not enforced, so this is what stops a fork bomb.
 _AUDIT_ARCH_X86_64, _ALLOW, _EAGAIN, _ENOSYS = 0xC000003E, 0x7FFF0000, 0x00050000 | 11, 0x00050000 | 38
 _FILTER = [  # (code, jt, jf, k): classic BPF over struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}
     (0x20, 0, 0, 4),  # A = arch
-    (0x15, 0, 8, _AUDIT_ARCH_X86_64),  # another architecture: allow (RLIMIT_NPROC still holds unless root)
+    (0x15, 0, 9, _AUDIT_ARCH_X86_64),  # another architecture: allow (RLIMIT_NPROC still holds unless root)
     (0x20, 0, 0, 0),  # A = syscall number
+    (0x35, 8, 0, 0x40000000),  # an x32-ABI number (nr | 0x40000000): EAGAIN, so it cannot fork around the rest
     (0x15, 7, 0, 57),  # fork -> EAGAIN
     (0x15, 6, 0, 58),  # vfork -> EAGAIN
     (0x15, 6, 0, 435),  # clone3 -> ENOSYS
@@ -59,8 +69,9 @@ def _no_fork() -> None:
 
 def _limit(limits: dict) -> None:
     mb = 1024 * 1024
+    # soft < hard: the soft CPU limit sends SIGXCPU (a `timeout`), the hard one SIGKILL to code that catches it
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
     for which, value in (
-        (resource.RLIMIT_CPU, limits["cpu_s"]),
         (resource.RLIMIT_AS, limits["memory_mb"] * mb),
         (resource.RLIMIT_NPROC, limits["max_processes"]),
         (resource.RLIMIT_FSIZE, limits["max_file_mb"] * mb),
@@ -118,7 +129,7 @@ def _death(status: int) -> str:
     return "error:Exit"
 
 
-def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list) -> None:
+def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, job_end: float) -> None:
     """One child for assertions `start`...; fills `outcomes` with what it reports, kills it when it overstays."""
     read, write = os.pipe()
     pid = os.fork()
@@ -129,20 +140,22 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list) 
         finally:
             os._exit(0)
     os.close(write)
+    with contextlib.suppress(OSError):  # as the child does: its group exists before either one kills it
+        os.setpgid(pid, pid)
     buffer, current, loaded = b"", start, False
     deadline = time.monotonic() + limits["timeout_s"]
     while True:
-        wait = deadline - time.monotonic()
+        wait = min(deadline, job_end) - time.monotonic()
         if wait <= 0 or not select.select([read], [], [], wait)[0]:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            # stuck loading the function: every assertion would be, too
-            for i in range(current, len(tests) if not loaded else current + 1):
+            _kill(pid)
+            # stuck loading the function: every assertion would be, too; past the job's cap: the rest, too
+            last = current + 1 if loaded and time.monotonic() < job_end else len(tests)
+            for i in range(current, last):
                 outcomes[i] = "timeout"
             break
         data = os.read(read, 4096)
-        if not data:
-            _, status = os.waitpid(pid, 0)
+        if not data:  # the child exited or closed the pipe: it may still run, so it goes first
+            status = _kill(pid)
             if current < len(tests) and outcomes[current] is None:
                 outcomes[current] = _death(status)
             break
@@ -152,21 +165,30 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list) 
             if line == b"loaded":
                 loaded = True
                 continue
-            try:
-                index, outcome = line.decode().split(" ", 1)
-                index = int(index)
-                outcomes[index] = outcome[:60]
-            except (ValueError, IndexError):  # the code wrote to the report pipe itself: not an outcome
-                continue
-            current = index + 1
+            index, _, outcome = line.decode(errors="replace").partition(" ")
+            if index != str(current) or current >= len(tests) or not _OUTCOME.fullmatch(outcome):
+                continue  # the code wrote to the report pipe itself: not the outcome the runner waits for
+            outcomes[current] = outcome
+            current += 1
             deadline = time.monotonic() + limits["timeout_s"]  # the budget is per assertion
     os.close(read)
 
 
+def _kill(pid: int) -> int:
+    """Kills the child's process group and reaps the child: its wait status."""
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
 def run_job(code: str, tests: list, limits: dict) -> list:
     outcomes = [None] * len(tests)
+    job_end = time.monotonic() + limits["timeout_s"] * (len(tests) + 1)
     while None in outcomes:
-        _run_from(code, tests, outcomes.index(None), limits, outcomes)
+        start = outcomes.index(None)
+        _run_from(code, tests, start, limits, outcomes, job_end)
+        if outcomes[start] is None:  # the child went without reporting it: each round settles one at least
+            outcomes[start] = "error:Exit"
         if limits["sandboxed"]:
             # the runner is the sandbox's PID 1: this ends whatever the child left behind (setsid, daemons)
             # and only inside the sandbox's own PID namespace
