@@ -52,7 +52,7 @@ DESCRIPTIONS += [{"id": i, "desc": f"Name it {name!r}. {_script('name', name)}"}
 MODES = 2  # FIM and L2R: name requests per description
 SHARD_SIZE = 4
 # Wall-clock files: the only ones allowed to differ between two runs with the same seeds.
-TIMING_FILES = re.compile(r"^data/generated/(names|code)/timing(/|\.json$)")
+TIMING_FILES = re.compile(r"^data/generated/(names|code)/(tests/)?timing(/|\.json$)")
 
 
 def config(url: str, extra: str = "", api: str = "") -> str:

@@ -107,10 +107,13 @@ def test_every_job_ran_as_a_slurm_job(done):
     # the plugin writes each job's log to <logdir>/rule_<rule>/[<wildcards>/]<SLURM job id>.log
     logs = list((workdir / "logs/slurm").rglob("*.log"))
     rules = {p.relative_to(workdir / "logs/slurm").parts[0].removeprefix("rule_") for p in logs}
-    assert {"split_descriptions", "generate_names", "filter_names", "generate_code", "merge_code"} <= rules
+    per_shard = {"split_descriptions", "generate_names", "filter_names", "generate_code", "filter_code"}
+    per_shard |= {"generate_tests", "execute_tests"}
+    assert per_shard | {"merge_code"} <= rules
     ids = {p.stem for p in logs}
-    assert len(ids) == 2 * 5 + 2, ids  # 2 shards x 5 per-shard rules, plus quarantine and merge_code
-    assert not {"merge_names", "names_metrics", "merge_code_parts"} & rules  # localrules: seconds of I/O
+    assert len(ids) == 2 * len(per_shard) + 2, ids  # 2 shards x the per-shard rules, plus quarantine and merge_code
+    local = {"merge_names", "names_metrics", "merge_code_parts", "index_benchmarks"}
+    assert not local & rules  # localrules: seconds of I/O
     # slurmctld itself knows them as finished jobs (squeue shows them for MinJobAge after the end)
     queue = slurm("squeue", "-h", "--states=all", "-o", "%i|%T")
     states = dict(line.split("|") for line in queue.stdout.split())
