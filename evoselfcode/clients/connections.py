@@ -187,15 +187,17 @@ class Connections:
         parts = urlsplit(base_url)
         origin = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path=""))
         self.target = quote(parts.path, safe="/%:@!$&'()*+,;=~")  # a request line is ASCII
-        self.pool = pool if pool is not None or not env.proxy else make_pool(base_url, concurrency, env)
-        if self.pool is None:
+        if pool is None and env.proxy:
+            pool = make_pool(base_url, concurrency, env)
+        self.pool = pool
+        if pool is None:
             lines: list[Line] = [Connection(_new_connection(parts, env), timeout) for _ in range(concurrency)]
-        elif isinstance(self.pool, urllib3.ProxyManager):
+        elif isinstance(pool, urllib3.ProxyManager):
             self.target = origin + self.target  # the proxy manager needs the absolute URL
-            lines = [PoolShare(self.pool.urlopen, timeout)] * concurrency
+            lines = [PoolShare(pool.urlopen, timeout)] * concurrency  # one share, `concurrency` times: the slots
         else:
             # the one connection pool for this host, once: PoolManager.urlopen would look it up per request
-            lines = [PoolShare(self.pool.connection_from_url(origin).urlopen, timeout)] * concurrency
+            lines = [PoolShare(pool.connection_from_url(origin).urlopen, timeout)] * concurrency
         self._free: queue.SimpleQueue[Line] = queue.SimpleQueue()
         for line in lines:
             self._free.put(line)
