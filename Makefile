@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install chromium run test test-slurm dry-run lint clean report
+.PHONY: install chromium sandbox run test test-slurm dry-run lint clean report
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,24 @@ install: $(BIN)/.installed
 chromium:
 	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || scripts/install-chromium.sh
 
-# the default target: the data, the report's plots and the dataset folder (data/generated/dataset/)
-run: install
-	$(BIN)/snakemake --profile profiles/local
+# Debian's bubblewrap, which runs generated code in a sandbox (execution.sandbox: bwrap, the default).
+sandbox:
+	@command -v bwrap >/dev/null || scripts/install-bubblewrap.sh
+
+# make run DESCS=my.txt: your own descriptions (.txt, one per line, or JSONL) on the local model, into data/own/my/.
+DESCS ?=
+OWN_DIR = data/own/$(basename $(notdir $(DESCS)))
+OWN_IO = io='{input_desc_path: "$(DESCS)", shards_dir: "$(OWN_DIR)/shards", out_names_dir: "$(OWN_DIR)/names", \
+	out_code_dir: "$(OWN_DIR)/code"}'
+OWN = $(if $(DESCS),--config $(OWN_IO))
+REPORT = $(if $(DESCS),$(OWN_DIR)/report.html,report.html)
+
+# The default target: the records, metrics, timing and plots of the README's output table, and the dataset folder.
+run: install sandbox
+	$(BIN)/snakemake --profile profiles/local $(OWN)
 
 # Lint first, then one pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
-test: install chromium lint
+test: install chromium sandbox lint
 	trap scripts/slurm-down.sh EXIT; { [ "$(SKIP_SLURM)" = 1 ] || scripts/slurm-up.sh; } && \
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
@@ -33,10 +45,10 @@ test: install chromium lint
 test-slurm: install
 	trap scripts/slurm-down.sh EXIT; scripts/slurm-up.sh && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m slurm
 
-# The quick start's data plus the plots, collected into report.html.
-report: install
-	$(BIN)/snakemake --profile profiles/local
-	$(BIN)/snakemake --profile profiles/local --report report.html
+# The quick start's data plus the plots, collected into report.html (with DESCS=: into data/own/NAME/report.html).
+report: install sandbox
+	$(BIN)/snakemake --profile profiles/local $(OWN)
+	$(BIN)/snakemake --profile profiles/local $(OWN) --report $(REPORT)
 
 dry-run: install
 	$(BIN)/snakemake -n data/generated/code/filtered.jsonl

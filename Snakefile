@@ -12,9 +12,11 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/decontaminate.smk"
 include: "rules/split.smk"
 include: "rules/names.smk"
 include: "rules/code.smk"
+include: "rules/tests.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
 include: "rules/dataset.smk"
@@ -34,12 +36,15 @@ rule all:
 
 
 onstart:
+    check_before_start()
     start_embedded_server()
 
 
 onsuccess:
     stop_embedded_server()
+    print_summary()
 
 
 onerror:
     stop_embedded_server()
+    say_how_to_resume()

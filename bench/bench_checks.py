@@ -10,6 +10,7 @@ the number of workers; the CPU ratio does not depend on it. `--serial` also time
 worker processes, in the same run.
 
     python bench/bench_checks.py [--count 100000] [--repeat 1] [--serial] [--scaling 10000 30000 100000]
+        [--ruff-rules E9 F63 F7 F82]
 """
 
 from __future__ import annotations
@@ -86,10 +87,11 @@ def near_only(count: int) -> dict:
             "peak_extra_mb": (rss.peak - before) / 2**20, "cpu_s": CPU["near"]}  # fmt: skip
 
 
-def full(count: int, repeat: int, serial: bool) -> dict:
+def full(count: int, repeat: int, serial: bool, ruff_rules: list[str] | None) -> dict:
     data = samples(count)
     codes = [s.code for s in data]
-    cfg = Config()
+    filters = Filters(ruff_rules=ruff_rules) if ruff_rules is not None else Filters()
+    cfg = Config(filters=filters, decontamination={"enabled": False})  # benchmark matches: bench_decontam.py
     filters = cfg.filters
     dd = filters.dedup
     items = [(str(i), c) for i, c in enumerate(codes)]
@@ -135,12 +137,13 @@ if __name__ == "__main__":
     p.add_argument("--scaling", type=int, nargs="*", default=[10_000, 30_000, 100_000])
     p.add_argument("--serial", action="store_true", help="also time check_samples without worker processes")
     p.add_argument("--near-only", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ruff-rules", nargs="+", help="filters.ruff_rules for the run (default: the config default)")
     p.add_argument("--name", default="checks")
     a = p.parse_args()
     if a.near_only:
         print(json.dumps(near_only(a.near_only)))
         sys.exit(0)
-    figures = {"full": full(a.count, a.repeat, a.serial) if a.count else None, "near_scaling": []}
+    figures = {"full": full(a.count, a.repeat, a.serial, a.ruff_rules) if a.count else None, "near_scaling": []}
     for n in a.scaling:
         cmd = [sys.executable, str(BENCH / "bench_checks.py"), "--near-only", str(n)]
         row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)

@@ -1,5 +1,10 @@
 import sys
 
-from evoselfcode.cli import main
+try:
+    from evoselfcode.cli import main
 
-sys.exit(main())
+    status = main()
+except KeyboardInterrupt:  # Ctrl-C reaches every job, wherever it is (even importing): no traceback
+    print("evoselfcode: interrupted", file=sys.stderr)
+    status = 130
+sys.exit(status)

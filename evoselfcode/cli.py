@@ -7,24 +7,53 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
 from evoselfcode import __version__
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, load_config, redact_url
+from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, Embedded, load_config, redact_url
 
 log = logging.getLogger("evoselfcode")
-TOOLS = ("stats", "sample", "validate", "config-docs")  # need no config: they only read files
+# run without a config: their arguments name what they read, and what they write (model: the cache, config-docs --write)
+TOOLS = ("stats", "sample", "validate", "summary", "config-docs", "model")
 EXPORT = "write a run's final records as a Parquet dataset with a dataset card (README.md), loadable with `datasets`"
 
 
+HEARTBEAT_EVERY = 30.0  # seconds between progress lines on a console that is not a terminal (no tqdm bar there)
+
+
+class _Every(logging.Filter):
+    """Lets a record through at most once every `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds, self.last = seconds, float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.created - self.last < self.seconds:
+            return False
+        self.last = record.created
+        return True
+
+
 def _setup_logging(log_file: str | None) -> None:
-    """Everything to the job's log file when there is one; the terminal then gets warnings and errors."""
+    """Everything to the job's log file when there is one; the terminal then gets warnings and errors.
+
+    Off a terminal (a pipe, nohup, a batch system) the console also gets a progress line every
+    HEARTBEAT_EVERY seconds, naming the job's log, so a long run shows life beyond the job logs.
+    """
     console = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
         console.setLevel(logging.WARNING)
+        if not sys.stderr.isatty():
+            heartbeat = logging.StreamHandler(sys.stderr)
+            heartbeat.setFormatter(logging.Formatter(f"%(asctime)s {log_file}: %(message)s", "%H:%M:%S"))
+            heartbeat.addFilter(logging.Filter("evoselfcode.runner.progress"))
+            heartbeat.addFilter(_Every(HEARTBEAT_EVERY))
+            handlers.append(heartbeat)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
@@ -65,10 +94,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    s = step("split", "write one shard of the checked description file")
+    s = step("index-benchmarks", "build the index of the benchmarks in decontamination.benchmarks")
+    s.add_argument("--out", required=True)
+
+    s = step("split", "write one shard of the checked description file, without those that match a benchmark")
     s.add_argument("source", help="the description file (io.input_desc_path)")
     s.add_argument("--shard", required=True)
+    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
+    s.add_argument("--contaminated", required=True, help="where the descriptions that match a benchmark go")
 
     s = step("quarantine", "list the description file's bad lines, with io.on_bad_line: skip")
     s.add_argument("source", help="the description file (io.input_desc_path)")
@@ -90,9 +124,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True)
     s.add_argument("--shards", nargs="+", required=True)
     s.add_argument("--quarantine", required=True)
+    s.add_argument("--contaminated", nargs="+", required=True, help="the shards' descriptions set aside")
 
     s = step("timing", "wall-clock per mode from the shards' request timings")
     s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
+    s.add_argument("--test-shards", nargs="+", help="code/tests/timing/{shard}.jsonl, with the tests stage on")
     s.add_argument("--kept", required=True, help="the stage's merged kept records, to count them per mode")
     s.add_argument("--out", required=True)
 
@@ -104,13 +140,31 @@ def _parser() -> argparse.ArgumentParser:
 
     s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
     s.add_argument("raw")
+    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
+
+    s = step("generate-tests", "ask the model for assert-style tests of a shard's checked functions")
+    s.add_argument("kept", help="code/filtered/{shard}.jsonl")
+    s.add_argument("--out", required=True)
+    s.add_argument("--failures", required=True)
+    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
+
+    s = step(
+        "execute-tests",
+        "run each function with its tests in the sandbox; a function that does not pass them "
+        f"gets one of: {_reasons('execute_tests')}",
+    )
+    s.add_argument("raw", help="code/tests/raw/{shard}.jsonl")
+    s.add_argument("--out", required=True)
+    s.add_argument("--rejects", required=True)
+    s.add_argument("--workers", type=int, default=1, help="sandboxes at once (the rule's threads)")
 
     s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
     s.add_argument("--kept", nargs="+", required=True)
     s.add_argument("--shard-rejects", nargs="+", required=True)
-    for flag in ("--raw", "--failures", "--names-metrics", "--out", "--rejects", "--metrics"):
+    s.add_argument("--failures", nargs="+", required=True, help="failed code requests, then the tests' (if on)")
+    for flag in ("--raw", "--names-metrics", "--out", "--rejects", "--metrics"):
         s.add_argument(flag, required=True)
 
     s = step("score", "score kept functions with the model's own log-probs (perplexity given their prompt)")
@@ -167,10 +221,17 @@ def _add_tools(sub) -> None:
     s = tool("validate", "check every line of an output JSONL against its record schema")
     s.add_argument("file", help=what)
     s.add_argument("--schema", help="default: from the file's path, e.g. names/raw.jsonl, code/filtered/00000.jsonl")
+    s = tool("summary", "what a finished run kept per stage, its A/B verdict, where its files are, what next")
+    s.add_argument("--names", default="data/generated/names", help="io.out_names_dir (default %(default)s)")
+    s.add_argument("--code", default="data/generated/code", help="io.out_code_dir (default %(default)s)")
     s = tool("config-docs", "print the config reference (every key, default, meaning) for README.md")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--write", metavar="README", help="replace the reference block in this file")
     g.add_argument("--check", metavar="README", help="exit 1 if this file's reference block is out of date")
+    s = tool("model", "assemble and check an embedded model preset in the cache (its parts are downloaded if missing)")
+    presets = get_args(Embedded.model_fields["model"].annotation)
+    s.add_argument("preset", nargs="?", default=Embedded().model, choices=presets, help="default: %(default)s")
+    s.add_argument("--cache-dir", default=Embedded().cache_dir, help="embedded.cache_dir (default: %(default)s)")
 
 
 def _run_tool(args: argparse.Namespace) -> int:
@@ -194,6 +255,14 @@ def _run_tool(args: argparse.Namespace) -> int:
                 print(f"{args.file}: {len(problems)} of {count} records invalid{more}", file=sys.stderr)
                 return 1
             print(f"{args.file}: {count} records valid ({schema})")
+        case "model":
+            from evoselfcode.embedded import model_path
+
+            print(model_path(Embedded(model=args.preset, cache_dir=args.cache_dir)))
+        case "summary":
+            from evoselfcode.summary import summary
+
+            print(summary(args.names, args.code))
         case "config-docs":
             path = args.write or args.check
             if path is None:
@@ -227,8 +296,10 @@ def run(args: argparse.Namespace) -> int | None:
         __version__, cfg.digest(), redact_url(cfg.api.base_url), args.command,
     )  # fmt: skip
     match args.command:
+        case "index-benchmarks":
+            steps.index_benchmarks(cfg, args.out)
         case "split":
-            steps.split(cfg, args.source, args.shard, args.out)
+            steps.split(cfg, args.source, args.shard, args.index, args.out, args.contaminated)
         case "quarantine":
             steps.quarantine(cfg, args.source, args.out)
         case "generate-names":
@@ -236,15 +307,22 @@ def run(args: argparse.Namespace) -> int | None:
         case "filter-names":
             steps.filter_names_step(cfg, args.raw, args.out, args.rejects)
         case "names-metrics":
-            steps.names_metrics(
-                cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine, args.out
-            )
+            steps.names_metrics(cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine,
+                                args.contaminated, args.out)  # fmt: skip
         case "generate-code":
             steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
         case "timing":
-            steps.timing(args.shards, args.kept, args.out)
+            steps.timing(args.shards, args.kept, args.out, args.test_shards)
         case "filter-code":
-            steps.filter_code_step(cfg, args.raw, args.out, args.rejects)
+            steps.filter_code_step(cfg, args.raw, args.index, args.out, args.rejects)
+        case "generate-tests":
+            from evoselfcode.datagen.pipeline.testgen import generate_tests_step
+
+            generate_tests_step(cfg, _client(cfg), args.kept, args.out, args.failures, args.timing)
+        case "execute-tests":
+            from evoselfcode.datagen.pipeline.testgen import execute_tests_step
+
+            execute_tests_step(cfg, args.raw, args.out, args.rejects, args.workers)
         case "merge-code":
             from evoselfcode.datagen.pipeline.merge import merge_code
 
@@ -275,9 +353,16 @@ def run(args: argparse.Namespace) -> int | None:
             _export(cfg, args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
+            from evoselfcode.datagen.prompts import fim_format
             from evoselfcode.embedded import resolve_base_url
 
-            print(format_table(probe(cfg.api, resolve_base_url(cfg.api))))
+            fmt = fim_format(cfg.namegen)
+            markers = None if fmt.emulated else (fmt.prefix, fmt.suffix, fmt.middle)
+            rows = probe(cfg.api, resolve_base_url(cfg.api), fim_tokens=markers)
+            print(format_table(rows))
+            for capability, result, note in rows:
+                if result == "warning":
+                    log.warning("probe: %s: %s", capability, note)
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -317,4 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LLMError, ValueError, RuntimeError, OSError) as exc:
         log.error("%s: %s", args.command, exc)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C reaches every job of the process group: one line each, no traceback
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return 130
     return status or 0

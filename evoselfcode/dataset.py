@@ -23,7 +23,9 @@ from pydantic import ValidationError
 
 from evoselfcode import dataset_card
 from evoselfcode.config import Config
+from evoselfcode.datagen.readers import numbered_records
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
+from evoselfcode.datagen.writers import DIR_MODE
 
 DATA_DIR = "data"
 ROW_GROUP_ROWS = 10_000  # ~10 MB of typical functions: row groups small enough for the Hub's dataset viewer
@@ -140,18 +142,7 @@ class Scan:
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(
-                    f"{path}:{number}: not valid JSON ({exc.msg}); rerun the step that wrote it"
-                ) from None
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path}:{number}: a record must be a JSON object")
-            yield number, record
+        yield from numbered_records(fh, path, "rerun the step that wrote it", DatasetError)
 
 
 def check_record(path: Path, number: int, record: dict, scored: bool) -> None:
@@ -298,7 +289,7 @@ def export(cfg: Config, inputs: Inputs, out: str | Path) -> int:
             examples=examples(inputs.records, found.rows),
         )
         (tmp / "README.md").write_text(dataset_card.render(run), encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it private; this folder is for sharing
+        tmp.chmod(DIR_MODE)  # mkdtemp makes it private; this folder is for sharing
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

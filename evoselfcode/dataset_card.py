@@ -16,7 +16,6 @@ import yaml
 
 from evoselfcode import __version__
 from evoselfcode.config import Config, redact_url
-from evoselfcode.datagen.checks import funnel_stages
 
 MARK = "<!-- written by evoselfcode export -->"  # an existing folder is replaced only when its card holds this
 SPLIT = "train"
@@ -39,7 +38,7 @@ SETTINGS = ("meta.seed", "namegen.modes", "namegen.fim_preset", "namegen.tempera
             "filters.ruff_rules", "filters.dedup", "scoring.enabled", "scoring.max_ppl")  # fmt: skip
 SECTIONS = ("tests", "execution", "decontamination")  # later stages' sections, shown whole where the config has them
 AB_METRICS = {
-    "compliance": "names kept / sampled",
+    "compliance": "names passing the name rules / sampled",
     "weak_rate": "weak names / sampled",
     "coverage": "descriptions with a kept name",
     "distinct_per_desc": "distinct kept names per description",
@@ -169,14 +168,11 @@ def _funnel(run: Run) -> list[str]:
     stages = [["descriptions", names.get("descriptions")]]
     if names.get("quarantined_input_lines"):
         stages.append(["input lines quarantined (bad lines)", names["quarantined_input_lines"]])
+    if set_aside := sum(names.get("contaminated_descriptions", {}).values()):
+        stages.append(["descriptions set aside (they match a benchmark)", set_aside])
     for mode, m in names.get("modes", {}).items():
         stages += [[f"names sampled, {mode}", m.get("sampled")], [f"names kept, {mode}", m.get("kept")]]
-    # metrics.json sorts its keys; counts only fall along the funnel, so sorting by count restores its order
-    order = funnel_stages()
-    funnel = sorted(
-        code.get("funnel", {}).items(), key=lambda kv: (-kv[1], order.index(kv[0]) if kv[0] in order else len(order))
-    )
-    stages += [[f"functions: {stage}", count] for stage, count in funnel]
+    stages += [[f"functions: {stage}", count] for stage, count in code.get("funnel", {}).items()]  # in stage order
     if run.cfg.scoring.enabled:
         stages.append(["functions scored and kept", run.rows])
     stages.append(["**rows in this dataset**", f"**{run.rows:,}**"])
@@ -184,10 +180,8 @@ def _funnel(run: Run) -> list[str]:
     if reasons := code.get("reasons"):
         lines += ["", "Why functions were dropped: " + ", ".join(f"`{r}` {n:,}" for r, n in reasons.items()) + "."]
     if failed := (names.get("failed_requests") or 0) + (code.get("failed_requests") or 0):
-        lines += [
-            "",
-            f"Requests that failed after retries: {failed:,} (`names/failures.jsonl`, `code/failures.jsonl`).",
-        ]
+        files = ["names/failures.jsonl", "code/failures.jsonl", *(["code/tests/failures/"] * run.cfg.tests.enabled)]
+        lines += ["", f"Requests that failed after retries: {failed:,} ({', '.join(f'`{f}`' for f in files)})."]
     return lines
 
 
@@ -305,8 +299,11 @@ def _reproduce(cfg: Config) -> list[str]:
 
 def render(run: Run) -> str:
     names, code = run.names_metrics, run.code_metrics
-    decontamination = {f: m["decontamination"] for f, m in (("names", names), ("code", code))
-                       if isinstance(m.get("decontamination"), dict)}  # fmt: skip
+    removed = code.get("decontamination") or {}  # per benchmark: descriptions set aside, functions dropped
+    decontamination = {
+        "descriptions set aside": removed.get("descriptions") or {},
+        "functions dropped": removed.get("functions") or {},
+    }
     execution = {"code": code["execution"]} if isinstance(code.get("execution"), dict) else {}
     body = [
         *_intro(run),

@@ -12,7 +12,13 @@ from __future__ import annotations
 from evoselfcode.config import Config
 
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "split_descriptions": ("io.max_desc_chars",),
+    "index_benchmarks": (
+        "decontamination.enabled",
+        "decontamination.benchmarks",
+        "decontamination.ngram",
+        "decontamination.min_words",
+    ),
+    "split_descriptions": ("io.max_desc_chars", "decontamination.desc_threshold"),
     "quarantine_descriptions": ("io.max_desc_chars",),
     "generate_names": (
         "meta.seed",
@@ -57,6 +63,32 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
         "filters.enable_ruff",
         "filters.ruff_rules",
         "filters.dedup",
+        "decontamination.enabled",
+        "decontamination.code_threshold",
+        "decontamination.desc_threshold",  # a function's docstrings and comments are checked as a description is
+    ),
+    "generate_tests": (
+        "meta.seed",
+        "api.model",
+        "codegen.template",  # the test prompt begins with the code prompt
+        "tests.temperature",
+        "tests.top_p",
+        "tests.max_new_tokens",
+        "tests.n",
+        "tests.stop",
+        "tests.template",
+    ),
+    "execute_tests": (
+        "tests.max_asserts",
+        "execution.sandbox",
+        "execution.timeout_s",
+        "execution.cpu_s",
+        "execution.memory_mb",
+        "execution.max_processes",
+        "execution.max_file_mb",
+        "execution.tmp_mb",
+        "execution.min_passed",
+        "execution.min_pass_rate",
     ),
     "merge_code": ("filters.dedup",),
     "score_code": ("api.model", "codegen.template", "scoring.method", "scoring.max_ppl"),
@@ -82,7 +114,9 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "embedded.n_threads": _EMBEDDED,
     "embedded.cache_dir": _EMBEDDED,
     "embedded.startup_timeout": _EMBEDDED,
+    "embedded.model": "the server's model, which must equal api.model (config.py): api.model is listed",
     "scoring.enabled": "which files the default target asks for, not what any of them holds",
+    "tests.enabled": "which rules the DAG chains (merge_code's inputs follow it), not what a step writes",
     "io.input_desc_path": "the split rules' input file: Snakemake follows it (and each shard's lines digest)",
     "io.out_names_dir": "where the outputs go, not what they hold",
     "io.out_code_dir": "where the outputs go, not what they hold",

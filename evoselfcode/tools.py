@@ -23,10 +23,14 @@ SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
     "names/rejects": (schemas.NameReject,),
     "code/raw": (schemas.CodeSample,),
     "code/filtered": (schemas.CodeRecord,),
-    "code/rejects": (schemas.CodeReject, schemas.GlobalReject),
+    "code/rejects": (schemas.CodeReject, schemas.CodeTestsReject, schemas.GlobalReject),
+    "code/tested": (schemas.CodeRecord,),
+    "tests/raw": (schemas.CodeTests,),
+    "tests/rejects": (schemas.CodeTestsReject,),
     "code/scored": (schemas.ScoredRecord,),
     "code/score_rejects": (schemas.ScoreReject,),
     "failures": (schemas.Failure,),
+    "contaminated": (schemas.Contaminated,),
 }
 
 
@@ -37,7 +41,7 @@ def detect_schema(path: str | Path) -> str:
         parts = parts[:-1]
     if parts and parts[-1] in ("failures", "score_failures"):
         return "failures"
-    if parts and parts[-1] in ("shards", "quarantine"):
+    if parts and parts[-1] in ("shards", "quarantine", "contaminated"):
         return parts[-1]
     if (name := "/".join(parts[-2:])) in SCHEMAS:
         return name
@@ -101,10 +105,20 @@ def stats(path: str | Path) -> dict[str, Any]:
         counts = Counter(r[key] for r in records if isinstance(r.get(key), str))
         if counts:
             out[key] = dict(counts.most_common())
+    prefix = schemas.CONTAMINATED_PREFIX
+    removed = {r.removeprefix(prefix): n for r, n in out.get("reason", {}).items() if r.startswith(prefix)}
+    if removed:  # benchmark matches, per benchmark (set-aside descriptions, or functions among rejects)
+        out["contaminated"] = removed
     if "desc_id" in (records[0] if records else {}) or any("meta" in r for r in records):
         out["descriptions"] = len({r.get("desc_id") or r.get("meta", {}).get("desc_id") for r in records})
     if field:
         out[f"{field}_chars"] = _quantiles([float(len(r[field])) for r in records if isinstance(r.get(field), str)])
+    tests = [r["tests"] for r in records if isinstance(r.get("tests"), list)]
+    if tests:  # kept records carry the assertions they passed; test rejects their outcomes
+        out["tests_per_record"] = _quantiles([float(len(t)) for t in tests])
+    outcomes = Counter(o.split(":")[0] for r in records if isinstance(r.get("outcomes"), list) for o in r["outcomes"])
+    if outcomes:
+        out["test_outcomes"] = dict(outcomes.most_common())
     for key in ("ppl", "mean_logprob"):
         values = [float(r["score"][key]) for r in records if isinstance(r.get("score"), dict) and key in r["score"]]
         if values:

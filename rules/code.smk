@@ -29,6 +29,7 @@ rule generate_code:
 rule filter_code:
     input:
         raw=rules.generate_code.output.raw,
+        index=ancient(rules.index_benchmarks.output[0]),  # a rebuilt index is the same: its name is its content
     output:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",
@@ -39,18 +40,21 @@ rule filter_code:
     log:
         "logs/filter_code/{shard}.log",
     shell:
-        "{EVO} filter-code {input.raw} --out {output.kept} --rejects {output.rejects} "
+        "{EVO} filter-code {input.raw} --index {input.index} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
 
 
 # Global dedup needs every shard; the metrics come with it, so the documented target
 # (code/filtered.jsonl) also writes code/metrics.json, which quotes the names A/B verdict.
+# With tests on, the functions that passed them (rules/tests.smk); their rejects join the static checks' ones.
 rule merge_code:
     input:
-        kept=expand(f"{CODE}/filtered/{{shard}}.jsonl", shard=SHARDS),
+        kept=expand(f"{CODE}/{'tested' if CFG.tests.enabled else 'filtered'}/{{shard}}.jsonl", shard=SHARDS),
         rejects=expand(f"{CODE}/rejects/{{shard}}.jsonl", shard=SHARDS),
+        test_rejects=expand(f"{CODE}/tests/rejects/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         raw=f"{CODE}/raw.jsonl",
         failures=f"{CODE}/failures.jsonl",
+        test_failures=expand(f"{CODE}/tests/failures/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         names_metrics=rules.names_metrics.output[0],
     output:
         kept=f"{CODE}/filtered.jsonl",
@@ -62,8 +66,8 @@ rule merge_code:
     log:
         "logs/merge_code/all.log",
     shell:
-        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} --raw {input.raw} "
-        "--failures {input.failures} --names-metrics {input.names_metrics} --out {output.kept} "
+        "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
+        "--failures {input.failures} {input.test_failures} --names-metrics {input.names_metrics} --out {output.kept} "
         "--rejects {output.rejects} --metrics {output.metrics} --config {CONFIG_FILE} --log {log}"
 
 
@@ -83,10 +87,13 @@ rule merge_code_parts:
 rule code_timing:
     input:
         shards=expand(f"{CODE}/timing/{{shard}}.jsonl", shard=SHARDS),
+        tests=expand(f"{CODE}/tests/timing/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         kept=f"{CODE}/filtered.jsonl",
     output:
         f"{CODE}/timing.json",
     log:
         "logs/code_timing/all.log",
     shell:
-        "{EVO} timing --shards {input.shards} --kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"
+        "{EVO} timing --shards {input.shards} "
+        + ("--test-shards {input.tests} " if CFG.tests.enabled else "")
+        + "--kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -1,21 +1,34 @@
 # Config validation, the shard list and the few helpers the rules share (logic is in the package).
+import atexit
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
+from evoselfcode.datagen.decontam import BenchmarkError, check_benchmarks, user_benchmark_files
 from evoselfcode.datagen.inputs import InputError, index_input
+from evoselfcode.datagen.sandbox import sandbox_problem
 from evoselfcode.rule_settings import rule_digest
-from evoselfcode.workflow import config_sources, write_resolved_config
+from evoselfcode.summary import summary
+from evoselfcode.workflow import (
+    RESUME_HINT,
+    builds_final_records,
+    config_sources,
+    profile_placeholders,
+    unresolved_default_server,
+    write_resolved_config,
+)
 
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
     CFG = validate_config(config, config_sources(workflow))
     INDEX = index_input(CFG)
+    BENCHMARKS = check_benchmarks(CFG.decontamination)  # a missing benchmark file or field, named with its key
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
-except (ConfigError, InputError) as exc:
+except (ConfigError, InputError, BenchmarkError) as exc:
     raise WorkflowError(str(exc)) from None
 SHARDS = INDEX.shard_ids
 
@@ -26,6 +39,8 @@ EVO = f"{sys.executable} -m evoselfcode"
 SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
+BENCHMARK_FILES = user_benchmark_files(CFG.decontamination)
+BENCHMARK_INDEX = f"{SHARD_DIR}/benchmarks/index-{BENCHMARKS}.json"  # named by what it is built from
 
 
 wildcard_constraints:
@@ -45,3 +60,22 @@ def start_embedded_server():
 def stop_embedded_server():
     if CFG.api.base_url == "embedded":
         embedded.stop()
+
+
+def check_before_start():
+    """Problems a dry run need not know: profile placeholders; when jobs run here, no default server or sandbox."""
+    problem = profile_placeholders(workflow.resource_settings)
+    problem = problem or (workflow.local_exec and unresolved_default_server(CFG.api))
+    problem = problem or (workflow.local_exec and CFG.tests.enabled and sandbox_problem(CFG.execution))
+    if problem:
+        raise WorkflowError(problem)
+
+
+def print_summary():
+    if builds_final_records(workflow.dag, CODE) and os.path.exists(f"{CODE}/metrics.json"):  # not on remote storage
+        print(summary(NAMES, CODE), file=sys.stderr)
+
+
+def say_how_to_resume():
+    # atexit: after Snakemake's own closing lines, so this is the last one the user reads (Ctrl-C included)
+    atexit.register(print, RESUME_HINT, file=sys.stderr)

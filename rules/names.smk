@@ -66,13 +66,15 @@ rule names_metrics:
         failures=f"{NAMES}/failures.jsonl",
         shards=expand(f"{SHARD_DIR}/{{shard}}.jsonl", shard=SHARDS),
         quarantine=rules.quarantine_descriptions.output[0],
+        contaminated=expand(f"{SHARD_DIR}/contaminated/{{shard}}.jsonl", shard=SHARDS),
     output:
         f"{NAMES}/metrics.json",
     log:
         "logs/names_metrics/all.log",
     shell:
         "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
-        "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} --out {output} "
+        "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} "
+        "--contaminated {input.contaminated} --out {output} "
         "--config {CONFIG_FILE} --log {log}"
 
 

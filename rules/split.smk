@@ -1,21 +1,26 @@
-# Split the checked description file into shards of io.shard_size descriptions, one job per shard.
+# Split the checked description file into shards of io.shard_size descriptions, one job per shard;
+# descriptions that match a benchmark go to {shards_dir}/contaminated/{shard}.jsonl, never to the server.
 # ancient(): a shard reruns when its own lines change (params.lines), not whenever the file is appended to.
+# The benchmark index is new only when what it is built from changes (rules/decontaminate.smk).
 # local(): the DAG is built from this file on this machine, so with a default storage provider
 # (profiles/kubernetes) the jobs read it too, not a storage copy that may differ.
 
 
 rule split_descriptions:
     input:
-        local(ancient(CFG.io.input_desc_path)),
+        source=local(ancient(CFG.io.input_desc_path)),
+        index=ancient(rules.index_benchmarks.output[0]),
     output:
-        f"{SHARD_DIR}/{{shard}}.jsonl",
+        shard=f"{SHARD_DIR}/{{shard}}.jsonl",
+        contaminated=f"{SHARD_DIR}/contaminated/{{shard}}.jsonl",
     params:
         lines=lambda wc: INDEX.span(wc.shard).digest,
         spec=spec("split_descriptions"),
     log:
         "logs/split_descriptions/{shard}.log",
     shell:
-        "{EVO} split {input} --shard {wildcards.shard} --out {output} --config {CONFIG_FILE} --log {log}"
+        "{EVO} split {input.source} --shard {wildcards.shard} --index {input.index} --out {output.shard} "
+        "--contaminated {output.contaminated} --config {CONFIG_FILE} --log {log}"
 
 
 rule quarantine_descriptions:

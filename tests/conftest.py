@@ -25,7 +25,7 @@ def _fresh_breakers():
 
 @pytest.fixture(scope="session")
 def embedded_url(tmp_path_factory):
-    """The base URL of one real embedded llama.cpp server (Gemma 3 270M) for the in-process tests that need it."""
+    """The base URL of one real embedded llama.cpp server (Qwen2.5-Coder-0.5B) for the in-process tests that need it."""
     from evoselfcode import embedded
     from evoselfcode.config import Embedded
 

@@ -61,8 +61,21 @@ BODIES = [
     'matrix):\n    """Rotate a square matrix clockwise."""\n    return [list(row) for row in zip(*matrix[::-1])]\n'
     "\n\nif __name__ == '__main__':\n    pass\n",
 ]
+# Tests the fake model writes for each of BODIES, by the docstring in the prompt: (passing, failing) asserts,
+# the name left out. Most answers pass 3 of 4; one in four mostly fails; some lines the parser must drop.
+TESTS = {
+    "without duplicates": (["[1, 2, 2, 3]) == [1, 2, 3]", "[]) == []", "['a', 'b', 'a']) == ['a', 'b']"],
+                           ["[3, 1, 3]) == [1, 3]", "[1]) == []"]),
+    "Count the words": (["'a b a') == {'a': 2, 'b': 1}", "'') == {}", "'x') == {'x': 1}"],
+                        ["'a a') == {'a': 1}", "'b') == {}"]),
+    "Moving average": (["[1, 2, 3], 2) == [1.5, 2.5]", "[4], 1) == [4.0]", "[1, 1], 2) == [1.0]"],
+                       ["[1], 0) == []", "[1, 2], 1) == [1, 2, 3]"]),
+    "Rotate a square": (["[[1, 2], [3, 4]]) == [[3, 1], [4, 2]]", "[]) == []", "[[5]]) == [[5]]"],
+                        ["[[1]]) == [[2]]", "[[1, 2], [3, 4]]) == [[1, 2], [3, 4]]"]),
+}  # fmt: skip
+_TEST_HEAD = re.compile(r"\nassert (\w+)\($")
 _TOKEN = re.compile(r"<\|[a-z_]+\|>|\w+|\s+|[^\w\s]")
-_DIRECTIVE = re.compile(r"\[\[(fail|always|slow|name|code):([^\]]+)\]\]")
+_DIRECTIVE = re.compile(r"\[\[(fail|always|slow|name|code|tests):([^\]]+)\]\]")
 FAULT_KINDS = ("server_error", "rate_limited", "reset", "stall", "invalid_json", "short")
 
 
@@ -110,19 +123,34 @@ def token_logprob(prev: str, tok: str) -> float:
 
 
 def _scripted(prompt: str, max_tokens: int) -> str | None:
-    """The text a `[[name:B64]]` or `[[code:B64]]` directive in the prompt scripts for this kind of request."""
-    want = "name" if max_tokens <= 32 else "code"
+    """The text a `[[name:B64]]`, `[[code:B64]]` or `[[tests:B64]]` directive scripts for this kind of request."""
+    want = "name" if max_tokens <= 32 else "tests" if _TEST_HEAD.search(prompt) else "code"
     for kind, arg in _DIRECTIVE.findall(prompt):
         if kind == want:
             return base64.b64decode(arg).decode()
     return None
 
 
+def fake_tests(prompt: str, name: str, h: int) -> str:
+    """Asserts about the function in a test prompt (which ends with `assert {name}(`), that head left out."""
+    good, bad = next((t for key, t in TESTS.items() if key in prompt), (["0) is not None"], ["0) is None"]))
+    lines = [f"assert {name}({t}" for t in ([*good, bad[0]] if h % 4 else [good[0], *bad])]
+    if h % 3 == 0:  # a call compared with itself and one that never calls the function: the parser drops both
+        call = lines[0].split(" ==")[0].removeprefix("assert ")
+        lines += [f"assert {call} == {call}", "assert 1 + 1 == 2"]
+    return "\n".join(lines).removeprefix(f"assert {name}(") + "\n\n"
+
+
 def generate(prompt: str, seed: Any, index: int, max_tokens: int, stop: list[str]) -> tuple[str, str, str | None]:
     """(text, finish_reason, stop string hit) for one choice, as a code model might continue `prompt`."""
     h = _hash(prompt, seed, index)
-    # short budgets are name requests (the name and its signature); long ones continue a function
-    text = f"{NAMES[h % len(NAMES)]}(data):\n    return data\n" if max_tokens <= 32 else BODIES[h % len(BODIES)]
+    # short budgets are name requests (the name and its signature); long ones continue a function or test it
+    if max_tokens <= 32:
+        text = f"{NAMES[h % len(NAMES)]}(data):\n    return data\n"
+    elif test := _TEST_HEAD.search(prompt):
+        text = fake_tests(prompt, test.group(1), h)
+    else:
+        text = BODIES[h % len(BODIES)]
     text = _scripted(prompt, max_tokens) or text
     finish, hit = "stop", None
     cuts = sorted((i, s) for s in stop if s and (i := text.find(s)) >= 0)

@@ -123,8 +123,9 @@ def test_small_ab_known_answers():
     fim, l2r = m["modes"]["FIM"], m["modes"]["L2R"]
 
     assert (fim["sampled"], fim["kept"], l2r["sampled"], l2r["kept"]) == (8, 4, 8, 1)
-    assert fim["compliance"]["value"] == 0.5
-    assert fim["compliance"]["ci95"] == pytest.approx(list(wilson(4, 8)))
+    # compliance passes the name rules: FIM's two repeats are compliant, its empty and weak names are not
+    assert fim["compliance"]["value"] == 0.75 and l2r["compliance"]["value"] == 1 / 8
+    assert fim["compliance"]["ci95"] == pytest.approx(list(wilson(6, 8)))
     assert fim["weak_rate"]["k"] == 1 and l2r["weak_rate"]["k"] == 4
     assert (fim["coverage"]["k"], fim["coverage"]["n"]) == (2, 3)
     assert (l2r["coverage"]["k"], l2r["coverage"]["n"]) == (1, 3)
@@ -151,9 +152,10 @@ def test_small_ab_known_answers():
 
     comp = m["comparison"]["compliance"]
     assert comp["test"] == "two-proportion z-test"
-    assert comp["z"] == pytest.approx(1.61808, abs=1e-5)
-    assert comp["diff_fim_minus_l2r"] == pytest.approx(0.375)
-    assert comp["significant"] is False and comp["better"] is None
+    # pooled 7/16, se = sqrt(7/16 * 9/16 * 2/8) = 0.248039, z = 0.625 / se
+    assert comp["z"] == pytest.approx(2.51976, abs=1e-5)
+    assert comp["diff_fim_minus_l2r"] == pytest.approx(0.625)
+    assert comp["significant"] is True and comp["better"] == "FIM"
     assert m["comparison"]["relevance"]["test"] == "bootstrap"
     assert m["comparison"]["relevance"]["p_value"] == 1.0  # both all 1.0: every bootstrap difference is 0
     assert "z-test" in m["tests"]["rates"] and "bootstrap" in m["tests"]["means"]
@@ -221,3 +223,37 @@ def test_no_logprobs_and_nothing_kept():
     assert "not compared (no data) on distinct_per_desc" not in m["verdict"]
     assert "not compared (no data) on relevance" in m["verdict"]
     assert not any(isinstance(v, float) and math.isnan(v) for v in fim.values())
+
+
+def test_repeats_and_irrelevant_names_are_compliant_but_not_kept():
+    samples = samples_for("FIM", {("d1", D1): ["sort_list", "sort_list", "sort_list", "parse_json"]})
+    samples += samples_for("L2R", {("d1", D1): ["sort_list", "merge_sort", "", "solve"]})
+    kept, rejects = filter_names(samples, NameGen(), Filters(min_relevance=0.5))
+    fim, l2r = name_metrics(samples, kept, rejects, descriptions=1)["modes"].values()
+    assert fim["reasons"]["duplicate"] == 2 and fim["reasons"]["irrelevant"] == 1
+    assert (fim["compliance"]["k"], fim["kept"], fim["distinct_per_desc"]["value"]) == (4, 1, 1.0)
+    assert (l2r["compliance"]["k"], l2r["kept"], l2r["distinct_per_desc"]["value"]) == (2, 2, 2.0)
+
+
+def test_an_arm_of_empty_or_cut_names_is_a_warning_not_only_a_verdict():
+    fim = samples_for("FIM", {("d1", D1): ["sort_list", "merge_sort", "sort_items", "sort_numbers"]})
+    l2r = samples_for("L2R", {("d1", D1): ["", "", "", "sort_list"]})
+    kept, rejects = filter_names(fim + l2r, NameGen(), Filters())
+    m = name_metrics(fim + l2r, kept, rejects, descriptions=1)
+    assert m["warnings"] == m["modes"]["L2R"]["warnings"] == ["arm L2R: 75% empty: check the prompt's end and stops"]
+    assert m["modes"]["FIM"]["warnings"] == []
+    assert m["verdict"].endswith("(but arm L2R: 75% empty: check the prompt's end and stops)")
+
+    cut = samples_for("L2R", {("d1", D1): ["so", "me", "", "sort_list"]})
+    for s in cut:
+        s.finish_reason = "length"
+    kept, rejects = filter_names(fim + cut, NameGen(), Filters())
+    assert name_metrics(fim + cut, kept, rejects, descriptions=1)["warnings"] == [
+        "arm L2R: 75% empty or too short (cut): check the prompt's end and stops",
+        "arm L2R: 100% ran out of namegen.max_new_tokens before a stop: check the stops",
+    ]
+
+
+def test_a_healthy_ab_has_no_warnings():
+    m = name_metrics(*large_ab("FIM"), descriptions=50)
+    assert m["warnings"] == [] and "(but" not in m["verdict"]

@@ -119,8 +119,27 @@ def test_an_unusable_file_is_named(tmp_path, server, data, message):
         ("api: {base_url: 'htp//nowhere'}", "api.base_url (in configs/bad.yaml)"),
         ("namegen: {fim_preset: qwen9}", "namegen.fim_preset (in configs/bad.yaml)"),
         ("api: {headers: {Authorization: 'Bearer ${EVO_SURELY_UNSET}'}}", "${EVO_SURELY_UNSET}, which is not set"),
+        (
+            "decontamination: {benchmarks: [humaneval, {name: mine, path: data/mine.jsonl, prompt_field: text}]}",
+            "decontamination.benchmarks[1].path: benchmark file data/mine.jsonl does not exist",
+        ),
+        (
+            f"decontamination: {{benchmarks: [{{name: mine, path: {INPUT}, solution_field: code}}]}}",
+            f"decontamination.benchmarks[0].solution_field: {INPUT}:1 has no field 'code'",
+        ),
     ],
-    ids=["unknown-key", "wrong-type", "zero", "negative", "zero-timeout", "url", "fim-preset", "unset-env"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "zero",
+        "negative",
+        "zero-timeout",
+        "url",
+        "fim-preset",
+        "unset-env",
+        "benchmark-file",
+        "benchmark-field",
+    ],
 )
 def test_a_bad_config_is_named_before_any_request(tmp_path, server, bad, message):
     good = json.dumps(GOOD[0]).encode() + b"\n"

@@ -84,6 +84,22 @@ def test_stats_counts_sources_lengths_and_score_quantiles(tmp_path, capsys):
     assert "source:" in capsys.readouterr().out
 
 
+def test_stats_and_validate_know_the_tests_stage(tmp_path, capsys):
+    tested = [{**RECORD, "tests": [f"assert total([{i}]) == {i}"] * (1 + i)} for i in range(3)]
+    kept = write(tmp_path / "code/filtered.jsonl", tested)
+    assert main(["stats", str(kept), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tests_per_record"] == {"min": 1, "p5": 1.1, "p50": 2, "p95": 2.9,
+                                                                       "max": 3}  # fmt: skip
+    reject = {"desc_id": "d0", "func_name": "total", "source": "FIM", "sample_index": 0, "code": RECORD["code"],
+              "tests": ["assert total([1]) == 2", "assert total([]) == 0"], "outcomes": ["fail", "error:TypeError"],
+              "test_tokens": 12, "reason": "tests_failed"}  # fmt: skip
+    rejects = write(tmp_path / "code/tests/rejects/00000.jsonl", [reject])
+    assert main(["stats", str(rejects), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_outcomes"] == {"fail": 1, "error": 1}
+    assert main(["validate", str(rejects)]) == 0 and "(tests/rejects)" in capsys.readouterr().out
+    assert main(["validate", str(write(tmp_path / "code/rejects.jsonl", [reject]))]) == 0
+
+
 def test_sample_prints_the_code_and_the_description_as_written(tmp_path):
     path = write(tmp_path / "code/filtered.jsonl", [RECORD, {**RECORD, "func_name": "second"}])
     proc = subprocess.run([sys.executable, "-m", "evoselfcode", "sample", str(path), "-n", "1"],

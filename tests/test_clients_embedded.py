@@ -6,7 +6,8 @@ import pytest
 
 from evoselfcode.clients import make_client
 from evoselfcode.clients.probe import format_table, probe
-from evoselfcode.config import Api
+from evoselfcode.config import Api, NameGen
+from evoselfcode.datagen.prompts import name_prompt
 
 pytestmark = pytest.mark.embedded
 
@@ -15,7 +16,7 @@ PROMPT = "This is an algorithm function.\n\n# Return the largest value in a list
 
 @pytest.fixture(scope="module")
 def server(embedded_url):
-    api = Api(base_url=embedded_url, model="gemma-3-270m", max_retries=1)
+    api = Api(base_url=embedded_url, model="qwen2.5-coder-0.5b", max_retries=1)
     client = make_client(api, base_url=embedded_url, concurrency=2)
     try:
         yield api, embedded_url, client
@@ -52,3 +53,25 @@ def test_the_probe_tells_what_llama_cpp_supports(server):
     assert "capability" in table.splitlines()[0]
     assert {"models", "completion", "n", "seed", "logprobs", "echo"} <= rows.keys()
     assert rows["completion"][0].lower().startswith(("ok", "yes"))
+    assert rows["models"][0] == "ok"
+    assert rows["fim tokens"][0] == "yes" and "/extras/tokenize" in rows["fim tokens"][1]
+    text_markers = {cap: r for cap, r, _ in probe(api, url, fim_tokens=("<fim_prefix>", "<|fim_middle|>"))}
+    assert text_markers["fim tokens"] == "warning"  # StarCoder's markers are text to Qwen's tokenizer
+
+
+def test_the_fim_prompt_reaches_the_model_with_its_markers_as_single_tokens(server):
+    api, _, client = server
+    prompt = name_prompt("FIM", "Return the largest value in a list of numbers.", NameGen())
+    plain = prompt
+    for marker in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"):
+        assert prompt.count(marker) == 1
+        plain = plain.replace(marker, "")
+
+    def prompt_tokens(text: str) -> int:
+        data, _ = client.request({"model": api.model, "prompt": text, "max_tokens": 1, "temperature": 0.0})
+        return data["usage"]["prompt_tokens"]
+
+    # what the model was fed: the three markers add exactly three tokens, one each
+    assert prompt_tokens(prompt) - prompt_tokens(plain) == 3
+    # the issue's measurement, plus the BOS the server adds: <|fim_prefix|> def ' ' <|fim_suffix|> ():\n <|fim_middle|>
+    assert prompt_tokens("<|fim_prefix|>def <|fim_suffix|>():\n<|fim_middle|>") == 1 + 6

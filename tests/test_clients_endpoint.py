@@ -96,7 +96,7 @@ def test_probe_reports_capabilities():
     with FakeServer(like_llama) as small:
         rows = {cap: (result, note) for cap, result, note in probe(Api(model="fake-coder"), small.url)}
     assert rows["models"][0] == "warning" and rows["n"][0] == "no"
-    assert rows["fim tokens"][0] == "no" and "emulated" in rows["fim tokens"][1]
+    assert rows["fim tokens"][0] == "warning" and "emulated" in rows["fim tokens"][1]
     table = format_table([("models", "ok", "serves x"), ("n", "no", "fan out")])
     assert table.splitlines()[0].split() == ["capability", "result", "note"] and "fan out" in table
 

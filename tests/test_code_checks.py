@@ -55,7 +55,8 @@ def sample(code: str, func_name: str = "clamp", finish_reason: str | None = "sto
 
 
 def with_filters(filters: Filters | None = None) -> Config:
-    return Config(filters=filters or Filters())
+    # benchmark matches are tests/test_decontam.py's: these checks run without a benchmark index
+    return Config(filters=filters or Filters(), decontamination={"enabled": False})
 
 
 def reasons_of(*codes: str, filters: Filters | None = None) -> list[str | None]:
@@ -204,15 +205,17 @@ def test_ruff_reason_ids():
 
 def test_funnel_counts_each_stage():
     reasons = [None, None, TRUNCATED, SYNTAX_ERROR, MISSING_FUNCTION, TOO_SHORT, TRIVIAL_BODY, "ruff:F821"]
-    reasons += [DUPLICATE, DUPLICATE, NEAR_DUPLICATE]
+    reasons += ["contaminated:humaneval", DUPLICATE, DUPLICATE, "exec_error:TypeError", NEAR_DUPLICATE]
     assert funnel(reasons) == {
-        "generated": 11,
-        "parsed": 9,
-        "named": 8,
-        "non_trivial": 6,
-        "ruff_clean": 5,
-        "unique": 3,
-        "near_unique": 2,
+        "generated": 13,
+        "parsed": 11,
+        "named": 10,
+        "non_trivial": 8,
+        "ruff_clean": 7,
+        "uncontaminated": 6,
+        "unique": 4,
+        "near_unique": 3,
+        "tested": 2,
     }
     assert reason_counts(reasons)[DUPLICATE] == 2
     assert list(reason_counts(reasons))[0] == DUPLICATE
@@ -343,12 +346,12 @@ def test_each_rule_runs_its_slice_and_the_funnel_is_the_whole_list(monkeypatch):
     monkeypatch.setattr(checks, "STAGE_B", (*checks.STAGE_B, Seen))
     filter_code = checks.checks_for("filter_code", with_filters())
     assert not any(isinstance(c, Seen) for c in filter_code)
-    (built,) = checks.checks_for("execute_tests", with_filters(), {"word": "lower_bound"})
+    *_, built = checks.checks_for("execute_tests", with_filters(), {"word": "lower_bound"})  # after PassesTests
     assert built.word == "lower_bound"
     assert checks.funnel_stages()[-1] == "tested"
     assert funnel([None, "failed_test", DUPLICATE]) == {
-        "generated": 3, "parsed": 3, "named": 3, "non_trivial": 3, "ruff_clean": 3, "unique": 2,
-        "near_unique": 2, "tested": 1,
+        "generated": 3, "parsed": 3, "named": 3, "non_trivial": 3, "ruff_clean": 3, "uncontaminated": 3,
+        "unique": 2, "near_unique": 2, "tested": 1,
     }  # fmt: skip
 
 

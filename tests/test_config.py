@@ -74,7 +74,8 @@ def test_malformed_url_is_rejected(url):
 
 
 def test_embedded_and_urls_are_accepted():
-    assert load_config(overrides={"api": {"base_url": "embedded"}}).api.base_url == "embedded"
+    embedded = {"base_url": "embedded", "model": "qwen2.5-coder-0.5b"}  # api.model names the embedded model
+    assert load_config(overrides={"api": embedded}).api.base_url == "embedded"
     assert load_config(overrides={"api": {"base_url": "http://h:8000/"}}).api.base_url == "http://h:8000"
 
 

@@ -103,7 +103,7 @@ def test_the_default_target_writes_a_dataset_that_loads_as_code_filtered(done, t
     kept = records(done / "data/generated/code/filtered.jsonl")
     assert len(ds) == len(kept) > 0
     assert list(ds) == [as_row(r, ds) for r in kept]
-    assert ds.column_names == ["desc", "func_name", "source", "code", "meta"]  # no scores or tests in this run
+    assert ds.column_names == ["desc", "func_name", "source", "code", "meta", "tests"]  # tests on, scoring off
     assert [p.name for p in (done / DATASET / "data").iterdir()] == ["train-00000-of-00001.parquet"]
 
 
@@ -143,7 +143,8 @@ def test_the_card_body_tells_the_run_with_its_figures(done):
            f"[{lo:.3g}, {hi:.3g}]" in text  # fmt: skip
     assert text.count("```python\ndef ") == 3  # three examples
     assert kept[0]["code"].rstrip("\n") in text and kept[-1]["code"].rstrip("\n") in text
-    assert "## Decontamination" not in text and "## Execution" not in text  # sections this run's metrics lack
+    assert "## Decontamination" not in text  # a section this run's metrics lack
+    assert f"| `code: passed` | {code['execution']['passed']} |" in text  # the tests stage's, with tests on
     assert 'load_dataset("path/to/this/folder", split="train")' in text
     assert f"base_url: {cfg.api.base_url}" in text  # the config to reproduce, keys that differ from the defaults
 
@@ -231,6 +232,23 @@ def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
     text = (tmp_path / "ds/README.md").read_text()
     assert "hunter2" not in text and "sk-live-123" not in text
     assert "http://***@example.com:8000" in text and "${MY_KEY}" in text
+
+
+def test_the_card_shows_what_decontamination_set_aside_per_benchmark(done, outputs, tmp_path):
+    names_path, code_path = outputs / "names/metrics.json", outputs / "code/metrics.json"
+    names, code = json.loads(names_path.read_text()), json.loads(code_path.read_text())
+    names["contaminated_descriptions"] = {"humaneval": 5, "mbpp": 2}  # as names_metrics and merge_code write them
+    code["decontamination"] = {"descriptions": names["contaminated_descriptions"], "functions": {"humaneval": 1}}
+    names_path.write_text(json.dumps(names))
+    code_path.write_text(json.dumps(code))
+    cfg = run_config(done)
+    export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds")
+    text = (tmp_path / "ds/README.md").read_text()
+    assert "| descriptions set aside (they match a benchmark) | 7 |" in text  # in the funnel
+    assert "## Decontamination" in text
+    for row in ("descriptions set aside: humaneval` | 5", "descriptions set aside: mbpp` | 2",
+                "functions dropped: humaneval` | 1"):  # fmt: skip
+        assert f"| `{row} |" in text
 
 
 def _no_folder(out: Path) -> None:

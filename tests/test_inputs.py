@@ -157,3 +157,17 @@ def test_an_unknown_shard_is_a_clear_error(tmp_path):
     assert index.span("00002").start_line == 5
     with pytest.raises(InputError, match=r"has no shard '00003'.*00000\.\.00002"):
         index.span("00003")
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        (b'{"desc": "unclosed', "Unterminated string starting at column 10;"),
+        (b'{"desc": "a" "b"}', "Expecting ',' delimiter at column 14;"),
+    ],
+)
+def test_a_broken_json_line_says_where_once(tmp_path, line, detail):
+    path = jsonl(tmp_path, [line + b"\n"], raw=True)
+    with pytest.raises(InputError) as err:
+        split(path, 10)
+    assert detail in str(err.value) and " at at " not in str(err.value)

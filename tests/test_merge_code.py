@@ -31,6 +31,13 @@ def _old_quantiles(values: list[int]) -> dict:
             "mean": round(statistics.fmean(values), 1)}  # fmt: skip
 
 
+def _old_tokens(raw: list[dict], kept: list[dict], rejects: list[dict]) -> dict:
+    code = sum(r.get("tokens") or 0 for r in raw)
+    tests = sum(r["meta"].get("tests", {}).get("completion_tokens", 0) for r in kept)
+    tests += sum(r.get("test_tokens", 0) for r in rejects)
+    return {"code": code, "tests": tests, "per_kept_function": round((code + tests) / len(kept), 1) if kept else None}
+
+
 def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failures: list[dict]) -> dict:
     reasons = Counter(r["reason"] for r in rejects)
     by_source = {}
@@ -56,6 +63,7 @@ def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], fa
         "pass_rate": round(len(kept) / len(raw), 4) if raw else None,
         "trimmed": sum(bool(r.get("trimmed")) for r in raw),
         "failed_requests": len(failures),
+        "completion_tokens": _old_tokens(raw, kept, rejects),
         "code_chars": _old_quantiles([len(r["code"]) for r in kept]),
         "code_lines": _old_quantiles([r["code"].count("\n") + 1 for r in kept]),
     }
@@ -86,12 +94,15 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         list(read_jsonl(raw)),
         [r.model_dump() for r in kept],
         rejects + [r.model_dump() for r in global_rejects],
-        list(read_jsonl(failures)),
+        [f for path in failures for f in read_jsonl(path)],
     )
-    metrics["names_verdict"] = json.loads(Path(names_metrics).read_text()).get("verdict")
+    names = json.loads(Path(names_metrics).read_text())
+    metrics["names_verdict"] = names.get("verdict")
+    removed = {r.split(":", 1)[1]: n for r, n in metrics["reasons"].items() if r.startswith("contaminated:")}
+    metrics["decontamination"] = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
     write_jsonl(out["kept"], kept)
     write_jsonl(out["rejects"], [*rejects, *global_rejects])
-    write_json(out["metrics"], metrics)
+    write_json(out["metrics"], metrics, sort_keys=False)
 
 
 def _function(rng: random.Random, name: str) -> str:
@@ -171,7 +182,7 @@ def _run(function, inputs: dict, tmp: Path, exact: bool, near: bool) -> dict[str
     cfg = load_config(ROOT / "configs/datagen.yaml", overrides={"filters": {"dedup": {"exact": exact, "near": near}}})
     out = {"kept": tmp / "kept.jsonl", "rejects": tmp / "rejects.jsonl", "metrics": tmp / "metrics.json"}
     src = inputs["tmp"]
-    function(cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), str(src / "failures.jsonl"),
+    function(cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), [str(src / "failures.jsonl")],
              str(src / "names_metrics.json"), {k: str(v) for k, v in out.items()})  # fmt: skip
     return out
 
@@ -186,6 +197,19 @@ def test_outputs_are_byte_identical_to_the_in_memory_merge(inputs, tmp_path, exa
     assert bool(reasons["duplicate"]) == exact and bool(reasons["near_duplicate"]) == near, reasons
 
 
+def test_failed_requests_count_the_tests_requests_too(inputs, tmp_path):
+    tests = tmp_path / "tests_failures.jsonl"
+    write_jsonl(tests, [{"stage": "tests", "desc_id": f"d{i}", "error": "Timeout", "message": "t"} for i in range(2)])
+    cfg = load_config(ROOT / "configs/datagen.yaml")
+    out = {name: str(tmp_path / f"{name}.json") for name in ("kept", "rejects", "metrics")}
+    src = inputs["tmp"]
+    failures = [str(src / "failures.jsonl"), str(tests)]
+    merge_code(
+        cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), failures, str(src / "names_metrics.json"), out
+    )
+    assert json.loads(Path(out["metrics"]).read_text())["failed_requests"] == 3
+
+
 def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path):
     out = _run(merge_code, inputs, tmp_path, True, True)
     kept = read_models(out["kept"], CodeRecord)
@@ -196,6 +220,7 @@ def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path)
     assert not {r.code for r in kept} & {r["code"] for r in dropped}
     metrics = json.loads(out["metrics"].read_text())
     assert metrics["accounting"]["adds_up"] and metrics["names_verdict"] == "FIM"
+    assert list(metrics["funnel"]) == list(funnel([])), "the funnel's stages in the order samples pass them"
 
 
 def test_the_same_body_under_other_names_across_shards_is_a_global_duplicate(inputs, tmp_path):

@@ -4,6 +4,7 @@ import inspect
 import pytest
 
 from evoselfcode.config import CodeGen, ConfigError, NameGen, validate_config
+from evoselfcode.datagen.filters.names import normalise_name
 from evoselfcode.datagen.prompts import (
     EMULATED_TEMPLATE,
     FIM_PRESETS,
@@ -48,7 +49,7 @@ def test_global_prefix():
 
 def test_l2r_default():
     assert name_prompt("L2R", DESC, NameGen()) == (
-        "This is an algorithm function.\n\n# Sort a list of integers in place.\ndef "
+        "This is an algorithm function.\n\n# Sort a list of integers in place.\ndef"
     )
 
 
@@ -90,16 +91,16 @@ def test_fim_deepseek_exact_characters():
 
 def test_fim_emulated_default():
     assert name_prompt("FIM", DESC, NameGen(fim_preset="emulated")) == (
-        'This is an algorithm function.\n\n"""Sort a list of integers in place."""\ndef '
+        'This is an algorithm function.\n\n"""Sort a list of integers in place."""\ndef'
     )
     assert name_prompt("FIM", "a\nb", NameGen(fim_preset="emulated")) == (
-        'This is an algorithm function.\n\n"""a\nb"""\ndef '
+        'This is an algorithm function.\n\n"""a\nb"""\ndef'
     )
 
 
 def test_fim_emulated_is_valid_python_up_to_def():
     prompt = name_prompt("FIM", 'Tricky """ desc \\', NameGen(fim_preset="emulated"))
-    tree = ast.parse(prompt.removeprefix(GLOBAL_PREFIX) + "f(): pass\n")
+    tree = ast.parse(prompt.removeprefix(GLOBAL_PREFIX) + " f(): pass\n")
     assert ast.literal_eval(tree.body[0].value) == 'Tricky """ desc \\'
 
 
@@ -108,8 +109,24 @@ def test_every_name_prompt_ends_where_the_name_starts():
         cfg = NameGen(fim_preset=preset)
         fim = name_prompt("FIM", DESC, cfg)
         fmt = fim_format(cfg)
-        assert fim.endswith(fmt.middle if fmt.middle else "def ")
-        assert name_prompt("L2R", DESC, cfg).endswith("\ndef ")
+        assert fim.endswith(fmt.middle if fmt.middle else "\ndef")
+        assert name_prompt("L2R", DESC, cfg).endswith("\ndef")
+
+
+@pytest.mark.parametrize("preset", list(FIM_PRESETS))
+def test_each_arm_ends_where_its_model_continues_and_no_stop_cuts_a_leading_space(preset):
+    # issue 14: BPE (Qwen's) writes " name" as one token after L2R's `def`; FIM learned holes cut at characters
+    cfg = NameGen(fim_preset=preset)
+    fmt = fim_format(cfg)
+    fim = name_prompt("FIM", DESC, cfg)
+    if fmt.emulated:
+        assert fim.endswith('"""\ndef')  # a plain left-to-right prompt, like L2R
+    else:
+        assert fim.split(fmt.suffix if fmt.order == "psm" else fmt.middle)[0].endswith("\n\ndef ")
+    assert name_prompt("L2R", DESC, cfg).endswith("\ndef")
+    for mode in ("FIM", "L2R"):
+        assert not [s for s in name_stop(mode, cfg) if s[:1] in (" ", "\t")], mode
+    assert normalise_name(" sort_list") == normalise_name("sort_list") == "sort_list"
 
 
 def test_custom_tokens_override_the_preset():
@@ -117,7 +134,7 @@ def test_custom_tokens_override_the_preset():
     assert name_prompt("FIM", "x y", cfg) == (
         '<PRE>This is an algorithm function.\n\ndef <SUF>():\n    """x y"""\n<MID>'
     )
-    assert name_stop("FIM", cfg) == ["(", " ", "\n", "<EOT>"]
+    assert name_stop("FIM", cfg) == ["(", "\n", "<EOT>"]
 
 
 def test_custom_tokens_turn_emulated_into_real_fim():
@@ -146,22 +163,22 @@ def test_templates_override_and_allow_unconditioned_prompts():
 
 
 def test_name_stop():
-    assert name_stop("L2R", NameGen()) == ["(", " ", "\n"]
-    assert name_stop("FIM", NameGen()) == ["(", " ", "\n", *QWEN_STOP]
-    assert name_stop("FIM", NameGen(fim_preset="starcoder")) == ["(", " ", "\n", "<|endoftext|>", "<file_sep>"]
-    assert name_stop("FIM", NameGen(fim_preset="emulated")) == ["(", " ", "\n"]
+    assert name_stop("L2R", NameGen()) == ["(", "\n"]
+    assert name_stop("FIM", NameGen()) == ["(", "\n", *QWEN_STOP]
+    assert name_stop("FIM", NameGen(fim_preset="starcoder")) == ["(", "\n", "<|endoftext|>", "<file_sep>"]
+    assert name_stop("FIM", NameGen(fim_preset="emulated")) == ["(", "\n"]
     assert name_stop("FIM", NameGen(stop=["\n", "<|endoftext|>"])) == ["\n", *QWEN_STOP]
 
 
 def test_l2r_multiline_description_stays_in_comments():
     prompt = name_prompt("L2R", "First line.\nsecond line\r\n\nthird: print('x')\n", NameGen())
-    assert prompt == ("This is an algorithm function.\n\n# First line.\n# second line\n#\n# third: print('x')\ndef ")
+    assert prompt == ("This is an algorithm function.\n\n# First line.\n# second line\n#\n# third: print('x')\ndef")
 
 
 @pytest.mark.parametrize("desc", TRICKY)
 def test_l2r_description_cannot_leave_the_comment(desc):
     prompt = name_prompt("L2R", desc, NameGen())
-    body = prompt.removeprefix(GLOBAL_PREFIX).removesuffix("def ")
+    body = prompt.removeprefix(GLOBAL_PREFIX).removesuffix("def")
     assert all(line.startswith("#") for line in body.splitlines())
     assert ast.parse(body + "def f(): pass\n").body[0].name == "f"
 
@@ -194,7 +211,7 @@ def test_special_tokens_are_removed_from_descriptions():
 
 def test_emulated_template_has_one_placeholder():
     assert EMULATED_TEMPLATE.count("{desc}") == 1
-    assert EMULATED_TEMPLATE.endswith('"""\ndef ')
+    assert EMULATED_TEMPLATE.endswith('"""\ndef')
 
 
 def test_code_prompt_default():

@@ -1,3 +1,9 @@
+import json
+import os
+import stat
+import subprocess
+import sys
+
 import pytest
 
 from evoselfcode.datagen.readers import read_jsonl, read_models
@@ -36,3 +42,21 @@ def test_a_corrupt_line_is_named(tmp_path):
 def test_json_is_stable(tmp_path):
     write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
     assert (tmp_path / "m.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+
+
+def test_json_keeps_the_dicts_order_when_asked(tmp_path):
+    write_json(tmp_path / "m.json", {"generated": 3, "parsed": 2, "kept": 1}, sort_keys=False)
+    assert list(json.loads((tmp_path / "m.json").read_text())) == ["generated", "parsed", "kept"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_honour_the_umask(tmp_path, umask, mode):
+    """Like any file a program creates: teammates on a shared filesystem read the data under umask 0022."""
+    script = (
+        "import sys; from evoselfcode.datagen.writers import DIR_MODE, write_json, write_jsonl; "
+        "write_jsonl(sys.argv[1] + '/a.jsonl', [{'n': 1}]); write_json(sys.argv[1] + '/m.json', {}); print(DIR_MODE)"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True, text=True,
+                         preexec_fn=lambda: os.umask(umask))  # fmt: skip
+    assert int(run.stdout) == mode | 0o111 & ~umask  # folders (the dataset's): the same, plus search
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.jsonl": mode, "m.json": mode}

@@ -98,6 +98,15 @@ def test_funnel_follows_the_order_of_the_checks_with_shares_of_generated():
     assert "20 (40%)" in labels and "50 (100%)" in labels
 
 
+def test_funnel_names_the_benchmark_matches_removed_per_stage():
+    removed = {"descriptions": {"humaneval": 3, "mbpp": 1}, "functions": {"humaneval": 2}}
+    labels = _labels(report.plot_funnel, {**CODE, "funnel": {**CODE["funnel"], "uncontaminated": 27},
+                                          "decontamination": removed})  # fmt: skip
+    assert "uncontaminated" in labels
+    assert "benchmark matches removed: descriptions humaneval 3, mbpp 1; functions humaneval 2" in labels
+    assert not any("benchmark" in t for t in _labels(report.plot_funnel, CODE))
+
+
 def test_lengths_and_perplexity_count_each_source():
     assert "FIM (n=3)" in _labels(report.plot_code_lengths, RECORDS)
     labels = _labels(report.plot_perplexity, RECORDS)

@@ -16,7 +16,7 @@ from fakeserver import FakeServer, Options
 
 from evoselfcode import cli, dataset
 from evoselfcode.config import Config, Strict, load_config
-from evoselfcode.datagen.pipeline import merge, scoring, steps
+from evoselfcode.datagen.pipeline import merge, scoring, steps, testgen
 from evoselfcode.rule_settings import AFFECTS_NO_OUTPUT, RULE_SETTINGS, rule_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,29 +135,36 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         p = {name: str(tmp / f"{name}.jsonl") for name in (
             "shard", "quarantine", "names_raw", "names_failures", "names_timing", "names_kept", "names_rejects",
             "code_raw", "code_failures", "code_timing", "code_kept", "code_rejects", "kept", "rejects",
-            "scored", "score_rejects", "score_failures",
+            "tests_raw", "tests_failures", "tests_timing", "tested", "tests_rejects",
+            "scored", "score_rejects", "score_failures", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
-        run("split_descriptions", steps.split, cfg, str(source), "00000", p["shard"])
+        index = str(tmp / "index.json")
+        run("index_benchmarks", steps.index_benchmarks, cfg, index)
+        run("split_descriptions", steps.split, cfg, str(source), "00000", index, p["shard"], p["contaminated"])
         run("quarantine_descriptions", steps.quarantine, cfg, str(source), p["quarantine"])
         generate_names = with_client(cli._client, steps.generate_names)
         run("generate_names", generate_names, cfg, p["shard"], p["names_raw"], p["names_failures"], p["names_timing"])
         run("filter_names", steps.filter_names_step, cfg, p["names_raw"], p["names_kept"], p["names_rejects"])
         run("names_metrics", steps.names_metrics, cfg, p["names_raw"], p["names_kept"], p["names_rejects"],
-            p["names_failures"], [p["shard"]], p["quarantine"], metrics)  # fmt: skip
+            p["names_failures"], [p["shard"]], p["quarantine"], [p["contaminated"]], metrics)  # fmt: skip
         generate_code = with_client(cli._client, steps.generate_code)
         run("generate_code", generate_code, cfg, p["names_kept"], p["code_raw"], p["code_failures"], p["code_timing"])
-        run("filter_code", steps.filter_code_step, cfg, p["code_raw"], p["code_kept"], p["code_rejects"])
+        run("filter_code", steps.filter_code_step, cfg, p["code_raw"], index, p["code_kept"], p["code_rejects"])
+        generate_tests = with_client(cli._client, testgen.generate_tests_step)
+        run("generate_tests", generate_tests, cfg, p["code_kept"], p["tests_raw"], p["tests_failures"],
+            p["tests_timing"])  # fmt: skip
+        run("execute_tests", testgen.execute_tests_step, cfg, p["tests_raw"], p["tested"], p["tests_rejects"], 1)
         out = {"kept": p["kept"], "rejects": p["rejects"], "metrics": str(tmp / "code_metrics.json")}
-        run("merge_code", merge.merge_code, cfg, [p["code_kept"]], [p["code_rejects"]], p["code_raw"],
-            p["code_failures"], metrics, out)  # fmt: skip
+        run("merge_code", merge.merge_code, cfg, [p["tested"]], [p["code_rejects"], p["tests_rejects"]], p["code_raw"],
+            [p["code_failures"], p["tests_failures"]], metrics, out)  # fmt: skip
         score = with_client(cli._scorer, scoring.score_step)
         out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"]}
         run("score_code", score, cfg, p["kept"], out)
         inputs = dataset.Inputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))
         run("export_dataset", dataset.export, cfg, inputs, tmp / "dataset")
     # every step had something to work on, so the checks below saw each one do its work
-    for name in ("shard", "quarantine", "names_kept", "code_kept", "kept", "scored", "score_rejects"):
+    for name in ("shard", "quarantine", "names_kept", "code_kept", "tested", "kept", "scored", "score_rejects"):
         assert Path(p[name]).read_text().strip(), f"{name} is empty: the run exercised too little"
     return got
 

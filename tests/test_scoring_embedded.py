@@ -18,7 +18,7 @@ TEXT = "a, b):\n    while b:\n        a, b = b, a % b\n    return a\n"
 
 @pytest.fixture(scope="module")
 def scorer(embedded_url):
-    client = make_scorer(Api(base_url=embedded_url, model="gemma-3-270m", max_retries=1), base_url=embedded_url,
+    client = make_scorer(Api(base_url=embedded_url, model="qwen2.5-coder-0.5b", max_retries=1), base_url=embedded_url,
                          concurrency=1)  # fmt: skip
     try:
         yield client

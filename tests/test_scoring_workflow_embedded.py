@@ -18,7 +18,7 @@ DESCRIPTIONS = [
     {"id": "reverse", "desc": "Reverse the order of the words in a sentence."},
 ]
 
-# logprobs cost ~1.5 s a request on Gemma's 262k vocabulary: few, short functions
+# log-probs over the whole vocabulary are slow on llama.cpp: few, short functions
 CONFIG = """
 namegen: {n: 1}
 codegen: {max_new_tokens: 96}

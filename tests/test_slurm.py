@@ -62,12 +62,12 @@ def server_url():
 
 
 def cluster_profile(workdir: Path, partition: str) -> None:
-    """The shipped profile with this cluster's partition; the account is kept (without slurmdbd any name works)."""
+    """The shipped profile with this cluster's partition and an account (without slurmdbd any name works)."""
     path = workdir / "profiles/slurm/config.yaml"
     profile = yaml.safe_load(path.read_text())
-    profile["default-resources"] = [
-        f"slurm_partition={partition}" if r.startswith("slurm_partition=") else r for r in profile["default-resources"]
-    ]
+    mine = {"slurm_partition": partition, "slurm_account": "evoselfcode"}  # the CHANGE_ME a user replaces
+    pairs = [r.split("=", 1) for r in profile["default-resources"]]
+    profile["default-resources"] = [f"{k}={mine.get(k, v)}" for k, v in pairs]
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
 
 

@@ -46,3 +46,14 @@ def test_a_mode_with_requests_but_nothing_kept_or_kept_without_timings():
     summary = timing_summary([timing("FIM", 1.0)], ["L2R"])["by_mode"]
     assert summary["FIM"]["kept"] == 0 and summary["FIM"]["seconds_per_kept"] is None
     assert summary["L2R"]["requests"] == 0 and summary["L2R"]["latency_s"]["mean"] is None
+
+
+def test_the_tests_requests_have_their_own_section_and_count_in_the_cost_of_a_kept_function():
+    code, tests = [timing("FIM", 1.0), timing("L2R", 2.0)], [timing("FIM", 0.5), timing("FIM", 1.5, resumed=True)]
+    summary = timing_summary(code, ["FIM", "FIM"], tests)["by_mode"]
+    fim, l2r = summary["FIM"], summary["L2R"]
+    assert (fim["requests"], fim["request_seconds"]) == (1, 1.0)
+    assert (fim["tests"]["requests"], fim["tests"]["resumed"], fim["tests"]["request_seconds"]) == (2, 1, 2.0)
+    assert fim["seconds_per_kept"] == 1.5  # (1.0 + 0.5 + 1.5) / 2
+    assert l2r["tests"]["requests"] == 0 and l2r["seconds_per_kept"] is None
+    assert "tests" not in timing_summary(code, ["FIM"])["by_mode"]["FIM"]  # the stage did not run

@@ -3,14 +3,18 @@
 import ast
 import json
 import re
+from collections import Counter
 
 import pytest
 from conftest import make_workdir, snakemake
 from fakeserver import FakeServer, Options
 
+from evoselfcode.config import Execution
 from evoselfcode.datagen.checks import funnel_stages
 from evoselfcode.datagen.readers import read_jsonl
+from evoselfcode.datagen.sandbox import Job, run_jobs
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate, NameSample
+from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 pytestmark = pytest.mark.workflow
 
@@ -80,6 +84,15 @@ def test_final_records_parse_and_are_named_as_recorded(done):
         assert r.source in ("FIM", "L2R")
 
 
+def test_no_two_kept_functions_share_a_body_up_to_names(done):
+    records = [CodeRecord.model_validate(r) for r in read_jsonl(done / TARGET)]
+    assert len({ast_fingerprint(r.code) for r in records}) == len(records)
+    # The fake model writes four bodies under many names: copies are exact duplicates whatever their name
+    # (before, near dedup caught them, as near_duplicate), and none is left for near dedup.
+    reasons = Counter(r["reason"] for r in read_jsonl(done / "data/generated/code/rejects.jsonl"))
+    assert reasons["duplicate"] > 0 and reasons["near_duplicate"] == 0, reasons
+
+
 def test_metrics_add_up(done):
     names = json.loads((done / "data/generated/names/metrics.json").read_text())
     assert names["accounting"]["ok"]
@@ -100,6 +113,8 @@ def test_timings_sit_apart_from_the_data_one_per_request(done):
     assert sum(names[m]["kept"] for m in names) == len(kept)
     code = json.loads((done / timing[1]).read_text())["by_mode"]
     assert sum(code[m]["kept"] for m in code) == len(list(read_jsonl(done / TARGET)))
+    checked = [r for p in sorted((done / "data/generated/code/filtered").glob("*.jsonl")) for r in read_jsonl(p)]
+    assert sum(code[m]["tests"]["requests"] for m in code) == len(checked) > 0  # one test request per function
     assert all(v["latency_s"]["max"] >= v["latency_s"]["p50"] > 0 for v in [*names.values(), *code.values()])
     assert not any("latency" in r for r in read_jsonl(done / "data/generated/names/raw.jsonl"))
 
@@ -126,6 +141,8 @@ def test_appending_descriptions_runs_only_the_new_and_changed_shards(tmp_path, s
         ("filters: {min_code_len: 5}", {"filter_code", "merge_code"}, {"generate_code", "filter_names"}),
         ("filters: {dedup: {threshold: 0.9}}", {"filter_code", "merge_code"}, {"generate_code", "filter_names"}),
         ("namegen: {temperature: 0.1}", {"generate_names", "generate_code"}, {"split_descriptions"}),
+        ("tests: {temperature: 0.5}", {"generate_tests", "execute_tests", "merge_code"}, {"generate_code"}),
+        ("execution: {min_pass_rate: 0.9}", {"execute_tests", "merge_code"}, {"generate_tests", "filter_code"}),
     ],
 )
 def test_a_setting_reruns_only_what_depends_on_it(done, change, reruns, keeps):
@@ -133,3 +150,36 @@ def test_a_setting_reruns_only_what_depends_on_it(done, change, reruns, keeps):
     jobs = planned(snakemake(done, "-n", TARGET, configs=("configs/test.yaml", "configs/change.yaml")))
     assert reruns <= jobs.keys(), jobs
     assert not keeps & jobs.keys(), jobs
+
+
+def test_kept_functions_passed_their_generated_tests_in_the_sandbox(done):
+    records = [CodeRecord.model_validate(r) for r in read_jsonl(done / TARGET)]
+    assert records and all(r.tests for r in records)
+    outcomes = run_jobs([Job(r.code, tuple(r.tests)) for r in records], Execution(), workers=2)
+    assert all(set(o) == {"pass"} for o in outcomes)  # run again, each kept test passes
+    assert all(r.meta.model_extra["tests"]["passed"] == len(r.tests) for r in records)
+    rejects = [r for p in sorted((done / "data/generated/code/tests/rejects").glob("*.jsonl")) for r in read_jsonl(p)]
+    assert rejects and all(r["reason"] == "tests_failed" or r["reason"].startswith("exec_error:") for r in rejects)
+    metrics = json.loads((done / "data/generated/code/metrics.json").read_text())
+    assert funnel_stages()[-1] == "tested" and metrics["funnel"]["tested"] == len(records)
+    execution = metrics["execution"]
+    assert execution["functions"] - execution["passed"] == sum(execution["reasons"].values()) == len(rejects)
+    assert execution["passed"] >= len(records)  # the global dedup comes after the tests
+    assert metrics["completion_tokens"]["tests"] > 0
+
+
+def test_same_seeds_same_tests_outcomes_and_files(done, tmp_path, server):
+    again = make_workdir(tmp_path, DESCRIPTIONS, config(server.url))
+    assert snakemake(again, TARGET).returncode == 0
+    out = "data/generated/code"
+    files = [TARGET, f"{out}/metrics.json", f"{out}/rejects.jsonl",
+             *(p.relative_to(done).as_posix() for p in sorted((done / out / "tests").glob("*/*.jsonl"))
+               if "timing" not in p.parts)]  # fmt: skip
+    assert len(files) > 6
+    assert [(again / f).read_bytes() for f in files] == [(done / f).read_bytes() for f in files]
+
+
+def test_with_tests_disabled_the_dag_is_as_before(tmp_path, server):
+    workdir = make_workdir(tmp_path, DESCRIPTIONS, config(server.url, "tests: {enabled: false}"))
+    jobs = planned(snakemake(workdir, "-n", TARGET))
+    assert "generate_tests" not in jobs and "execute_tests" not in jobs and jobs["merge_code"] == 1

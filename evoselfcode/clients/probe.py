@@ -13,8 +13,10 @@ QWEN_FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
 _PROMPT = "def add(a, b):\n    return"
 
 
-def probe(api: Api, base_url: str, *, fim_tokens: Sequence[str] = QWEN_FIM_TOKENS) -> list[Row]:
-    """One row per capability: (capability, result, note). Never raises for a server problem."""
+def probe(api: Api, base_url: str, *, fim_tokens: Sequence[str] | None = QWEN_FIM_TOKENS) -> list[Row]:
+    """One row per capability: (capability, result, note). Never raises for a server problem.
+
+    `fim_tokens`: the configured FIM markers (None: `namegen.fim_preset: emulated`, nothing to check)."""
     # a probe should answer fast and must not trip the breaker that real jobs share
     quick = {"max_retries": min(api.max_retries, 1), "circuit_breaker": CircuitBreaker(enabled=False)}
     api = api.model_copy(update=quick)
@@ -33,7 +35,10 @@ def probe(api: Api, base_url: str, *, fim_tokens: Sequence[str] = QWEN_FIM_TOKEN
         rows.append(_check("seed", lambda: _seed(client)))
         rows.append(_check("logprobs", lambda: _logprobs(client)))
         rows.append(_check("echo", lambda: _echo(client)))
-        rows.append(_check("fim tokens", lambda: _fim(client, fim_tokens)))
+        if fim_tokens is None:
+            rows.append(("fim tokens", "n/a", "namegen.fim_preset: emulated: FIM prompts are plain text"))
+        else:
+            rows.append(_check("fim tokens", lambda: _fim(client, fim_tokens)))
         return rows
     finally:
         client.close()
@@ -123,18 +128,53 @@ def _echo(client) -> tuple[str, str]:
     return "yes", f"prompt log-probs returned ({len(tokens)} tokens): scoring works"
 
 
+# (route, body) of the tokenize endpoints we know: llama-cpp-python's, then vLLM's and llama.cpp's `/tokenize`
+_TOKENIZE = (
+    ("/extras/tokenize", lambda model, text: {"model": model, "input": text}),
+    ("/tokenize", lambda model, text: {"model": model, "prompt": text, "content": text, "add_special_tokens": False}),
+)
+
+
+def _token_count(data: Any) -> int:
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(tokens, list):
+        raise TypeError("the answer has no tokens list")
+    return len(tokens)
+
+
+def _tokenized_counts(client, texts: Sequence[str]) -> tuple[dict[str, int], str] | None:
+    """Token counts of `texts` from the server's tokenize endpoint, less its count for "" (a BOS); None: none."""
+    for route, body in _TOKENIZE:
+        try:
+            counts = {
+                text: client.transport.post(route, body(client.api.model, text), _token_count, cost_tokens=0.0)[0]
+                for text in ("", *texts)
+            }
+        except (LLMError, TypeError):
+            continue
+        return {t: counts[t] - counts[""] for t in texts}, route
+    return None
+
+
 def _fim(client, markers: Sequence[str]) -> tuple[str, str]:
-    counts = {}
-    for marker in markers:
-        tokens = _echoed_tokens(client, marker)
-        if tokens is None:
-            return "unknown", "needs echo + logprobs to count tokens"
-        counts[marker] = 1 if marker in tokens else len(tokens)
+    found = _tokenized_counts(client, markers)
+    if found is not None:
+        counts, how = found
+    else:
+        counts, how = {}, "echo log-probs"
+        for marker in markers:
+            tokens = _echoed_tokens(client, marker)
+            if tokens is None:
+                return "unknown", "no tokenize endpoint, and echo + logprobs are needed to count tokens"
+            counts[marker] = 1 if marker in tokens else len(tokens)
     split = {m: c for m, c in counts.items() if c != 1}
     if not split:
-        return "yes", f"{', '.join(markers)} are single tokens: the model's FIM format can be used"
+        return "yes", f"{', '.join(markers)} are single special tokens ({how}): FIM prompts reach the model as such"
     detail = ", ".join(f"{m} -> {c} tokens" for m, c in split.items())
-    return "no", f"{detail}: not special tokens here; use namegen.fim_preset: emulated (or the model's preset)"
+    return "warning", (
+        f"{detail} ({how}): the server reads the FIM markers as text; set namegen.fim_preset (or namegen.fim) "
+        "to the model's own tokens, or namegen.fim_preset: emulated for a model without them"
+    )
 
 
 def _probe_endpoint(api: Api, base_url: str) -> list[Row]:

@@ -142,7 +142,9 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
         try:
             obj = _loads(text)
         except json.JSONDecodeError as exc:
-            return "invalid_json", f"{exc.msg} at column {exc.colno}; each line must be one JSON object"
+            # json's "Unterminated string starting at" already ends in "at"
+            where = exc.msg.removesuffix(" at")
+            return "invalid_json", f"{where} at column {exc.colno}; each line must be one JSON object"
         if not isinstance(obj, dict):
             return "not_an_object", 'each line must be a JSON object like {"id": "...", "desc": "..."}'
         desc, rid = obj.get("desc"), obj.get("id")

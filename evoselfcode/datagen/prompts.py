@@ -6,6 +6,15 @@ lines; FIM puts it after the hole, as the docstring in the suffix:
     prefix = GLOBAL_PREFIX + "def "    (GLOBAL_PREFIX = "This is an algorithm function.\\n\\n")
     suffix = "():\\n" + the description as a triple-quoted docstring indented by 4 spaces + "\\n"
 
+Each arm ends where its model continues naturally, and no default stop is a space (issue 14):
+- L2R (and `emulated`) ends at `def` with no space: BPE tokenizers such as Qwen's write " name" as one
+  token, so after "def " the model must start with a token it rarely saw there, and a " " stop ends
+  " name" before it starts (154 of 160 L2R names empty on Qwen2.5-Coder-0.5B). `normalise_name` strips
+  the space the model writes.
+- FIM keeps "def ": FIM training cuts the hole at characters and tokenizes the middle on its own, so a
+  middle that starts at the name is what the model learned. On Qwen2.5-Coder-0.5B (12 descriptions x 4)
+  a prefix ending at "def" gave 20 of 48 empty names, "def " 2 of 48.
+
 FIM is always built into the prompt string with the model's own tokens (decision 2):
     PSM: <prefix_tok>{prefix}<suffix_tok>{suffix}<middle_tok>
     SPM: <suffix_tok>{suffix}<prefix_tok>{prefix}<middle_tok>
@@ -23,20 +32,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evoselfcode.config import CodeGen, NameGen
+from evoselfcode.config import CodeGen, NameGen, Tests
 
 GLOBAL_PREFIX = "This is an algorithm function.\n\n"
 DESC = "{desc}"
 FUNC_NAME = "{func_name}"
 
-L2R_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef "
+L2R_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef"
 FIM_PREFIX_TEMPLATE = GLOBAL_PREFIX + "def "
 FIM_SUFFIX_TEMPLATE = '():\n    """{desc}"""\n'
-# The docstring the real FIM prompt puts after the hole, moved before `def `. On Gemma 3 270M (8 descriptions x 4)
-# a worked example did not help and its name leaked into answers: 16/32 compliant vs 17/32 without; ending at
-# `def` with no space and no " " stop: 29/32 vs 31/32.
-EMULATED_TEMPLATE = GLOBAL_PREFIX + '"""{desc}"""\ndef '
+# For models with no FIM tokens: the docstring the real FIM prompt puts after the hole, moved before `def`.
+EMULATED_TEMPLATE = GLOBAL_PREFIX + '"""{desc}"""\ndef'
 CODE_TEMPLATE = GLOBAL_PREFIX + "# {desc}\ndef {func_name}("
+# After the code prompt and the function, verbatim (the server's prefix cache reuses them): asserts, one a line.
+TEST_TEMPLATE = (
+    "\n\n\n# Check that {func_name} does what the task above asks, one assert per line:\nassert {func_name}("
+)
 
 
 @dataclass(frozen=True)
@@ -180,3 +191,15 @@ def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
     template = cfg.template or CODE_TEMPLATE
     # the name goes in first, so a description that mentions `{func_name}` stays as written
     return render(template.replace(FUNC_NAME, func_name), desc)
+
+
+def head_of_tests(func_name: str) -> str:
+    """The end of every test prompt: the tests are this plus the model's continuation."""
+    return f"assert {func_name}("
+
+
+def prompt_for_tests(desc: str, func_name: str, code: str, codegen: CodeGen, tests: Tests) -> str:
+    """The code prompt and the function as generated (they share its head), then the test template."""
+    prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
+    start = prompt[: -len(head)] + code if code.startswith(head) else prompt + code
+    return start.rstrip("\n") + (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)

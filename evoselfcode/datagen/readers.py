@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,19 +14,33 @@ from pydantic import BaseModel
 T = TypeVar("T", bound=BaseModel)
 
 
-def _loads(line: str, path: str | Path, number: int) -> dict:
+def parse_record(
+    line: str, where: str | Path, number: int, fix: str = "delete it and rerun", error: type[Exception] = ValueError
+) -> dict:
+    """One JSONL line as a JSON object; else `error` naming `where` (the file) and the line, and saying `fix`."""
     try:
-        return json.loads(line)
+        record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg}); delete it and rerun") from None
+        raise error(f"{where}:{number}: not valid JSON ({exc.msg}); {fix}") from None
+    if not isinstance(record, dict):
+        raise error(f"{where}:{number}: not a JSON object; {fix}")
+    return record
+
+
+def numbered_records(
+    lines: Iterable[str], where: str | Path, fix: str = "delete it and rerun", error: type[Exception] = ValueError
+) -> Iterator[tuple[int, dict]]:
+    """`(line number, record)` of each non-blank line of an open JSONL file; errors as `parse_record`'s."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield number, parse_record(line, where, number, fix, error)
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
     """Records of a file this pipeline wrote (inputs from users go through `inputs.py`)."""
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                yield _loads(line, path, number)
+        for _, record in numbered_records(fh, path):
+            yield record
 
 
 def scan_jsonl(path: str | Path) -> Iterator[tuple[int, int, dict]]:
@@ -36,7 +50,7 @@ def scan_jsonl(path: str | Path) -> Iterator[tuple[int, int, dict]]:
         for number, raw in enumerate(fh, 1):
             line = raw.decode("utf-8")
             if line.strip():
-                yield offset, len(raw), _loads(line, path, number)
+                yield offset, len(raw), parse_record(line, path, number)
             offset += len(raw)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 Mode = Literal["FIM", "L2R"]
 
@@ -27,6 +27,20 @@ class Quarantined(Record):
     line: int
     reason: str
     detail: str | None = None
+
+
+CONTAMINATED_PREFIX = "contaminated:"  # + the benchmark: the reason a description or function matches one
+
+
+class Contaminated(Record):
+    """`{shards_dir}/contaminated/{shard}.jsonl`: a description set aside, unsent, as it matches a benchmark task."""
+
+    id: str
+    desc: str
+    reason: str  # contaminated:<benchmark>
+    task_id: str
+    match: Literal["exact", "overlap"]  # the text occurs in the task's word for word, or their n-grams overlap
+    overlap: float
 
 
 class NameSample(Record):
@@ -85,18 +99,62 @@ class CodeMeta(BaseModel):
 
 
 class CodeRecord(Record):
-    """The card's final record: `code/filtered.jsonl`."""
+    """The card's final record: `code/filtered.jsonl`; with tests on, the assertions it passed."""
 
     desc: str
     func_name: str
     source: Mode
     code: str
     meta: CodeMeta
+    tests: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _no_null_tests(self, handler):
+        data = handler(self)
+        if data.get("tests", 0) is None:  # with tests off, records read exactly as before
+            del data["tests"]
+        return data
 
 
 class CodeReject(CodeSample):
     """A function dropped by a shard's checks: `code/rejects/{shard}.jsonl`, then `code/rejects.jsonl`."""
 
+    reason: str
+
+
+class CodeTests(Record):
+    """A function that passed the static checks, with the model's tests of it: `code/tests/raw/{shard}.jsonl`."""
+
+    record: CodeRecord
+    answers: list[str] = []  # each the whole test text: the prompt's `assert {func_name}(` + the continuation
+    tokens: int = 0  # completion tokens of the test request
+    error: str | None = None  # the request failed after its retries (also in code/tests/failures)
+
+    # what the stage-B checks' driver reads of a sample
+    @property
+    def code(self) -> str:
+        return self.record.code
+
+    @property
+    def func_name(self) -> str:
+        return self.record.func_name
+
+    @property
+    def finish_reason(self) -> None:
+        return None
+
+
+class CodeTestsReject(Record):
+    """A function that did not pass its tests: `code/tests/rejects/{shard}.jsonl`."""
+
+    desc_id: str
+    func_name: str
+    source: Mode
+    sample_index: int
+    code: str
+    tests: list[str]
+    outcomes: list[str]  # per test: pass, fail, error:<Type>, timeout
+    test_tokens: int
     reason: str
 
 
@@ -147,7 +205,7 @@ class RequestTiming(Record):
 class Failure(Record):
     """A request that failed after its retries: `{names,code}/failures.jsonl`."""
 
-    stage: Literal["names", "code", "score"]
+    stage: Literal["names", "code", "tests", "score"]
     desc_id: str
     mode: Mode | None = None
     func_name: str | None = None

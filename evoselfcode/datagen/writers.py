@@ -14,6 +14,17 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files (mkdtemp 0700 folders); outputs get the modes any program's get (0644/0755 under 0022)
+FILE_MODE = 0o666 & ~_read_umask()
+DIR_MODE = 0o777 & ~_read_umask()
+
+
 def _dumps(record: BaseModel | dict) -> str:
     if isinstance(record, BaseModel):
         return record.model_dump_json()
@@ -29,6 +40,7 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
         stale.unlink(missing_ok=True)  # left by a writer that was killed; only one job writes a given output
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             yield fh
             fh.flush()
@@ -55,7 +67,8 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
     return count
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, sort_keys: bool = True) -> None:
+    """`sort_keys=False` keeps the dict's own order, e.g. a funnel's stages in the order samples pass them."""
     with atomic_open(path) as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
+        json.dump(data, fh, indent=2, sort_keys=sort_keys, ensure_ascii=False)
         fh.write("\n")

@@ -1,7 +1,7 @@
 """Stage B's checks, in the order a generated function meets them; the funnel is this list's stages.
 
 Each rule runs its slice of `STAGE_B` (the checks whose `rule` is its name), so the funnel of
-`code/metrics.json` is the concatenation over the rules: today all run in `filter_code`. Adding a
+`code/metrics.json` is the concatenation over the rules: `filter_code`, then `execute_tests`. Adding a
 check: a class in a module here, its place in `STAGE_B`, its tests (docs/architecture.md).
 """
 
@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from evoselfcode.config import Config
 from evoselfcode.datagen.checks.base import Check, run_checks
+from evoselfcode.datagen.checks.decontamination import BenchmarkMatch
 from evoselfcode.datagen.checks.duplicates import ExactDuplicates, NearDuplicates
+from evoselfcode.datagen.checks.execution import PassesTests
 from evoselfcode.datagen.checks.lint import Ruff
 from evoselfcode.datagen.checks.structure import HasFunction, Length, NonTrivial, Parses, Truncated
 from evoselfcode.datagen.schemas import CodeSample
@@ -24,8 +26,10 @@ STAGE_B: tuple[type[Check], ...] = (
     NonTrivial,
     Length,
     Ruff,
+    BenchmarkMatch,
     ExactDuplicates,
     NearDuplicates,
+    PassesTests,  # rule execute_tests (tests.enabled), after the model wrote tests of the functions kept so far
 )
 
 GENERATED = "generated"
@@ -37,9 +41,11 @@ def checks_for(rule: str, cfg: Config, inputs: Mapping[str, str] | None = None) 
     return [check for check in built if check is not None]
 
 
-def check_samples(samples: Sequence[CodeSample], cfg: Config, rule: str = "filter_code") -> list[str | None]:
+def check_samples(
+    samples: Sequence[CodeSample], cfg: Config, rule: str = "filter_code", inputs: Mapping[str, str] | None = None
+) -> list[str | None]:
     """For each sample in order, the first reason of `rule`'s checks, or None if it is kept."""
-    return run_checks(checks_for(rule, cfg), samples)
+    return run_checks(checks_for(rule, cfg, inputs), samples)
 
 
 def funnel_stages() -> list[str]:

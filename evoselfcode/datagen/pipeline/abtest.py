@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from evoselfcode.datagen.filters.names import REASONS, WEAK_NAME, relevance
+from evoselfcode.datagen.filters.names import DUPLICATE, EMPTY, IRRELEVANT, REASONS, TOO_SHORT, WEAK_NAME, relevance
 from evoselfcode.datagen.schemas import NameCandidate, NameReject, NameSample
 
 MODES = ("FIM", "L2R")
@@ -26,6 +26,10 @@ BOOT_SEED = 0
 # metric -> whether higher is better; None: reported and tested, but no "better" (log-prob is confidence, not quality)
 RATE_METRICS = {"compliance": True, "weak_rate": False, "coverage": True}
 MEAN_METRICS = {"distinct_per_desc": True, "relevance": True, "logprob": None}
+# a sample rejected only for these still passed the name rules: fit and diversity are metrics of their own
+NOT_RULES = frozenset({IRRELEVANT, DUPLICATE})
+# an arm with at least this share of empty or cut names says more about its prompt and stops than about its mode
+BROKEN_ARM = 0.5
 TESTS = {
     "rates": "two-proportion z-test (pooled variance, two-sided); intervals: Wilson 95%",
     "means": f"seeded percentile bootstrap ({N_BOOT} resamples per mode, seed {BOOT_SEED}) of the difference in "
@@ -105,10 +109,12 @@ def _per_mode(
     }
     boots = {m: bootstrap_means(v, f"{BOOT_SEED}:{m}:{mode}") if v else None for m, v in values.items()}
     tokens = [s.tokens for s in samples if s.tokens is not None]
+    broke_rules = sum(n for r, n in reasons.items() if r not in NOT_RULES)
     metrics = {
         "sampled": sampled,
         "kept": len(kept),
-        "compliance": _rate(len(kept), sampled),
+        # a sample repeating a compliant name is compliant; the repeat shows in distinct_per_desc and entropy
+        "compliance": _rate(sampled - broke_rules, sampled),
         "weak_rate": _rate(reasons[WEAK_NAME], sampled),
         "coverage": _rate(covered, len(desc_ids)),
         "distinct_per_desc": _mean(values["distinct_per_desc"], boots["distinct_per_desc"]),
@@ -120,7 +126,24 @@ def _per_mode(
         "tokens_per_kept": sum(tokens) / len(kept) if kept and tokens else None,
         "reasons": {r: reasons[r] for r in REASONS} | {r: n for r, n in sorted(reasons.items()) if r not in REASONS},
     }
-    return metrics, values, boots
+    return metrics | {"warnings": arm_warnings(mode, samples, reasons)}, values, boots
+
+
+def arm_warnings(mode: str, samples: list[NameSample], reasons: Counter) -> list[str]:
+    """Warnings for an arm whose names are mostly empty, cut short or cut off by max_new_tokens."""
+    n = len(samples)
+    if not n:
+        return []
+    out = []
+    empty, short = reasons[EMPTY] / n, (reasons[EMPTY] + reasons[TOO_SHORT]) / n
+    if empty >= BROKEN_ARM:
+        out.append(f"arm {mode}: {empty:.0%} empty: check the prompt's end and stops")
+    elif short >= BROKEN_ARM:
+        out.append(f"arm {mode}: {short:.0%} empty or too short (cut): check the prompt's end and stops")
+    cut = sum(1 for s in samples if s.finish_reason == "length") / n
+    if cut >= BROKEN_ARM:
+        out.append(f"arm {mode}: {cut:.0%} ran out of namegen.max_new_tokens before a stop: check the stops")
+    return out
 
 
 def _relevance_of(cand: NameCandidate) -> float:
@@ -216,6 +239,7 @@ def name_metrics(
         "tests": TESTS,
         "modes": modes,
         "accounting": _accounting(samples, kept, rejects),
+        "warnings": [w for m in modes.values() for w in m["warnings"]],
     }
     if len(modes) < len(MODES):
         out["comparison"] = {}
@@ -225,4 +249,6 @@ def name_metrics(
     comparison |= {m: _compare_mean(m, values, boots, hb) for m, hb in MEAN_METRICS.items()}
     out["comparison"] = comparison
     out["verdict"] = _verdict(comparison)
+    if out["warnings"]:
+        out["verdict"] += " (but " + "; ".join(out["warnings"]) + ")"
     return out

@@ -8,6 +8,7 @@ from collections import Counter
 from itertools import chain, repeat
 
 from evoselfcode.datagen.checks import funnel
+from evoselfcode.datagen.checks.execution import PassesTests
 
 
 def _quantiles(values: list[int]) -> dict:
@@ -32,18 +33,31 @@ class CodeMetrics:
         self.failures = 0
         self.code_chars = array("q")  # of each kept record: 8 bytes where a list of ints takes ~36
         self.code_lines = array("q")
+        self.tokens: Counter[str] = Counter()  # completion tokens: of code requests, of test requests
+        self.passed_tests = 0  # functions that passed their tests (kept, or dropped later by the global dedup)
+        self.failed_tests: Counter[str] = Counter()  # per reason of the tests stage
 
     def add_raw(self, sample: dict) -> None:
         self.generated[sample["source"]] += 1
         self.trimmed += bool(sample.get("trimmed"))
+        self.tokens["code"] += sample.get("tokens") or 0
 
     def add_kept(self, record: dict) -> None:
         self.kept[record["source"]] += 1
         self.code_chars.append(len(record["code"]))
         self.code_lines.append(record["code"].count("\n") + 1)
 
+    def add_tested(self, record: dict) -> None:
+        """A record that passed its tests, kept or not by the global dedup: its test tokens were spent either way."""
+        if "tests" in record["meta"]:
+            self.passed_tests += 1
+            self.tokens["tests"] += record["meta"]["tests"].get("completion_tokens", 0)
+
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1
+        self.tokens["tests"] += reject.get("test_tokens", 0)
+        if PassesTests.declares(reject["reason"]):
+            self.failed_tests[reject["reason"]] += 1
 
     def add_failure(self, failure: dict) -> None:
         self.failures += 1
@@ -75,6 +89,23 @@ class CodeMetrics:
             "pass_rate": round(kept / generated, 4) if generated else None,
             "trimmed": self.trimmed,
             "failed_requests": self.failures,
+            # GPU time is what the tests cost (DESIGN decision 7): completion tokens, all and per kept function
+            "completion_tokens": {
+                "code": self.tokens["code"],
+                "tests": self.tokens["tests"],
+                "per_kept_function": round(self.tokens.total() / kept, 1) if kept else None,
+            },
+            **({"execution": self._execution()} if self.passed_tests or self.failed_tests else {}),
             "code_chars": _quantiles(self.code_chars.tolist()),
             "code_lines": _quantiles(self.code_lines.tolist()),
+        }
+
+    def _execution(self) -> dict:
+        """The tests stage: functions tested in the sandbox, how many passed, why the others did not."""
+        tested = self.passed_tests + self.failed_tests.total()
+        return {
+            "functions": tested,
+            "passed": self.passed_tests,
+            "pass_rate": round(self.passed_tests / tested, 4),
+            "reasons": dict(sorted(self.failed_tests.items())),
         }

@@ -17,7 +17,7 @@ from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.filters.dedup import first_copies, near_duplicate_positions, without_own_name
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
 from evoselfcode.datagen.readers import LineReader, read_jsonl, scan_jsonl
-from evoselfcode.datagen.schemas import CodeRecord, GlobalReject
+from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeRecord, GlobalReject
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 from evoselfcode.datagen.writers import jsonl_writer, write_json
 
@@ -115,7 +115,7 @@ def merge_code(
     kept_shards: Sequence[str],
     reject_shards: Sequence[str],
     raw: str,
-    failures: str,
+    failures: Sequence[str],
     names_metrics: str,
     out: dict[str, str],
 ) -> None:
@@ -126,7 +126,7 @@ def merge_code(
     time in sorted order and writes each to the kept or the rejects file. Each output appears whole or
     not at all (written aside, then renamed); Snakemake removes the others if the job fails.
     """
-    names_verdict = json.loads(Path(names_metrics).read_text()).get("verdict")
+    names = json.loads(Path(names_metrics).read_text())
     dedup = cfg.filters.dedup
     index = _index_records(kept_shards, fingerprints=dedup.exact)
     metrics = CodeMetrics()
@@ -140,6 +140,7 @@ def merge_code(
             for position, verdict in enumerate(verdicts.tolist()):
                 data = lines.read(*index.place(position))
                 r = CodeRecord.model_validate(data)
+                metrics.add_tested(data)
                 if verdict == _KEEP:
                     metrics.add_kept(data)
                     keep(r)
@@ -155,8 +156,12 @@ def merge_code(
                 reject(rejected)
             for sample in read_jsonl(raw):
                 metrics.add_raw(sample)
-            for failure in read_jsonl(failures):
+            for failure in (f for path in failures for f in read_jsonl(path)):  # code's and tests' requests
                 metrics.add_failure(failure)
             result = metrics.result()
-    write_json(out["metrics"], {**result, "names_verdict": names_verdict})
+    removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()
+               if r.startswith(CONTAMINATED_PREFIX)}  # fmt: skip
+    decontamination = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
+    summary = {**result, "names_verdict": names.get("verdict"), "decontamination": decontamination}
+    write_json(out["metrics"], summary, sort_keys=False)
     log.info("kept %d of %d functions after global dedup", result["accounting"]["kept"], len(verdicts))

@@ -21,6 +21,7 @@ from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.datagen.schemas import Failure, RequestTiming
 
 log = logging.getLogger("evoselfcode.runner")
+progress_log = logging.getLogger("evoselfcode.runner.progress")  # the console also shows these, now and then
 # At most this many threads per in-flight slot, counting the workers sleeping before a retry (see Workers).
 MAX_THREADS_PER_SLOT = 4
 
@@ -57,7 +58,7 @@ class _LogLines:
 
     def write(self, text: str) -> int:
         if line := text.strip("\r\n "):
-            log.info("%s", line)
+            progress_log.info("%s", line)
         return len(text)
 
     def flush(self) -> None:

@@ -7,11 +7,12 @@ score, which carry engines of their own, live in `merge.py` and `scoring.py`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from evoselfcode.config import Config
-from evoselfcode.datagen import inputs
+from evoselfcode.datagen import decontam, inputs
 from evoselfcode.datagen.checks import checks_for, run_checks
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
@@ -19,6 +20,7 @@ from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.readers import read_jsonl, read_models
 from evoselfcode.datagen.schemas import (
+    CONTAMINATED_PREFIX,
     CodeRecord,
     CodeReject,
     CodeSample,
@@ -33,10 +35,18 @@ from evoselfcode.datagen.writers import write_json, write_jsonl
 log = logging.getLogger("evoselfcode")
 
 
-def split(cfg: Config, source: str, shard: str, out: str) -> None:
+def index_benchmarks(cfg: Config, out: str) -> None:
+    counts = decontam.write_index(cfg.decontamination, out)
+    log.info("benchmark index: %s", ", ".join(f"{n} {name} tasks" for name, n in counts.items()) or "no benchmark")
+
+
+def split(cfg: Config, source: str, shard: str, index: str, out: str, out_contaminated: str) -> None:
+    """One shard of the checked input; descriptions that match a benchmark go to `out_contaminated` instead."""
     descs = inputs.read_shard(inputs.index_input(cfg, source), shard, max_chars=cfg.io.max_desc_chars)
-    write_jsonl(out, descs)
-    log.info("shard %s: %d descriptions", shard, len(descs))
+    kept, contaminated = decontam.set_aside(descs, decontam.Index.load(index), cfg.decontamination.desc_threshold)
+    write_jsonl(out, kept)
+    write_jsonl(out_contaminated, contaminated)
+    log.info("shard %s: %d descriptions, %d set aside as benchmark tasks", shard, len(kept), len(contaminated))
 
 
 def quarantine(cfg: Config, source: str, out: str) -> None:
@@ -75,13 +85,15 @@ def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: 
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
 
 
-def timing(shards: Sequence[str], kept: str, out: str) -> None:
-    """Wall-clock per mode from the shards' request timings; `kept` gives the records kept per mode."""
+def timing(shards: Sequence[str], kept: str, out: str, test_shards: Sequence[str] | None = None) -> None:
+    """Wall-clock per mode from the shards' request timings (and their tests', if run); `kept`: records kept."""
     from evoselfcode.datagen.pipeline.timing import timing_summary
 
-    timings = (RequestTiming.model_validate(r) for p in shards for r in read_jsonl(p))
+    def read(paths: Sequence[str]) -> Iterator[RequestTiming]:
+        return (RequestTiming.model_validate(r) for p in paths for r in read_jsonl(p))
+
     kept_modes = (r["source"] for r in read_jsonl(kept))
-    write_json(out, timing_summary(timings, kept_modes))
+    write_json(out, timing_summary(read(shards), kept_modes, read(test_shards) if test_shards is not None else None))
 
 
 def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
@@ -94,7 +106,15 @@ def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) ->
 
 
 def names_metrics(
-    cfg: Config, raw: str, kept: str, rejects: str, failures: str, shards: Sequence[str], quarantined: str, out: str
+    cfg: Config,
+    raw: str,
+    kept: str,
+    rejects: str,
+    failures: str,
+    shards: Sequence[str],
+    quarantined: str,
+    contaminated: Sequence[str],
+    out: str,
 ) -> None:
     descriptions = sum(1 for s in shards for _ in read_jsonl(s))
     metrics = name_metrics(
@@ -102,7 +122,12 @@ def names_metrics(
     )
     metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
     metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
+    # per benchmark, the descriptions set aside before any request (not counted in `descriptions`)
+    set_aside = Counter(r["reason"].removeprefix(CONTAMINATED_PREFIX) for p in contaminated for r in read_jsonl(p))
+    metrics["contaminated_descriptions"] = dict(sorted(set_aside.items()))
     write_json(out, metrics)
+    for warning in metrics["warnings"]:
+        log.warning("names A/B: %s", warning)
 
 
 def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str, out_timing: str) -> None:
@@ -138,9 +163,9 @@ def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
     )
 
 
-def filter_code_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) -> None:
+def filter_code_step(cfg: Config, raw: str, index: str, out_kept: str, out_rejects: str) -> None:
     samples = read_models(raw, CodeSample)
-    reasons = run_checks(checks_for("filter_code", cfg), samples)
+    reasons = run_checks(checks_for("filter_code", cfg, {"index": index}), samples)
     kept = [final_record(s, cfg) for s, r in zip(samples, reasons, strict=True) if r is None]
     rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
     write_jsonl(out_kept, kept)

@@ -1,4 +1,4 @@
-"""`{names,code}/timing.json`: what the requests of a stage cost in wall-clock, per mode.
+"""`{names,code}/timing.json`: what the requests of a stage cost in wall-clock, per mode (code's: tests' too).
 
 Apart from `metrics.json` on purpose: timings differ from run to run, the data and metrics do not.
 """
@@ -21,28 +21,41 @@ def _latency(values: list[float]) -> dict:
             "max": round(max(values), 4)}  # fmt: skip
 
 
-def timing_summary(timings: Iterable[RequestTiming], kept_modes: Iterable[str]) -> dict:
-    """Per mode: requests, their latency, and the request-seconds spent per record kept in the end.
-
-    `kept_modes` holds the mode of every kept record (a name's `source`, a function's `source`).
-    """
+def _latencies(timings: Iterable[RequestTiming]) -> tuple[dict[str, list[float]], Counter[str]]:
+    """Per mode: the latency of each request, and how many were resumed from the journal."""
     latencies: dict[str, list[float]] = defaultdict(list)
     resumed: Counter[str] = Counter()
     for t in timings:
         latencies[t.mode].append(t.latency)
         resumed[t.mode] += t.resumed
+    return latencies, resumed
+
+
+def _requests(latencies: list[float], resumed: int) -> dict:
+    return {"requests": len(latencies), "resumed": resumed, "request_seconds": round(math.fsum(latencies), 3),
+            "latency_s": _latency(latencies)}  # fmt: skip
+
+
+def timing_summary(
+    timings: Iterable[RequestTiming], kept_modes: Iterable[str], test_timings: Iterable[RequestTiming] | None = None
+) -> dict:
+    """Per mode: requests, their latency, and the request-seconds spent per record kept in the end.
+
+    `kept_modes` holds the mode of every kept record (a name's `source`, a function's `source`); `test_timings`
+    the requests for the functions' tests (their mode: the function's source), when that stage ran.
+    """
+    latencies, resumed = _latencies(timings)
+    test_latencies, test_resumed = _latencies(test_timings or [])
     kept = Counter(kept_modes)
     by_mode = {}
-    for mode in sorted(latencies.keys() | kept.keys()):
-        seconds = math.fsum(latencies[mode])
-        by_mode[mode] = {
-            "requests": len(latencies[mode]),
-            "resumed": resumed[mode],
-            "request_seconds": round(seconds, 3),
-            "latency_s": _latency(latencies[mode]),
-            "kept": kept[mode],
-            # what one usable record costs: the time of every answered request of its mode over the records kept
-            # (a request that failed after its retries is in failures.jsonl, without a time)
-            "seconds_per_kept": round(seconds / kept[mode], 4) if kept[mode] else None,
-        }
+    for mode in sorted(latencies.keys() | kept.keys() | test_latencies.keys()):
+        entry = _requests(latencies[mode], resumed[mode])
+        if test_timings is not None:
+            entry["tests"] = _requests(test_latencies[mode], test_resumed[mode])
+        # what one usable record costs: the time of every answered request of its mode, its tests' included, over
+        # the records kept (a request that failed after its retries is in failures.jsonl, without a time)
+        seconds = math.fsum(latencies[mode] + test_latencies[mode])
+        entry["kept"] = kept[mode]
+        entry["seconds_per_kept"] = round(seconds / kept[mode], 4) if kept[mode] else None
+        by_mode[mode] = entry
     return {"by_mode": by_mode}

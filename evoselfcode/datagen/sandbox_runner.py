@@ -1,0 +1,224 @@
+"""Runs functions with their assertions, one forked child per function: the program inside the sandbox.
+
+Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the
+system's interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`,
+answered with one stdout line, `{"outcomes": [...]}`: per assertion `pass`, `fail`, `error:<Type>` or
+`timeout`. A function's assertions run one after another in one child, sharing its namespace; a child that
+runs out of time (`timeout_s` wall clock per assertion, `cpu_s` CPU for the child: the function's loading and
+every assertion it runs) or dies is killed with its process group, and a fresh child goes on with the next
+assertion, so one endless assertion hides none of the others. A whole job never takes longer than
+`timeout_s * (assertions + 1)`.
+
+Limit: the child reports its own outcomes through a pipe it holds, so code that writes `<index> pass` lines
+there itself can forge a pass for the assertion being run. Lines for any other assertion, or not shaped like
+an outcome, are ignored; a verdict the code cannot touch would need each assertion's result from outside the
+child (e.g. one process per assertion), which costs a fork and a load per assertion.
+"""
+
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import random
+import re
+import resource
+import select
+import shutil
+import signal
+import sys
+import time
+
+_NAME = re.compile(r"[^A-Za-z0-9_.]")
+_OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
+# seccomp: fork, vfork and clone without CLONE_THREAD fail with EAGAIN (threads stay possible), clone3 with ENOSYS
+# so that libc falls back to clone. As root, RLIMIT_NPROC is not enforced, so this is what stops a fork bomb.
+_AUDIT_ARCH_X86_64, _ALLOW, _EAGAIN, _ENOSYS = 0xC000003E, 0x7FFF0000, 0x00050000 | 11, 0x00050000 | 38
+_FILTER = [  # (code, jt, jf, k): classic BPF over struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}
+    (0x20, 0, 0, 4),  # A = arch
+    (0x15, 0, 9, _AUDIT_ARCH_X86_64),  # another architecture: allow (RLIMIT_NPROC still holds unless root)
+    (0x20, 0, 0, 0),  # A = syscall number
+    (0x35, 8, 0, 0x40000000),  # an x32-ABI number (nr | 0x40000000): EAGAIN, so it cannot fork around the rest
+    (0x15, 7, 0, 57),  # fork -> EAGAIN
+    (0x15, 6, 0, 58),  # vfork -> EAGAIN
+    (0x15, 6, 0, 435),  # clone3 -> ENOSYS
+    (0x15, 0, 3, 56),  # clone? else allow
+    (0x20, 0, 0, 16),  # A = low word of clone's flags
+    (0x45, 1, 2, 0x10000),  # CLONE_THREAD: allow, else EAGAIN
+    (0x06, 0, 0, _ALLOW),
+    (0x06, 0, 0, _ALLOW),
+    (0x06, 0, 0, _EAGAIN),
+    (0x06, 0, 0, _ENOSYS),
+]
+
+
+def _no_fork() -> None:
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    if platform.machine() != "x86_64":
+        return
+    filters = (Filter * len(_FILTER))(*(Filter(*f) for f in _FILTER))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(Program(len(_FILTER), filters)), 0, 0):
+        raise OSError(ctypes.get_errno(), "could not install the seccomp filter")  # PR_SET_NO_NEW_PRIVS, SECCOMP
+
+
+def _limit(limits: dict) -> None:
+    mb = 1024 * 1024
+    # soft < hard: the soft CPU limit sends SIGXCPU (a `timeout`), the hard one SIGKILL to code that catches it
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
+    for which, value in (
+        (resource.RLIMIT_AS, limits["memory_mb"] * mb),
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+        (resource.RLIMIT_FSIZE, limits["max_file_mb"] * mb),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(which, (value, value))
+
+
+def _outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "pass"
+    if isinstance(exc, AssertionError):
+        return "fail"
+    return "error:" + (_NAME.sub("", type(exc).__name__)[:40] or "Unknown")
+
+
+def _child(code: str, tests: list, start: int, limits: dict, out: int) -> None:
+    """In the forked child: define the function, run assertions `start`... and report `index outcome` lines."""
+    os.setpgid(0, 0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.chdir(limits["workdir"])
+    _limit(limits)
+    _no_fork()
+    random.seed(0)
+    namespace = {"__name__": "__sandbox__"}
+    try:
+        exec(compile(code, "<function>", "exec"), namespace)
+        failed = None
+    except BaseException as exc:  # the function does not even load: every assertion gets its error
+        failed = _outcome(exc)
+    os.write(out, b"loaded\n")
+    for i in range(start, len(tests)):
+        outcome = failed
+        if outcome is None:
+            try:
+                exec(compile(tests[i], "<test>", "exec"), namespace)
+                outcome = "pass"
+            except BaseException as exc:
+                outcome = _outcome(exc)
+        os.write(out, f"{i} {outcome}\n".encode())
+
+
+def _death(status: int) -> str:
+    """The outcome of an assertion whose child died before reporting it."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return "timeout"
+        try:
+            return f"error:{signal.Signals(sig).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"error:Signal{sig}"
+    return "error:Exit"
+
+
+def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, job_end: float) -> None:
+    """One child for assertions `start`...; fills `outcomes` with what it reports, kills it when it overstays."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            _child(code, tests, start, limits, write)
+        finally:
+            os._exit(0)
+    os.close(write)
+    with contextlib.suppress(OSError):  # as the child does: its group exists before either one kills it
+        os.setpgid(pid, pid)
+    buffer, current, loaded = b"", start, False
+    deadline = time.monotonic() + limits["timeout_s"]
+    while True:
+        wait = min(deadline, job_end) - time.monotonic()
+        if wait <= 0 or not select.select([read], [], [], wait)[0]:
+            _kill(pid)
+            # stuck loading the function: every assertion would be, too; past the job's cap: the rest, too
+            last = current + 1 if loaded and time.monotonic() < job_end else len(tests)
+            for i in range(current, last):
+                outcomes[i] = "timeout"
+            break
+        data = os.read(read, 4096)
+        if not data:  # the child exited or closed the pipe: it may still run, so it goes first
+            status = _kill(pid)
+            if current < len(tests) and outcomes[current] is None:
+                outcomes[current] = _death(status)
+            break
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line == b"loaded":
+                loaded = True
+                continue
+            index, _, outcome = line.decode(errors="replace").partition(" ")
+            if index != str(current) or current >= len(tests) or not _OUTCOME.fullmatch(outcome):
+                continue  # the code wrote to the report pipe itself: not the outcome the runner waits for
+            outcomes[current] = outcome
+            current += 1
+            deadline = time.monotonic() + limits["timeout_s"]  # the budget is per assertion
+    os.close(read)
+
+
+def _kill(pid: int) -> int:
+    """Kills the child's process group and reaps the child: its wait status."""
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
+def run_job(code: str, tests: list, limits: dict) -> list:
+    outcomes = [None] * len(tests)
+    job_end = time.monotonic() + limits["timeout_s"] * (len(tests) + 1)
+    while None in outcomes:
+        start = outcomes.index(None)
+        _run_from(code, tests, start, limits, outcomes, job_end)
+        if outcomes[start] is None:  # the child went without reporting it: each round settles one at least
+            outcomes[start] = "error:Exit"
+        if limits["sandboxed"]:
+            # the runner is the sandbox's PID 1: this ends whatever the child left behind (setsid, daemons)
+            # and only inside the sandbox's own PID namespace
+            with contextlib.suppress(ProcessLookupError):  # nothing left
+                os.kill(-1, signal.SIGKILL)
+    return outcomes
+
+
+def main() -> None:
+    limits = json.loads(sys.stdin.readline())
+    if limits["sandboxed"] and os.getpid() != 1:
+        raise SystemExit("sandbox_runner: sandboxed but not PID 1 of its own PID namespace")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 gets only the signals it handles: none from the code
+    base = limits["workdir"]
+    for number, line in enumerate(sys.stdin):
+        job = json.loads(line)
+        limits["workdir"] = os.path.join(base, f"job{number}")
+        os.mkdir(limits["workdir"], 0o700)
+        outcomes = run_job(job["code"], job["tests"], limits)
+        shutil.rmtree(limits["workdir"], ignore_errors=True)
+        if limits["sandboxed"]:
+            while True:  # reap what the kill left (orphans come to PID 1)
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+        sys.stdout.write(json.dumps({"outcomes": outcomes}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

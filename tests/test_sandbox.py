@@ -1,0 +1,295 @@
+"""Generated code runs in a real bubblewrap sandbox: hostile code gets a stable outcome and harms nothing outside."""
+
+import logging
+import os
+import socket
+import textwrap
+import time
+
+import pytest
+
+from evoselfcode.config import Execution
+from evoselfcode.datagen import sandbox
+from evoselfcode.datagen.sandbox import INSTALL_HINT, Job, SandboxError, run_jobs, sandbox_problem
+
+FAST = Execution(timeout_s=2.0, cpu_s=4, memory_mb=256)  # slack for a loaded CI machine
+UNSAFE = FAST.model_copy(update={"sandbox": "none-unsafe"})
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+def job(code: str, *tests: str) -> Job:
+    return Job(textwrap.dedent(code), tests)
+
+
+def test_each_assertion_gets_its_own_outcome():
+    [outcomes] = run_jobs([job(ADD, "assert add(1, 2) == 3", "assert add(1, 2) == 4", "assert add(1, 'x') == 1",
+                               "assert add(2, 2) == 4")], FAST, workers=1)  # fmt: skip
+    assert outcomes == ["pass", "fail", "error:TypeError", "pass"]
+
+
+def test_outcomes_come_back_in_job_order_from_several_workers():
+    jobs = [job(f"def f():\n    return {i}\n", f"assert f() == {i}", f"assert f() == {i + 1}") for i in range(12)]
+    assert run_jobs(jobs, FAST, workers=3) == [["pass", "fail"]] * 12
+
+
+def test_a_function_that_does_not_load_fails_every_assertion_with_its_error():
+    [outcomes] = run_jobs([job("def f(:\n", "assert f() == 1", "assert f() == 2")], FAST, workers=1)
+    assert outcomes == ["error:SyntaxError", "error:SyntaxError"]
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A directory of the host with a file and a secret in it, which no code in the sandbox may touch."""
+    (tmp_path / "keep.txt").write_text("precious")
+    (tmp_path / "secret.txt").write_text("s3cr3t-file")
+    return tmp_path
+
+
+def test_hostile_code_gets_stable_reasons_the_run_goes_on_and_nothing_outside_is_harmed(outside, monkeypatch):
+    monkeypatch.setenv("QWEN_API_KEY", "s3cr3t-key")
+    listener = socket.create_server(("127.0.0.1", 0))  # like the model server's port on this host
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    keep, secret = outside / "keep.txt", outside / "secret.txt"
+    hostile = {
+        "deletes files": job(f"""
+            import os, shutil
+            def f():
+                shutil.rmtree({str(outside)!r})
+                return 1
+            """, "assert f() == 1"),
+        "writes outside its directory": job("""
+            def f(path):
+                with open(path, "w") as fh:
+                    fh.write("pwned")
+                return 1
+            """, f"assert f({str(keep)!r}) == 1", "assert f('/usr/pwned') == 1", "assert f('../../pwned') == 1",
+            "assert f('mine.txt') == 1"),
+        "kills its parent": job("""
+            import os, signal
+            def f():
+                os.kill(os.getppid(), signal.SIGKILL)
+                os.kill(1, signal.SIGKILL)
+                os.kill(-1, signal.SIGKILL)
+                return 1
+            """, "assert f() == 1"),
+        "forks without end": job("""
+            import os
+            def f():
+                while True:
+                    os.fork()
+            """, "assert f() is None"),
+        "allocates without end": job("""
+            def f():
+                blocks = []
+                while True:
+                    blocks.append(bytearray(10**7))
+            """, "assert f() is None"),
+        "loops forever": job("""
+            def f(x):
+                while True:
+                    x += 1
+            """, "assert f(1) == 2", "assert 1 + 1 == 2"),
+        "sleeps": job("""
+            import time
+            def f():
+                time.sleep(60)
+            """, "assert f() is None", "assert 2 == 2"),
+        "loops forever while loading": job("while True:\n    pass\n", "assert f() == 1", "assert f() == 2"),
+        "connects to the host's port": job(f"""
+            import socket
+            def f():
+                socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"{secret.read_text()}")
+                return 1
+            """, "assert f() == 1"),
+        "connects to the internet": job("""
+            import socket
+            def f():
+                socket.create_connection(("1.1.1.1", 80), timeout=1)
+                return 1
+            """, "assert f() == 1"),
+        "reads the environment": job("""
+            import os
+            def f():
+                return os.environ.get("QWEN_API_KEY")
+            """, "assert f() == 's3cr3t-key'", "assert f() is None",
+            "assert 'QWEN_API_KEY' not in open('/proc/1/environ').read()"),
+        "reads a host file": job(f"""
+            def f():
+                return open({str(secret)!r}).read()
+            """, "assert f() == 's3cr3t-file'"),
+        "is fine": job(ADD, "assert add(2, 3) == 5"),
+    }  # fmt: skip
+    outcomes = dict(zip(hostile, run_jobs(list(hostile.values()), FAST, workers=2), strict=True))
+
+    assert outcomes == {
+        "deletes files": ["error:FileNotFoundError"],
+        # the sandbox's own root is a throwaway tmpfs: writing there harms nothing
+        "writes outside its directory": ["error:FileNotFoundError", "error:OSError", "pass", "pass"],
+        "kills its parent": ["error:ProcessLookupError"],  # kill(-1) finds nothing it may kill; the others are ignored
+        "forks without end": ["error:BlockingIOError"],
+        "allocates without end": ["error:MemoryError"],
+        "loops forever": ["timeout", "pass"],
+        "sleeps": ["timeout", "pass"],
+        "loops forever while loading": ["timeout", "timeout"],
+        "connects to the host's port": ["error:ConnectionRefusedError"],
+        "connects to the internet": ["error:OSError"],
+        "reads the environment": ["fail", "pass", "pass"],
+        "reads a host file": ["error:FileNotFoundError"],
+        "is fine": ["pass"],
+    }
+    assert keep.read_text() == "precious" and secret.exists()
+    assert not os.path.exists("/usr/pwned") and not os.path.exists("/pwned")
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nothing reached the host's port
+    listener.close()
+
+
+def test_same_jobs_same_outcomes():
+    jobs = [job("import random\ndef f():\n    return random.random()\n", "assert f() < 0.5"),
+            job("def f():\n    return hash('abc') % 2\n", "assert f() == 0")]  # fmt: skip
+    assert run_jobs(jobs, FAST, workers=1) == run_jobs(jobs, FAST, workers=2)
+
+
+def test_without_bubblewrap_the_step_fails_saying_how_to_install_it(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxError, match="apt-get install bubblewrap") as exc:
+        run_jobs([job(ADD, "assert add(1, 1) == 2")], FAST, workers=1)
+    assert str(exc.value) == INSTALL_HINT
+
+
+def test_unsafe_mode_runs_the_same_but_warns(caplog, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no bwrap needed
+    unsafe = FAST.model_copy(update={"sandbox": "none-unsafe"})
+    with caplog.at_level(logging.WARNING):
+        assert run_jobs([job(ADD, "assert add(1, 1) == 2", "assert add(1, 1) == 3")], unsafe, workers=1) == [
+            ["pass", "fail"]
+        ]
+    assert "WITHOUT a sandbox" in caplog.text
+
+
+def test_a_child_that_exits_or_dies_gets_an_outcome_and_the_next_assertion_runs():
+    code = """
+        import os
+        def f(how):
+            if how == 'exit':
+                os._exit(3)
+            if how == 'abort':
+                os.abort()
+            return 1
+        """
+    [outcomes] = run_jobs([job(code, "assert f('exit') == 1", "assert f('abort') == 1", "assert f('no') == 1")],
+                          FAST, workers=1)  # fmt: skip
+    assert outcomes == ["error:Exit", "error:SIGABRT", "pass"]
+
+
+def test_code_that_spends_its_cpu_time_times_out(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # the runner as a plain process: the rlimits are the same
+    cpu_bound = UNSAFE.model_copy(update={"timeout_s": 30.0, "cpu_s": 1})  # the CPU limit comes first
+    code = "def f():\n    while True:\n        pass\n"
+    assert run_jobs([job(code, "assert f() is None", "assert 1 + 1 == 2")], cpu_bound, workers=1) == [
+        ["timeout", "pass"]
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_code_that_closes_the_report_pipe_and_sleeps_is_killed_in_time():
+    code = """
+        import os, time
+        def f():
+            os.closerange(3, 64)
+            time.sleep(30)
+        """
+    began = time.monotonic()
+    [outcomes] = run_jobs([job(code, "assert f() is None", "assert 2 == 2")], FAST, workers=1)
+    assert time.monotonic() - began < 15
+    assert outcomes == ["error:SIGKILL", "pass"]  # killed once the pipe closed, then the next assertion runs
+
+
+WRITES_REPORTS = """
+    import os
+    def f(lines):
+        for fd in range(3, 64):  # whichever is the report pipe
+            try:
+                os.write(fd, lines.encode())
+            except OSError:
+                pass
+        os._exit(0)
+    """
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("forged", ["1 pass\n", "5 pass\n-1 pass\n0 pass!\n0 error:\n"])  # the first looped
+def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(forged):
+    [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f({forged!r})", "assert 1 == 2")], FAST, workers=1)
+    assert outcomes == ["error:Exit", "fail"]
+
+
+def test_the_limit_the_docstring_states_a_pass_for_the_current_assertion_can_be_forged():
+    # it reports a pass for the assertion it runs, then exits: the next one has no report
+    [outcomes] = run_jobs([job(WRITES_REPORTS, "assert f('0 pass\\n')", "assert 1 == 2")], UNSAFE, workers=1)
+    assert outcomes == ["pass", "error:Exit"]  # if this ever fails, update sandbox_runner's docstring and the README
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the seccomp filter is for x86-64")
+def test_x32_abi_syscalls_do_not_pass_the_filter(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    code = """
+        import ctypes
+        def f():
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall(0x40000000 | 57)  # fork, by its x32 number
+            return ctypes.get_errno()
+        """
+    assert run_jobs([job(code, "assert f() == 11")], UNSAFE, workers=1) == [["pass"]]  # EAGAIN, as for fork
+
+
+def test_without_seccomp_on_another_architecture_a_warning_says_what_bounds_a_fork_bomb(monkeypatch, caplog):
+    monkeypatch.setattr(sandbox.platform, "machine", lambda: "aarch64")
+    sandbox._warn_unfiltered.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        run_jobs([job(ADD, "assert add(1, 1) == 2")], FAST, workers=1)
+        run_jobs([job(ADD, "assert add(1, 1) == 2")], FAST, workers=1)
+    sandbox._warn_unfiltered.cache_clear()
+    assert caplog.text.count("RLIMIT_NPROC") == 1 and "not enforced for root" in caplog.text
+
+
+HANGING_RUNNER = """
+import json, sys, time
+sys.stdin.readline()
+for line in sys.stdin:
+    job = json.loads(line)
+    if "HANG" in job["code"]:
+        time.sleep(3600)
+    print(json.dumps({"outcomes": ["pass"] * len(job["tests"])}), flush=True)
+time.sleep(3600)  # nor does it end at the end of its input
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_does_not_answer_is_killed_its_job_times_out_and_a_fresh_one_goes_on(
+    tmp_path, monkeypatch, caplog
+):
+    runner = tmp_path / "runner.py"
+    runner.write_text(HANGING_RUNNER)
+    monkeypatch.setattr(sandbox, "RUNNER", runner)
+    monkeypatch.setattr(sandbox, "HOST_SLACK_S", 1.0)
+    jobs = [job("HANG = 1\n", "assert 1", "assert 2"), job(ADD, "assert add(1, 1) == 2")]
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        assert run_jobs(jobs, FAST, workers=1) == [["timeout", "timeout"], ["pass"]]
+    assert time.monotonic() - began < 30
+    assert "did not answer" in caplog.text
+
+
+def test_the_check_before_start_names_a_missing_or_broken_bubblewrap(monkeypatch, tmp_path):
+    assert sandbox_problem(FAST) is None  # bubblewrap works on this machine
+    broken = tmp_path / "bwrap"
+    broken.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    problem = sandbox_problem(FAST)
+    assert "user namespaces" in problem and "Ubuntu 24.04" in problem and "No permissions" in problem
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sandbox_problem(FAST) == INSTALL_HINT
+    assert sandbox_problem(UNSAFE) is None

@@ -1,0 +1,132 @@
+"""The tests stage: test prompts, parsing the model's asserts, the pass verdict, and execution in the real sandbox."""
+
+from collections import Counter
+
+import pytest
+from fakeserver import FakeServer, Options
+
+from evoselfcode.clients import make_client
+from evoselfcode.config import Config, Execution
+from evoselfcode.datagen.checks.execution import (
+    EXEC_TIMEOUT,
+    NO_TESTS,
+    TESTS_FAILED,
+    TESTS_REQUEST_FAILED,
+    TOO_FEW_TESTS,
+    verdict,
+)
+from evoselfcode.datagen.filters.asserts import parse_asserts
+from evoselfcode.datagen.pipeline.testgen import execute_tests, execute_tests_step, generate_tests
+from evoselfcode.datagen.prompts import code_prompt, prompt_for_tests
+from evoselfcode.datagen.schemas import CodeRecord, CodeTests
+from evoselfcode.datagen.writers import write_jsonl
+
+CLAMP = 'def clamp(value, low, high):\n    """Clamp value into [low, high]."""\n    return max(low, min(value, high))\n'
+
+
+def record(code: str = CLAMP, name: str = "clamp", index: int = 0) -> CodeRecord:
+    return CodeRecord(desc="Clamp a value into a range.", func_name=name, source="L2R", code=code,
+                      meta={"params": {}, "seed": 1, "desc_id": "d1", "sample_index": index})  # fmt: skip
+
+
+def test_the_test_prompt_begins_with_the_code_prompt_and_the_function_verbatim():
+    cfg = Config()
+    prompt = prompt_for_tests("Clamp a value into a range.", "clamp", CLAMP, cfg.codegen, cfg.tests)
+    code_part = code_prompt("Clamp a value into a range.", "clamp", cfg.codegen) + CLAMP.removeprefix("def clamp(")
+    assert prompt.startswith(code_part.rstrip("\n"))
+    assert prompt.endswith("\nassert clamp(")
+
+
+def test_asserts_are_kept_when_they_parse_call_the_function_and_can_fail():
+    text = "\n".join([
+        "assert clamp(5, 0, 3) == 3",
+        "assert clamp(5, 0, 3) == clamp(5, 0, 3)",  # a call compared with itself
+        "assert True",
+        "assert 1 + 1 == 2",  # never calls clamp
+        "x = clamp(1, 0, 2)",
+        "assert clamp(5, 0, 3) == 3",  # again
+        "assert clamp(-1, 0, 3) == [",
+        "    0][0]",
+        "assert clamp(1, 0,",  # cut off by max_new_tokens
+    ])  # fmt: skip
+    kept, dropped = parse_asserts([text], "clamp", limit=10)
+    assert kept == ["assert clamp(5, 0, 3) == 3", "assert clamp(-1, 0, 3) == [0][0]"]
+    assert dropped == Counter(cannot_fail=2, no_call=1, not_assert=1, duplicate=1, syntax_error=1)
+
+
+def test_asserts_beyond_the_limit_are_dropped_and_samples_are_pooled():
+    kept, dropped = parse_asserts(["assert f(1) == 1\nassert f(2) == 2", "assert f(2) == 2\nassert f(3) == 3"], "f", 2)
+    assert kept == ["assert f(1) == 1", "assert f(2) == 2"]
+    assert dropped == Counter(duplicate=1, over_limit=1)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "reason"),
+    [
+        (["pass", "pass", "fail"], None),
+        (["pass", "fail"], None),  # 0.5 is enough
+        (["pass", "fail", "fail"], TESTS_FAILED),
+        ([], NO_TESTS),
+        (["timeout", "timeout", "fail"], EXEC_TIMEOUT),
+        (["error:TypeError", "error:TypeError", "pass", "timeout", "fail"], "exec_error:TypeError"),
+        (["error:ValueError", "fail"], "exec_error:ValueError"),  # a tie: the first by name
+    ],
+)
+def test_verdict(outcomes, reason):
+    assert verdict(outcomes, Execution()) == reason
+
+
+def test_min_passed_counts_assertions_not_shares():
+    assert verdict(["pass"], Execution(min_passed=2, min_pass_rate=0.1)) == TOO_FEW_TESTS
+    assert verdict(["pass", "fail"], Execution(min_passed=2, min_pass_rate=0.1)) == TESTS_FAILED
+    assert verdict(["pass", "pass", "fail", "fail", "fail"], Execution(min_passed=2, min_pass_rate=0.4)) is None
+
+
+def test_execution_keeps_functions_that_pass_with_their_passing_tests():
+    cfg = Config(execution=Execution(timeout_s=1.0))
+    loops = "def clamp(value, low, high):\n    while True:\n        pass\n"
+    samples = [
+        CodeTests(record=record(), answers=["assert clamp(5, 0, 3) == 3\nassert clamp(-1, 0, 3) == 0\n"
+                                             "assert clamp(1, 0, 3) == 2"], tokens=30),
+        CodeTests(record=record(index=1), answers=["assert clamp(5, 0, 3) == 5\nassert clamp(1, 0, 3) == 2"]),
+        CodeTests(record=record(loops, index=2), answers=["assert clamp(1, 0, 3) == 1"]),
+        CodeTests(record=record(index=3), answers=["assert True"]),
+        CodeTests(record=record(index=4), error="ServerError"),
+    ]  # fmt: skip
+    kept, rejects = execute_tests(samples, cfg, workers=2)
+    assert [r.tests for r in kept] == [["assert clamp(5, 0, 3) == 3", "assert clamp(-1, 0, 3) == 0"]]
+    assert kept[0].meta.model_extra["tests"] == {"passed": 2, "run": 3, "outcomes": {"fail": 1, "pass": 2},
+                                                 "dropped": {}, "completion_tokens": 30}  # fmt: skip
+    assert [(r.sample_index, r.reason, r.outcomes) for r in rejects] == [
+        (1, TESTS_FAILED, ["fail", "fail"]),
+        (2, EXEC_TIMEOUT, ["timeout"]),
+        (3, NO_TESTS, []),
+        (4, TESTS_REQUEST_FAILED, []),
+    ]
+
+
+def test_same_tests_same_files_byte_for_byte(tmp_path):
+    answers = [f"assert clamp({i}, 0, 3) == {min(i, 3)}\nassert clamp({i}, 0, 3) == {i}" for i in range(6)]
+    samples = [CodeTests(record=record(index=i), answers=[a]) for i, a in enumerate(answers)]
+    write_jsonl(tmp_path / "raw.jsonl", samples)
+    outputs = []
+    for run in range(2):
+        kept, rejects = tmp_path / f"kept{run}.jsonl", tmp_path / f"rejects{run}.jsonl"
+        execute_tests_step(Config(), str(tmp_path / "raw.jsonl"), str(kept), str(rejects), workers=1 + run)
+        outputs.append((kept.read_bytes(), rejects.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0].count(b"\n") == 6
+
+
+def test_generation_asks_once_per_function_with_its_own_seed_and_records_failures():
+    cfg = Config()
+    body = record().code
+    with FakeServer(Options(seed=3)) as srv:
+        api = cfg.api.model_copy(update={"base_url": srv.url, "max_retries": 0})
+        client = make_client(api, base_url=srv.url, concurrency=4)
+        bad = record(body.replace("Clamp value", "[[always:400]] Clamp value"), index=1)
+        samples, failures, timings = generate_tests([record(), bad], cfg, client)
+    assert [s.error for s in samples] == [None, "BadRequest"]
+    assert samples[0].answers[0].startswith("assert clamp(") and samples[0].tokens > 0
+    assert [(f.stage, f.sample_index) for f in failures] == [("tests", 1)]
+    assert len(timings) == 1
