@@ -45,6 +45,20 @@ def timed(fn, count: int) -> tuple[float, float]:
 
 def run_client(url: str, concurrency: int, count: int, api_overrides: dict | None = None) -> dict:
     client = make_client(api(url, **(api_overrides or {})), base_url=url, concurrency=concurrency)
+    return drive(client, concurrency, count)
+
+
+def run_client_over_urllib3_pool(url: str, concurrency: int, count: int) -> dict:
+    """The client with its slots as shares of a urllib3 pool (what a proxy uses) instead of its own connections."""
+    import urllib3
+
+    from evoselfcode.clients.openai import OpenAIClient
+
+    pool = urllib3.PoolManager(maxsize=concurrency, block=True, retries=False)
+    return drive(OpenAIClient(api(url), base_url=url, concurrency=concurrency, pool=pool), concurrency, count)
+
+
+def drive(client, concurrency: int, count: int) -> dict:
     warm = [Request(("w", i), PROMPT, dict(PARAMS, seed=i)) for i in range(concurrency)]
     run_requests(client, warm, concurrency=concurrency, every=1e9)  # connections open before the clock starts
     reqs = [Request((i,), PROMPT, dict(PARAMS, seed=i)) for i in range(count)]
@@ -180,11 +194,16 @@ if __name__ == "__main__":
     p.add_argument("--skip-server", action="store_true")
     p.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="client levels to sweep")
     p.add_argument("--unlimited-only", action="store_true", help="skip the sweep against the capped server")
+    p.add_argument("--urllib3-pool", action="store_true", help="also the client over a urllib3 pool (as via a proxy)")
     a = p.parse_args()
     figures = {"latency_s": LATENCY, "capped_at": CAPPED}
     if not a.skip_server:
         figures["server_capacity"] = server_capacity(a.repeat)
     figures["client_unlimited"] = sweep(run_client, 0, a.repeat, a.seconds, levels=a.concurrency)
+    if a.urllib3_pool:
+        figures["client_unlimited_urllib3_pool"] = sweep(
+            run_client_over_urllib3_pool, 0, a.repeat, a.seconds, levels=a.concurrency, label="client (pool)"
+        )
     if not a.unlimited_only:
         figures["client_capped"] = sweep(run_client, CAPPED, a.repeat, a.seconds, levels=a.concurrency)
     if a.alternatives:

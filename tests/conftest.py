@@ -16,7 +16,7 @@ def _in_project_root(monkeypatch):
 @pytest.fixture(autouse=True)
 def _fresh_breakers():
     """Circuit breakers and rate limiters are shared per base URL in a process: one test's must not reach the next."""
-    from evoselfcode.clients.resilience import reset_shared_state
+    from evoselfcode.clients.transport import reset_shared_state
 
     reset_shared_state()
     yield

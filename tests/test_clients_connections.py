@@ -1,7 +1,10 @@
-"""The Transport's own keep-alive connections (no proxy): reuse, a bound of `concurrency`, idle closes, TLS."""
+"""The Transport's connections: its own keep-alive ones (reuse, a bound of `concurrency`, idle closes, TLS) and
+urllib3's through a proxy."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import shutil
 import socket
@@ -11,11 +14,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 
 from evoselfcode.clients.errors import ConnectError
-from evoselfcode.clients.resilience import Transport, reset_shared_state
+from evoselfcode.clients.transport import Transport, reset_shared_state
 from evoselfcode.config import Api
 
 ANSWER = json.dumps({"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}).encode()
@@ -163,3 +167,55 @@ def _another_ca(where):
         check=True, capture_output=True,
     )  # fmt: skip
     return where / "other.pem"
+
+
+class Proxy(ThreadingHTTPServer):
+    """A forwarding HTTP proxy: it takes the absolute-form request, sends it on, and notes what it saw."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.seen: list[tuple[str, str | None]] = []
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+
+    def __enter__(self) -> Proxy:
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.server.seen.append((self.path, self.headers.get("Proxy-Authorization")))
+        target = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+        upstream.request("POST", target.path, body=body, headers={"Content-Type": "application/json"})
+        answer = upstream.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_requests_go_through_the_environments_proxy_with_its_credentials(monkeypatch):
+    with Server() as server, Proxy() as proxy:
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://alice:s3cret@127.0.0.1:{proxy.server_address[1]}")
+        t = transport(server.url + "/v1", concurrency=2)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: post(t), range(8)))
+        assert all(a["choices"][0]["text"] == "ok" for a in answers)
+        auth = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+        assert proxy.seen == [(server.url + "/v1/v1/completions", auth)] * 8
+        assert server.paths == ["/v1/v1/completions"] * 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -43,6 +44,18 @@ def test_tgi_preset_omits_top_p_1_fans_out_and_strips_stop(server):
         assert not any(choice.text.endswith(s) for s in CODE_ARGS["stop"])
         assert len(choice.tokens) == len(choice.token_logprobs) > 0
         assert choice.finish_reason in ("stop", "length")
+
+
+def test_a_retry_sleeps_inside_the_callers_retry_wait(server):
+    client, waits = make_client(endpoint_api("tgi"), base_url=server.url, concurrency=2), []
+
+    @contextlib.contextmanager
+    def retry_wait():
+        waits.append(server.stats()["requests"])
+        yield
+
+    assert client.complete("[[fail:1:503]] def f(x):\n", seed=5, retry_wait=retry_wait, **CODE_ARGS)
+    assert waits == [1] and server.stats()["requests"] == 2
 
 
 def test_tgi_greedy_sends_do_sample_false_without_temperature(server):

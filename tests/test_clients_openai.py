@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -16,6 +17,7 @@ from fakeserver import FakeServer, Faults, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_client, make_scorer
 from evoselfcode.clients.base import SEED_STRIDE
+from evoselfcode.clients.connections import Environment
 from evoselfcode.clients.errors import (
     BadRequest,
     CircuitOpen,
@@ -27,7 +29,6 @@ from evoselfcode.clients.errors import (
     Timeout,
 )
 from evoselfcode.clients.openai import OpenAIClient
-from evoselfcode.clients.resilience import Environment
 from evoselfcode.config import Api, ConfigError, deep_merge
 
 NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
@@ -81,6 +82,28 @@ def test_every_status_class(server, status, cls, attempts):
     assert client.stats()["failures"] == {cls.__name__: 1}
     if status in (401, 403):
         assert "check api.headers" in str(info.value)
+
+
+def test_every_sleep_before_a_retry_runs_inside_the_callers_retry_wait(server):
+    client, held, waits = client_for(server, concurrency=1), [], []  # one slot
+
+    @contextlib.contextmanager
+    def retry_wait():
+        waits.append(server.stats()["requests"])
+        other = threading.Thread(target=take_the_slot, daemon=True)
+        other.start()
+        other.join(5)
+        assert not other.is_alive()  # the request holds no slot while it waits: another one gets it
+        yield
+
+    def take_the_slot():
+        with client.transport.connections.slot():
+            pass
+
+    assert client.complete("[[fail:3:500]] def ", seed=1, retry_wait=retry_wait, **NAME_ARGS)
+    assert waits == [1, 2, 3] and server.stats()["requests"] == 4
+    client.complete("def ", seed=2, retry_wait=lambda: held.append(1), **NAME_ARGS)  # no retry: never called
+    assert held == []
 
 
 def test_transient_faults_are_retried_until_success(server, caplog):
@@ -285,19 +308,19 @@ def test_proxy_and_ca_bundle_come_from_the_environment_once(monkeypatch, tmp_pat
     assert Environment.read("https://model.test").ca_certs == str(tmp_path / "ca.pem")
 
     client = make_client(fast_api(), base_url="http://model.test:8000/v1", concurrency=2)
-    assert isinstance(client.transport.pool, urllib3.ProxyManager)
-    assert client.transport.pool.proxy_headers == {
+    assert isinstance(client.transport.connections.pool, urllib3.ProxyManager)
+    assert client.transport.connections.pool.proxy_headers == {
         "Proxy-Authorization": "Basic " + base64.b64encode(b"user:pw").decode()
     }
-    assert client.transport._target == "http://model.test:8000/v1"  # absolute-form, as a proxy needs
+    assert client.transport.connections.target == "http://model.test:8000/v1"  # absolute-form, as a proxy needs
     direct = make_client(fast_api(), base_url="http://localhost:8000/v1", concurrency=2)
-    assert direct.transport.pool is None and direct.transport._target == "/v1"  # its own connections
+    assert direct.transport.connections.pool is None and direct.transport.connections.target == "/v1"
 
 
 def test_an_injected_pool_carries_the_requests(server):
     pool = urllib3.PoolManager(maxsize=2, block=True, retries=False)
     client = OpenAIClient(fast_api(), base_url=server.url, concurrency=2, pool=pool)
     assert client.complete("def ", seed=1, **NAME_ARGS)
-    assert client.transport.pool is pool and len(pool.pools) == 1
+    assert client.transport.connections.pool is pool and len(pool.pools) == 1
     client.close()
     assert len(pool.pools) == 0

@@ -1,4 +1,4 @@
-"""Unit tests of the resilience pieces: error mapping, backoff, breaker state machine, limiter, counters."""
+"""Unit tests of the resilience pieces: error mapping, backoff, breaker state machine, limiter, counters, slots."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import threading
 import time
 
 import pytest
+import urllib3
 from urllib3 import exceptions as u3
 
 from evoselfcode.clients import errors
+from evoselfcode.clients.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from evoselfcode.clients.connections import Connections, Environment
 from evoselfcode.clients.errors import (
     BadRequest,
     CircuitOpen,
@@ -23,17 +26,9 @@ from evoselfcode.clients.errors import (
     parse_retry_after,
     translate_request_exception,
 )
-from evoselfcode.clients.resilience import (
-    CLOSED,
-    HALF_OPEN,
-    OPEN,
-    Breaker,
-    RateLimiter,
-    RetryPolicy,
-    Slots,
-    Stats,
-    TokenBucket,
-)
+from evoselfcode.clients.limits import RateLimiter, TokenBucket
+from evoselfcode.clients.retry import RetryPolicy
+from evoselfcode.clients.stats import Stats
 from evoselfcode.config import RateLimit
 
 URL = "http://model.test/v1/completions"
@@ -236,14 +231,16 @@ def test_stats_percentiles_and_counters_are_thread_safe():
     assert snap["latency_s"]["p99"] == pytest.approx(0.99, abs=0.02)
 
 
-def test_slots_bound_the_holders_across_threads():
-    slots, lock = Slots(3), threading.Lock()
+@pytest.mark.parametrize("pool", [None, urllib3.PoolManager()], ids=["own connections", "a urllib3 pool"])
+def test_slots_bound_the_holders_across_threads(pool):
+    connections = Connections("http://model.test/v1", 3, Environment(), (1.0, 1.0), pool)
+    lock = threading.Lock()
     held = peak = 0
 
     def worker():
         nonlocal held, peak
         for _ in range(20):
-            with slots:
+            with connections.slot():
                 with lock:
                     held += 1
                     peak = max(peak, held)

@@ -7,7 +7,6 @@ import pytest
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen, ServerError
-from evoselfcode.clients.resilience import waiting_to_retry
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.datagen.pipeline.runner import MAX_THREADS_PER_SLOT, Request, request_seed, run_requests
 
@@ -19,7 +18,8 @@ class ScriptedClient(CompletionClient):
         self.fail, self.error, self.calls = set(fail), error, []
         self.lock = threading.Lock()
 
-    def complete(self, prompt, *, max_tokens, temperature, top_p, n=1, stop=None, logprobs=None, seed=None, extra=None):
+    def complete(self, prompt, *, max_tokens, temperature, top_p, n=1, stop=None, logprobs=None, seed=None, extra=None,
+                 retry_wait=None):  # fmt: skip
         with self.lock:
             self.calls.append(prompt)
         time.sleep(0.02 / (1 + int(prompt[1:])))
@@ -92,18 +92,19 @@ def test_request_seeds_are_stable_and_distinct():
 
 
 class SleepyClient(CompletionClient):
-    """Prompts in `sleepers` wait (as before a retry: holding no slot) until `until` is set or `wait` passes."""
+    """Prompts in `sleepers` wait as a client waits before a retry (inside the runner's `retry_wait`, holding no
+    slot) until `until` is set or `wait` passes."""
 
     def __init__(self, sleepers=(), until=None, wait=5.0):
         self.sleepers, self.until, self.wait = set(sleepers), until or threading.Event(), wait
         self.lock = threading.Lock()
         self.threads, self.asleep, self.most_asleep, self.order = set(), 0, 0, []
 
-    def complete(self, prompt, **params):
+    def complete(self, prompt, *, retry_wait, **params):
         with self.lock:
             self.threads.add(threading.get_ident())
         if prompt in self.sleepers:
-            with waiting_to_retry():
+            with retry_wait():
                 with self.lock:
                     self.asleep += 1
                     self.most_asleep = max(self.most_asleep, self.asleep)

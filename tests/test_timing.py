@@ -12,7 +12,8 @@ from evoselfcode.datagen.schemas import RequestTiming
 class TimedClient(CompletionClient):
     """Answers every prompt with two choices that arrived after 0.5 s and 1.25 s."""
 
-    def complete(self, prompt, *, max_tokens, temperature, top_p, n=1, stop=None, logprobs=None, seed=None, extra=None):
+    def complete(self, prompt, *, max_tokens, temperature, top_p, n=1, stop=None, logprobs=None, seed=None, extra=None,
+                 retry_wait=None):  # fmt: skip
         return [Choice(text=f"{prompt}:{i}", latency=(0.5, 1.25)[i % 2]) for i in range(n)]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from evoselfcode.clients.retry import RetryWait
 
 # A large prime: seeds derived for fanned-out choices never collide with neighbouring base seeds.
 SEED_STRIDE = 1_000_003
@@ -37,8 +40,12 @@ class CompletionClient(ABC):
         logprobs: int | bool | None = None,
         seed: int | None = None,
         extra: dict | None = None,
+        retry_wait: RetryWait = contextlib.nullcontext,
     ) -> list[Choice]:
-        """Exactly `n` choices for `prompt`; raises an `LLMError` subclass when it cannot."""
+        """Exactly `n` choices for `prompt`; raises an `LLMError` subclass when it cannot.
+
+        Every sleep before a retry runs inside `retry_wait()` (the request holds no in-flight slot meanwhile).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -18,6 +18,7 @@ Without an `n` path, each choice is its own request (with derived seeds), like t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +26,9 @@ import urllib3
 
 from evoselfcode.clients.base import Choice, CompletionClient, collect_choices
 from evoselfcode.clients.errors import ResponseFormatError, display_url
-from evoselfcode.clients.resilience import Transport, estimate_tokens
+from evoselfcode.clients.limits import estimate_tokens
+from evoselfcode.clients.retry import RetryWait
+from evoselfcode.clients.transport import Transport
 from evoselfcode.config import Api, ConfigError
 
 REQUEST_KEYS = ("prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "n")
@@ -207,6 +210,7 @@ class EndpointClient(CompletionClient):
         logprobs: int | bool | None = None,
         seed: int | None = None,
         extra: dict | None = None,
+        retry_wait: RetryWait = contextlib.nullcontext,
     ) -> list[Choice]:
         def ask(k: int, k_seed: int | None) -> list[Choice]:
             k = k if self.fields.get("n") else 1
@@ -220,6 +224,7 @@ class EndpointClient(CompletionClient):
                 body,
                 lambda data: self.parse(data, prompt=prompt, stop=stop),
                 cost_tokens=estimate_tokens(prompt, max_tokens, k),
+                retry_wait=retry_wait,
             )
             return [replace(c, latency=latency) for c in choices]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import replace
@@ -11,7 +12,9 @@ import urllib3
 
 from evoselfcode.clients.base import Choice, CompletionClient, ScoringClient, collect_choices
 from evoselfcode.clients.errors import LLMError, ResponseFormatError, ScoringUnsupported, display_url
-from evoselfcode.clients.resilience import Transport, estimate_tokens
+from evoselfcode.clients.limits import estimate_tokens
+from evoselfcode.clients.retry import RetryWait
+from evoselfcode.clients.transport import Transport
 from evoselfcode.config import Api
 
 # Error answers that mean "this server cannot return prompt log-probs" (vLLM, llama-cpp-python wordings).
@@ -122,6 +125,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
         logprobs: int | bool | None = None,
         seed: int | None = None,
         extra: dict | None = None,
+        retry_wait: RetryWait = contextlib.nullcontext,
     ) -> list[Choice]:
         base: dict[str, Any] = {
             "model": self.api.model,
@@ -145,6 +149,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
                 body,
                 lambda data: parse_choices(data, url=self.url),
                 cost_tokens=estimate_tokens(prompt, max_tokens, k),
+                retry_wait=retry_wait,
             )
             return [replace(c, latency=latency) for c in choices]
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,6 @@ from tqdm import tqdm
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen
-from evoselfcode.clients.resilience import on_retry_wait
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.datagen.schemas import Failure, RequestTiming
@@ -130,7 +130,7 @@ def run_requests(
     def call(i: int) -> None:
         out = outcomes[i]
         try:
-            out.choices = client.complete(requests[i].prompt, **requests[i].params)
+            out.choices = client.complete(requests[i].prompt, **requests[i].params, retry_wait=workers.lend_turn)
         except Exception as exc:  # becomes a failure record, never lost
             out.error = exc
         with done:  # in the worker: a hand-over to another thread per answer would cost more than the work
@@ -138,7 +138,11 @@ def run_requests(
                 journal.record(keys[i], out.choices)
             progress.step(out.error is not None)
 
-    Workers(call, todo, concurrency).run()
+    workers = Workers(call, todo, concurrency)
+    try:
+        workers.run()
+    finally:
+        progress.close()  # a run stopped by an error leaves no bar behind
     for out in outcomes:
         if isinstance(out.error, CircuitOpen):  # the server is down: fail the job, the journal keeps the answers
             raise out.error
@@ -148,10 +152,11 @@ def run_requests(
 class Workers:
     """Threads that run `task(i)` for every index, `concurrency` of them at work at any time.
 
-    A request sleeping before a retry holds no in-flight slot (resilience.Transport), so its worker starts a
-    stand-in before it sleeps, and a worker leaves after its task when enough others are at work: the slots
-    stay full through 429s and backoff, and a fault-free run has exactly `concurrency` threads, each going
-    from one request to the next without waking another thread.
+    A request sleeping before a retry holds no in-flight slot (clients.transport), so the task runs that
+    sleep inside `lend_turn()` (the client's `retry_wait`): its worker starts a stand-in, and a worker leaves
+    after its task when enough others are at work. So the slots stay full through 429s and backoff, and a
+    fault-free run has exactly `concurrency` threads, each going from one request to the next without waking
+    another thread.
     """
 
     def __init__(self, task: Callable[[int], None], indices: Sequence[int], concurrency: int):
@@ -192,7 +197,6 @@ class Workers:
         self._live += 1
 
     def _work(self) -> None:
-        on_retry_wait(self)
         try:
             while True:
                 with self._lock:
@@ -210,16 +214,18 @@ class Workers:
                 if not self._live:
                     self._finished.set()
 
-    def __enter__(self) -> None:
-        """This thread's request sleeps before a retry: let another worker take its turn."""
+    @contextlib.contextmanager
+    def lend_turn(self) -> Iterator[None]:
+        """Around a wait of one of this run's tasks that holds no slot: another worker takes the turn meanwhile."""
         with self._lock:
             self._working -= 1
             if self._todo and self._working < self._want and self._live < self._most and self._error is None:
                 self._start()
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._working += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._working += 1
 
 
 class FailureBudgetExceeded(RuntimeError):
