@@ -1,4 +1,4 @@
-# EvoSelfCode: task descriptions -> function names (FIM vs L2R) -> whole functions, checked and deduplicated.
+# EvoSelfCode: task descriptions -> function names (FIM vs L2R) -> whole functions, checked, tested in a sandbox, deduplicated.
 # Stages live in rules/*.smk; their logic in the evoselfcode package, called as `python -m evoselfcode STEP`.
 from snakemake.utils import min_version
 
