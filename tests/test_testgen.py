@@ -60,6 +60,35 @@ def test_asserts_beyond_the_limit_are_dropped_and_samples_are_pooled():
     assert dropped == Counter(duplicate=1, over_limit=1)
 
 
+def test_asserts_with_a_name_nothing_defines_are_dropped():
+    code = "\n".join([
+        "import math", "from collections import Counter as C", "LIMIT = 3",
+        "def helper(x):", "    global SEEN", "    return x",
+        "def f(xs):", "    return xs",
+    ])  # fmt: skip
+    text = "\n".join([
+        "assert f(xs) == expected",  # the parameter's name, and a value the model never wrote down
+        "assert f([LIMIT]) == [helper(3)]",
+        "assert f(math.pi) == math.pi and C() == {} and (SEEN is None)",
+        "assert f(sorted([y for y in range(3)], key=lambda v: -v)) == [2, 1, 0]",
+        "assert f((n := 2)) == n",
+        "assert f(len('abc')) == 3",
+        "assert f(items) == []",
+    ])  # fmt: skip
+    kept, dropped = parse_asserts([text], "f", limit=10, code=code)
+    assert kept == [
+        "assert f([LIMIT]) == [helper(3)]",
+        "assert f(math.pi) == math.pi and C() == {} and (SEEN is None)",
+        "assert f(sorted([y for y in range(3)], key=lambda v: -v)) == [2, 1, 0]",
+        "assert f((n := 2)) == n",
+        "assert f(len('abc')) == 3",
+    ]
+    assert dropped == Counter(undefined_name=2)
+    # without the code (or with code that star-imports), names are not checked
+    assert len(parse_asserts([text], "f", limit=10)[0]) == 7
+    assert len(parse_asserts([text], "f", limit=10, code="from math import *\n" + code)[0]) == 7
+
+
 @pytest.mark.parametrize(
     ("outcomes", "reason"),
     [

@@ -61,7 +61,7 @@ class PassesTests(Check):
         return cls(cfg.tests, cfg.execution) if cfg.tests.enabled else None
 
     def check(self, samples: Sequence[CodeTests], prepared: Prepared) -> list[str | None]:
-        parsed = [parse_asserts(s.answers, s.func_name, self.tests.max_asserts) for s in samples]
+        parsed = [parse_asserts(s.answers, s.func_name, self.tests.max_asserts, s.code) for s in samples]
         jobs = [Job(s.code, tuple(tests)) for s, (tests, _) in zip(samples, parsed, strict=True)]
         results = run_jobs(jobs, self.execution, self.workers)
         self.runs = [TestRun(tests, dict(sorted(dropped.items())), outcomes)

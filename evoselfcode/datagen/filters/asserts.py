@@ -1,18 +1,23 @@
 """Model-written tests as single assertions: each parses, calls the function, and can fail.
 
 Dropped assertions are counted by stable reason: `syntax_error`, `not_assert`, `no_call` (never calls the
-function), `cannot_fail` (`assert True`, a constant, a call compared with itself), `duplicate`, `over_limit`.
+function), `cannot_fail` (`assert True`, a constant, a call compared with itself), `undefined_name` (uses a
+name that neither the function's code, Python's builtins nor the assertion defines, such as
+`assert f(items) == expected`: it could only raise NameError), `duplicate`, `over_limit`.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 from collections import Counter
 from collections.abc import Iterable
 
-SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, DUPLICATE, OVER_LIMIT = (
-    "syntax_error", "not_assert", "no_call", "cannot_fail", "duplicate", "over_limit",
+SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, UNDEFINED_NAME, DUPLICATE, OVER_LIMIT = (
+    "syntax_error", "not_assert", "no_call", "cannot_fail", "undefined_name", "duplicate", "over_limit",
 )  # fmt: skip
+# What every module has before its first line runs (the sandbox runs code and tests as one module).
+_PREDEFINED = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__", "__spec__", "__loader__"}
 
 
 def _statements(text: str) -> Iterable[ast.stmt | None]:
@@ -55,7 +60,43 @@ def _cannot_fail(test: ast.expr) -> bool:
     return False
 
 
-def _reason(node: ast.stmt | None, func_name: str) -> str | None:
+def top_level_names(code: str) -> frozenset[str] | None:
+    """The names `code` binds at module level (defs, classes, imports, assignments), with the builtins.
+
+    None when that cannot be known: the code does not parse, or star-imports.
+    """
+    try:
+        module = ast.parse(code)
+    except SyntaxError:
+        return None
+    names = set(_PREDEFINED)
+    todo: list[ast.AST] = list(module.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)  # its body binds its own names, except those it declares global
+            names.update(n for g in ast.walk(node) if isinstance(g, ast.Global) for n in g.names)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            if any(a.name == "*" for a in node.names):
+                return None
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif not isinstance(node, ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))  # if/try/for/with blocks, assignment targets, walrus
+    return frozenset(names)
+
+
+def _undefined(test: ast.expr, defined: frozenset[str]) -> bool:
+    """Whether `test` loads a name that is neither in `defined` nor bound inside it (comprehension, lambda)."""
+    own = {n.id for n in ast.walk(test) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    own.update(a.arg for n in ast.walk(test) if isinstance(n, ast.Lambda) for a in ast.walk(n.args)
+               if isinstance(a, ast.arg))  # fmt: skip
+    return any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in defined and n.id not in own
+               for n in ast.walk(test))  # fmt: skip
+
+
+def _reason(node: ast.stmt | None, func_name: str, defined: frozenset[str] | None) -> str | None:
     if node is None:
         return SYNTAX_ERROR
     if not isinstance(node, ast.Assert):
@@ -64,16 +105,24 @@ def _reason(node: ast.stmt | None, func_name: str) -> str | None:
         return CANNOT_FAIL
     if not _calls(node.test, func_name):
         return NO_CALL
+    if defined is not None and _undefined(node.test, defined):
+        return UNDEFINED_NAME
     return None
 
 
-def parse_asserts(texts: Iterable[str], func_name: str, limit: int) -> tuple[list[str], Counter[str]]:
-    """The first `limit` distinct usable assertions in `texts` (each a whole test text), and drops per reason."""
+def parse_asserts(
+    texts: Iterable[str], func_name: str, limit: int, code: str | None = None
+) -> tuple[list[str], Counter[str]]:
+    """The first `limit` distinct usable assertions in `texts` (each a whole test text), and drops per reason.
+
+    With the function's `code`, assertions that use a name it does not define are dropped (`undefined_name`).
+    """
+    defined = top_level_names(code) if code is not None else None
     kept: list[str] = []
     dropped: Counter[str] = Counter()
     for text in texts:
         for node in _statements(text):
-            reason = _reason(node, func_name)
+            reason = _reason(node, func_name, defined)
             if reason is None:
                 source = ast.unparse(node)
                 reason = DUPLICATE if source in kept else OVER_LIMIT if len(kept) >= limit else None
