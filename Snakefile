@@ -12,7 +12,6 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/decontaminate.smk"
 include: "rules/split.smk"
 include: "rules/names.smk"
 include: "rules/code.smk"

@@ -94,13 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    s = step("index-benchmarks", "build the index of the benchmarks in decontamination.benchmarks")
-    s.add_argument("--out", required=True)
-
     s = step("split", "write one shard of the checked description file, without those that match a benchmark")
     s.add_argument("source", help="the description file (io.input_desc_path)")
     s.add_argument("--shard", required=True)
-    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
+    s.add_argument("--index", required=True, help="the benchmark index (data/shards/benchmarks/index-*.json)")
     s.add_argument("--out", required=True)
     s.add_argument("--contaminated", required=True, help="where the descriptions that match a benchmark go")
 
@@ -140,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
     s.add_argument("raw")
-    s.add_argument("--index", required=True, help="the benchmark index (index-benchmarks)")
+    s.add_argument("--index", required=True, help="the benchmark index (data/shards/benchmarks/index-*.json)")
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
 
@@ -296,8 +293,6 @@ def run(args: argparse.Namespace) -> int | None:
         __version__, cfg.digest(), redact_url(cfg.api.base_url), args.command,
     )  # fmt: skip
     match args.command:
-        case "index-benchmarks":
-            steps.index_benchmarks(cfg, args.out)
         case "split":
             steps.split(cfg, args.source, args.shard, args.index, args.out, args.contaminated)
         case "quarantine":

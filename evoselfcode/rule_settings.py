@@ -12,12 +12,6 @@ from __future__ import annotations
 from evoselfcode.config import Config
 
 RULE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "index_benchmarks": (
-        "decontamination.enabled",
-        "decontamination.benchmarks",
-        "decontamination.ngram",
-        "decontamination.min_words",
-    ),
     "split_descriptions": ("io.max_desc_chars", "decontamination.desc_threshold"),
     "quarantine_descriptions": ("io.max_desc_chars",),
     "generate_names": (
@@ -97,6 +91,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 _CONNECTION = "how the job reaches the server, not what it asks"
+_INDEX = "the benchmark index's name (decontam.INDEX_SETTINGS), an input of split and filter_code, follows it"
 _EMBEDDED = "how the local server runs; the model is api.model, sent and recorded"
 
 AFFECTS_NO_OUTPUT: dict[str, str] = {
@@ -117,6 +112,9 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "embedded.model": "the server's model, which must equal api.model (config.py): api.model is listed",
     "scoring.enabled": "which files the default target asks for, not what any of them holds",
     "tests.enabled": "which rules the DAG chains (merge_code's inputs follow it), not what a step writes",
+    "decontamination.benchmarks": _INDEX,
+    "decontamination.ngram": _INDEX,
+    "decontamination.min_words": _INDEX,
     "io.input_desc_path": "the split rules' input file: Snakemake follows it (and each shard's lines digest)",
     "io.out_names_dir": "where the outputs go, not what they hold",
     "io.out_code_dir": "where the outputs go, not what they hold",

@@ -29,7 +29,7 @@ rule generate_code:
 rule filter_code:
     input:
         raw=rules.generate_code.output.raw,
-        index=ancient(rules.index_benchmarks.output[0]),  # a rebuilt index is the same: its name is its content
+        index=local(ancient(BENCHMARK_INDEX)),  # built when the workflow is parsed (rules/common.smk), as split's
     output:
         kept=f"{CODE}/filtered/{{shard}}.jsonl",
         rejects=f"{CODE}/rejects/{{shard}}.jsonl",

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
-from evoselfcode.datagen.decontam import BenchmarkError, check_benchmarks, user_benchmark_files
+from evoselfcode.datagen.decontam import BenchmarkError, benchmark_index
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.datagen.sandbox import sandbox_problem
 from evoselfcode.rule_settings import rule_digest
@@ -25,7 +25,8 @@ from evoselfcode.workflow import (
 try:
     CFG = validate_config(config, config_sources(workflow))
     INDEX = index_input(CFG)
-    BENCHMARKS = check_benchmarks(CFG.decontamination)  # a missing benchmark file or field, named with its key
+    # The benchmarks' index, named by what it is built from; built here, not by a job: a lost one reruns no check.
+    BENCHMARK_INDEX = benchmark_index(CFG.decontamination, CFG.io.shards_dir)  # or a bad benchmark stops the run
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
 except (ConfigError, InputError, BenchmarkError) as exc:
@@ -39,8 +40,6 @@ EVO = f"{sys.executable} -m evoselfcode"
 SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
-BENCHMARK_FILES = user_benchmark_files(CFG.decontamination)
-BENCHMARK_INDEX = f"{SHARD_DIR}/benchmarks/index-{BENCHMARKS}.json"  # named by what it is built from
 
 
 wildcard_constraints:

@@ -1,15 +1,15 @@
 # Split the checked description file into shards of io.shard_size descriptions, one job per shard;
 # descriptions that match a benchmark go to {shards_dir}/contaminated/{shard}.jsonl, never to the server.
-# ancient(): a shard reruns when its own lines change (params.lines), not whenever the file is appended to.
-# The benchmark index is new only when what it is built from changes (rules/decontaminate.smk).
-# local(): the DAG is built from this file on this machine, so with a default storage provider
-# (profiles/kubernetes) the jobs read it too, not a storage copy that may differ.
+# ancient(): a shard reruns when its own lines change (params.lines), not whenever the file is appended to;
+# the benchmark index is a new file, so a new input, when what it is built from changes (rules/common.smk).
+# local(): the DAG is built from these files where the workflow is parsed (the index is written then), so with
+# a default storage provider (profiles/kubernetes) the jobs read them too, not a storage copy that may differ.
 
 
 rule split_descriptions:
     input:
         source=local(ancient(CFG.io.input_desc_path)),
-        index=ancient(rules.index_benchmarks.output[0]),
+        index=local(ancient(BENCHMARK_INDEX)),
     output:
         shard=f"{SHARD_DIR}/{{shard}}.jsonl",
         contaminated=f"{SHARD_DIR}/contaminated/{{shard}}.jsonl",

@@ -96,7 +96,8 @@ def test_a_copied_solution_is_removed_with_its_names_changed_and_a_comment_added
 def test_the_index_is_built_once_and_touching_or_losing_it_reruns_no_check(runs):
     (root, _), _ = runs
     (index,) = (root / "data/shards/benchmarks").glob("index-*.json")
-    assert "164 humaneval tasks" in (root / "logs/index_benchmarks/all.log").read_text()
+    built = index.read_bytes()
+    assert [benchmark for benchmark, _ in json.loads(built)["items"]] == ["humaneval"] * 164
     proc = snakemake(root, "-n", TARGET)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
     index.touch()  # as a rebuild would leave it: its name says what it holds (ancient in its readers)
@@ -105,6 +106,38 @@ def test_the_index_is_built_once_and_touching_or_losing_it_reruns_no_check(runs)
     index.unlink()  # the shards' checks stand: the benchmarks did not change
     proc = snakemake(root, TARGET)  # a real run (the server is gone: any job asking it would fail)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+    assert index.read_bytes() == built  # rebuilt when the workflow was parsed, the same
+
+
+def test_a_lost_index_is_rebuilt_the_same_and_a_new_shard_reruns_no_other_shard(tmp_path):
+    # Were the index a job's output, Snakemake would rebuild it for the new shard's check and then rerun every
+    # job that reads it (ancient or not: a missing input it rebuilds), so every shard's requests again.
+    descs = [{"id": f"n{i}", "desc": f"Return the {w} of a list of numbers."} for i, w in
+             enumerate(["sum", "mean", "median", "mode", "range"])]  # fmt: skip
+    with FakeServer(Options(seed=1)) as srv:
+        root = make_workdir(tmp_path, descs[:4], config(srv.url).replace("shard_size: 100", "shard_size: 2"))
+        proc = snakemake(root, TARGET)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        (index,) = (root / "data/shards/benchmarks").glob("index-*.json")
+        built = index.read_bytes()
+        done = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((root / "data").rglob("0000[01].jsonl"))}
+        assert len(done) > 10
+        index.unlink()
+        with open(root / "data/descriptions/sample.jsonl", "a") as fh:
+            fh.write(json.dumps(descs[4]) + "\n")
+        before = srv.stats()["requests"]
+        ran = rules_run(snakemake(root, TARGET))
+        requests = srv.stats()["requests"] - before
+    assert ran.count("split_descriptions") == ran.count("generate_names") == ran.count("filter_code") == 1, ran
+    assert index.read_bytes() == built
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in done} == done  # the two old shards: not one rewrite
+    assert requests == requests_of(root, "00002") > 0  # the new shard's only
+
+
+def requests_of(root, shard: str) -> int:
+    """The requests one shard's jobs sent, from their timing files (one record a request)."""
+    parts = ["names/timing", "code/timing", "code/tests/timing"]
+    return sum(len(read_jsonl(root / f"data/generated/{part}/{shard}.jsonl")) for part in parts)
 
 
 def rules_run(proc) -> list[str]:
@@ -112,14 +145,14 @@ def rules_run(proc) -> list[str]:
     return re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
 
 
-def test_a_changed_decontamination_setting_reruns_the_index_and_the_checks_in_one_run(tmp_path):
+def test_a_changed_decontamination_setting_makes_a_new_index_and_reruns_the_checks_in_one_run(tmp_path):
     descs = [{"id": f"d{i}", "desc": f"Return the {w} of a list of numbers."} for i, w in enumerate(["sum", "max"])]
     settings = 'api: {base_url: "http://127.0.0.1:9"}\nio: {shard_size: 1}\n'  # split sends no request
     root = make_workdir(tmp_path, descs, settings)
     shards = ["data/shards/00000.jsonl", "data/shards/00001.jsonl"]
-    assert rules_run(snakemake(root, *shards)) == ["index_benchmarks", *["split_descriptions"] * 2]
+    assert rules_run(snakemake(root, *shards)) == ["split_descriptions"] * 2
     (root / "configs/test.yaml").write_text(settings + "decontamination: {min_words: 4}\n")
-    assert rules_run(snakemake(root, *shards)) == ["index_benchmarks", *["split_descriptions"] * 2]
+    assert rules_run(snakemake(root, *shards)) == ["split_descriptions"] * 2
     assert len(list((root / "data/shards/benchmarks").glob("index-*.json"))) == 2  # one per content
     (root / "configs/test.yaml").write_text(settings + "decontamination: {min_words: 4, desc_threshold: 0.6}\n")
     assert rules_run(snakemake(root, *shards)) == ["split_descriptions"] * 2  # the index holds no threshold
@@ -145,5 +178,5 @@ def test_a_user_benchmark_sets_aside_its_prompts_and_reruns_only_when_its_conten
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
     mbpp.write_text(mbpp.read_text().replace("sum of its rows", "product of its columns"))
     proc = snakemake(root, shard)  # a real run: a dry run does not show the split it reruns
-    assert rules_run(proc) == ["index_benchmarks", "split_descriptions"]
+    assert rules_run(proc) == ["split_descriptions"]
     assert [r["id"] for r in read_jsonl(root / shard)] == ["mine", "ok"]

@@ -16,6 +16,7 @@ from fakeserver import FakeServer, Options
 
 from evoselfcode import cli, dataset
 from evoselfcode.config import Config, Strict, load_config
+from evoselfcode.datagen import decontam
 from evoselfcode.datagen.pipeline import merge, scoring, steps, testgen
 from evoselfcode.rule_settings import AFFECTS_NO_OUTPUT, RULE_SETTINGS, rule_digest
 
@@ -139,8 +140,8 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             "scored", "score_rejects", "score_failures", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
-        index = str(tmp / "index.json")
-        run("index_benchmarks", steps.index_benchmarks, cfg, index)
+        run("benchmark_index", decontam.benchmark_index, cfg.decontamination, tmp)
+        (index,) = [str(p) for p in (tmp / "benchmarks").glob("index-*.json")]
         run("split_descriptions", steps.split, cfg, str(source), "00000", index, p["shard"], p["contaminated"])
         run("quarantine_descriptions", steps.quarantine, cfg, str(source), p["quarantine"])
         generate_names = with_client(cli._client, steps.generate_names)
@@ -167,6 +168,11 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
     for name in ("shard", "quarantine", "names_kept", "code_kept", "tested", "kept", "scored", "score_rejects"):
         assert Path(p[name]).read_text().strip(), f"{name} is empty: the run exercised too little"
     return got
+
+
+def test_the_benchmark_index_is_named_by_exactly_the_settings_it_is_built_from(reads):
+    # built when the Snakefile is parsed, by no rule: its name (a digest) changes with what it is built from
+    assert reads["benchmark_index"] == {f"decontamination.{key}" for key in decontam.INDEX_SETTINGS}
 
 
 @pytest.mark.parametrize("rule", [*RULE_SETTINGS, "names_metrics"])

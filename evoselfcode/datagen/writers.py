@@ -32,11 +32,14 @@ def _dumps(record: BaseModel | dict) -> str:
 
 
 @contextmanager
-def atomic_open(path: str | Path) -> Iterator[IO[str]]:
-    """Write to a temporary file beside `path`, then fsync and rename it into place."""
+def atomic_open(path: str | Path, *, shared: bool = False) -> Iterator[IO[str]]:
+    """Write to a temporary file beside `path`, then fsync and rename it into place.
+
+    `shared`: other processes may write the same content at once, so their temporary files are left alone.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for stale in [] if shared else path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)  # left by a writer that was killed; only one job writes a given output
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

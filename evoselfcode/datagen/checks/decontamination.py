@@ -29,7 +29,7 @@ class BenchmarkMatch(Check):
         if not d.enabled:
             return None
         if "index" not in inputs:
-            raise ValueError("the benchmark check needs the benchmark index (rule index_benchmarks): pass it as "
+            raise ValueError("the benchmark check needs the benchmark index (decontam.benchmark_index): pass it as "
                              "the input `index`, or set decontamination.enabled: false")  # fmt: skip
         return cls(inputs["index"], d.code_threshold, d.desc_threshold)
 

@@ -35,11 +35,6 @@ from evoselfcode.datagen.writers import write_json, write_jsonl
 log = logging.getLogger("evoselfcode")
 
 
-def index_benchmarks(cfg: Config, out: str) -> None:
-    counts = decontam.write_index(cfg.decontamination, out)
-    log.info("benchmark index: %s", ", ".join(f"{n} {name} tasks" for name, n in counts.items()) or "no benchmark")
-
-
 def split(cfg: Config, source: str, shard: str, index: str, out: str, out_contaminated: str) -> None:
     """One shard of the checked input; descriptions that match a benchmark go to `out_contaminated` instead."""
     descs = inputs.read_shard(inputs.index_input(cfg, source), shard, max_chars=cfg.io.max_desc_chars)
