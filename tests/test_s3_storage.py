@@ -105,14 +105,15 @@ def test_outputs_land_in_the_bucket_and_validate(done, s3):
     lines = read_object(s3, bucket, f"evoselfcode/{TARGET}").splitlines()
     records = [CodeRecord.model_validate(json.loads(line)) for line in lines]
     assert records and {r.source for r in records} <= {"FIM", "L2R"}
-    # the description file stays a local input: it is read where the DAG is built
+    # the description file and the benchmark index stay local inputs: read (the index built) where the DAG is built
     assert "evoselfcode/data/descriptions/sample.jsonl" not in keys
+    assert not [key for key in keys if "shards/benchmarks/" in key]
 
 
 def test_outputs_are_not_left_in_the_working_directory(done):
     workdir, _, _ = done
     assert not (workdir / "data/generated").exists()
-    assert not (workdir / "data/shards").exists()
+    assert [p.name for p in (workdir / "data/shards").iterdir()] == ["benchmarks"]  # the index only
 
 
 def test_a_second_run_finds_everything_in_the_bucket(done):
