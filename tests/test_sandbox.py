@@ -134,7 +134,7 @@ def test_hostile_code_gets_stable_reasons_the_run_goes_on_and_nothing_outside_is
         "loops forever while loading": ["timeout", "timeout"],
         "connects to the host's port": ["error:ConnectionRefusedError"],
         "connects to the internet": ["error:OSError"],
-        "reads the environment": ["fail", "pass", "pass"],
+        "reads the environment": ["fail", "pass", "error:PermissionError"],  # nor can it read PID 1's
         "reads a host file": ["error:FileNotFoundError"],
         "is fine": ["pass"],
     }
@@ -225,10 +225,48 @@ def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(fo
     assert outcomes == ["error:Exit", "fail"]
 
 
-def test_the_limit_the_docstring_states_a_pass_for_the_current_assertion_can_be_forged():
-    # it reports a pass for the assertion it runs, then exits: the next one has no report
-    [outcomes] = run_jobs([job(WRITES_REPORTS, "assert f('0 pass\\n')", "assert 1 == 2")], UNSAFE, workers=1)
-    assert outcomes == ["pass", "error:Exit"]  # if this ever fails, update sandbox_runner's docstring and the README
+def test_the_limit_the_docstring_states_passes_for_its_own_function_can_be_forged():
+    # it reports a pass for the assertion it runs and the next one, then exits
+    jobs = [job(WRITES_REPORTS, "assert f('0 pass\\n1 pass\\n')", "assert 1 == 2"), job(ADD, "assert add(1, 1) == 3")]
+    assert run_jobs(jobs, UNSAFE, workers=1) == [["pass", "pass"], ["fail"]]  # if this fails, update the docstrings
+
+
+FORGES_THE_ANSWERS = """
+    def f():
+        with open('/proc/1/fd/1', 'w') as fh:  # the runner's answers to the host
+            fh.write('{"outcomes": ["pass"]}\\n' * 3)
+        return 1
+    """
+TRACES_THE_RUNNER = """
+    import ctypes
+    def f():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.ptrace(0x4206, 1, 0, 0) == 0:  # PTRACE_SEIZE the runner: it could then rewrite its answers
+            return 0
+        return ctypes.get_errno()
+    """
+
+
+def test_code_cannot_reach_the_runner_to_forge_the_outcomes_of_other_functions():
+    jobs = [job(FORGES_THE_ANSWERS, "assert f() == 2"), job(ADD, "assert add(1, 1) == 3"),
+            job(ADD, "assert add(1, 1) == 4"), job(TRACES_THE_RUNNER, "assert f() == 1")]  # fmt: skip
+    assert run_jobs(jobs, FAST, workers=1) == [["error:PermissionError"], ["fail"], ["fail"], ["pass"]]  # EPERM
+
+
+WRONG_RUNNER = """
+import json, sys
+sys.stdin.readline()
+for line in sys.stdin:
+    print(json.dumps({"outcomes": ["pass"]}), flush=True)  # one outcome, whatever the number of assertions
+"""
+
+
+def test_an_answer_that_does_not_fit_its_job_fails_the_step_instead_of_being_recorded(tmp_path, monkeypatch):
+    runner = tmp_path / "runner.py"
+    runner.write_text(WRONG_RUNNER)
+    monkeypatch.setattr(sandbox, "RUNNER", runner)
+    with pytest.raises(SandboxError, match="2 assertions"):
+        run_jobs([job(ADD, "assert add(1, 1) == 2", "assert add(1, 1) == 3")], FAST, workers=1)
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the seccomp filter is for x86-64")

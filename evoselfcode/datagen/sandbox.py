@@ -8,8 +8,9 @@ with its parent. With `execution.sandbox: none-unsafe` the same runner runs as a
 
 The host gives each job `timeout_s * (assertions + 1) + HOST_SLACK_S`: a worker that has not answered by
 then is killed, the job's assertions are all `timeout` and a fresh worker takes the next job. The outcomes
-come from the runner's child, which the code could forge (see sandbox_runner.py); the sandbox keeps the
-code from harming anything, not from lying about its own assertions.
+come from the runner's child, which the code could forge for its own function, never for another (see
+sandbox_runner.py); the sandbox keeps the code from harming anything, not from lying about its own assertions.
+An answer that does not fit its job fails the step: it is never recorded as outcomes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evoselfcode.config import Execution
+from evoselfcode.datagen.sandbox_runner import OUTCOME
 
 log = logging.getLogger("evoselfcode.sandbox")
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
@@ -171,7 +173,7 @@ class _Worker:
         line = self._proc.stdout.readline()
         if not line:
             raise SandboxError(f"the sandbox worker stopped: {self._error()}")
-        return json.loads(line)["outcomes"]
+        return _outcomes(line, len(job.tests))
 
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError):  # it died already; run() said why
@@ -185,6 +187,18 @@ class _Worker:
         self._stderr.close()
         if self._scratch is not None:
             self._scratch.cleanup()
+
+
+def _outcomes(line: str, tests: int) -> list[str]:
+    """The outcomes in a runner's answer; an answer that does not fit its job is never recorded as outcomes."""
+    try:
+        outcomes = json.loads(line)["outcomes"]
+    except (ValueError, TypeError, KeyError):
+        outcomes = None
+    if not (isinstance(outcomes, list) and len(outcomes) == tests
+            and all(isinstance(o, str) and OUTCOME.fullmatch(o) for o in outcomes)):  # fmt: skip
+        raise SandboxError(f"the sandbox worker answered {line[:300]!r} to a job of {tests} assertions")
+    return outcomes
 
 
 def run_jobs(jobs: Sequence[Job], ex: Execution, workers: int) -> list[list[str]]:

@@ -9,10 +9,13 @@ every assertion it runs) or dies is killed with its process group, and a fresh c
 assertion, so one endless assertion hides none of the others. A whole job never takes longer than
 `timeout_s * (assertions + 1)`.
 
-Limit: the child reports its own outcomes through a pipe it holds, so code that writes `<index> pass` lines
-there itself can forge a pass for the assertion being run. Lines for any other assertion, or not shaped like
-an outcome, are ignored; a verdict the code cannot touch would need each assertion's result from outside the
-child (e.g. one process per assertion), which costs a fork and a load per assertion.
+Limit: the code runs in the process that judges its assertions, so it can forge passes for its own function:
+by returning an object equal to anything, or by writing `<index> pass` lines to the child's report pipe for
+the assertion being run and the ones after it (lines for earlier assertions, or not shaped like an outcome,
+are ignored). It cannot touch another function's outcomes: each function has its own child and pipe, and the
+runner is not dumpable, so the child can neither open the runner's pipes under /proc/1/fd nor trace it. A
+verdict the code cannot touch would need each assertion's result from outside the child (e.g. one process
+per assertion), which costs a fork and a load per assertion.
 """
 
 import contextlib
@@ -30,7 +33,7 @@ import sys
 import time
 
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
-_OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
+OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
 # seccomp: fork, vfork and clone without CLONE_THREAD fail with EAGAIN (threads stay possible), clone3 with ENOSYS
 # so that libc falls back to clone. As root, RLIMIT_NPROC is not enforced, so this is what stops a fork bomb.
 _AUDIT_ARCH_X86_64, _ALLOW, _EAGAIN, _ENOSYS = 0xC000003E, 0x7FFF0000, 0x00050000 | 11, 0x00050000 | 38
@@ -65,6 +68,13 @@ def _no_fork() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(Program(len(_FILTER), filters)), 0, 0):
         raise OSError(ctypes.get_errno(), "could not install the seccomp filter")  # PR_SET_NO_NEW_PRIVS, SECCOMP
+
+
+def _not_dumpable() -> None:
+    """Processes of the same user (the children) may no longer open this one's /proc/PID/fd or memory, nor trace it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0):  # PR_SET_DUMPABLE; inherited by the children, which is harmless
+        raise OSError(ctypes.get_errno(), "could not make the sandbox runner non-dumpable")
 
 
 def _limit(limits: dict) -> None:
@@ -166,7 +176,7 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, 
                 loaded = True
                 continue
             index, _, outcome = line.decode(errors="replace").partition(" ")
-            if index != str(current) or current >= len(tests) or not _OUTCOME.fullmatch(outcome):
+            if index != str(current) or current >= len(tests) or not OUTCOME.fullmatch(outcome):
                 continue  # the code wrote to the report pipe itself: not the outcome the runner waits for
             outcomes[current] = outcome
             current += 1
@@ -202,6 +212,7 @@ def main() -> None:
     if limits["sandboxed"] and os.getpid() != 1:
         raise SystemExit("sandbox_runner: sandboxed but not PID 1 of its own PID namespace")
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 gets only the signals it handles: none from the code
+    _not_dumpable()
     base = limits["workdir"]
     for number, line in enumerate(sys.stdin):
         job = json.loads(line)
