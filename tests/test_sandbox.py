@@ -124,8 +124,8 @@ def test_hostile_code_gets_stable_reasons_the_run_goes_on_and_nothing_outside_is
 
     assert outcomes == {
         "deletes files": ["error:FileNotFoundError"],
-        # the sandbox's own root is a throwaway tmpfs: writing there harms nothing
-        "writes outside its directory": ["error:FileNotFoundError", "error:OSError", "pass", "pass"],
+        # the sandbox's root is read-only (EROFS): only its private /tmp takes files
+        "writes outside its directory": ["error:FileNotFoundError", "error:OSError", "error:OSError", "pass"],
         "kills its parent": ["error:ProcessLookupError"],  # kill(-1) finds nothing it may kill; the others are ignored
         "forks without end": ["error:BlockingIOError"],
         "allocates without end": ["error:MemoryError"],
@@ -251,6 +251,56 @@ def test_code_cannot_reach_the_runner_to_forge_the_outcomes_of_other_functions()
     jobs = [job(FORGES_THE_ANSWERS, "assert f() == 2"), job(ADD, "assert add(1, 1) == 3"),
             job(ADD, "assert add(1, 1) == 4"), job(TRACES_THE_RUNNER, "assert f() == 1")]  # fmt: skip
     assert run_jobs(jobs, FAST, workers=1) == [["error:PermissionError"], ["fail"], ["fail"], ["pass"]]  # EPERM
+
+
+LEAVES_FILES = """
+    def f(path):
+        with open(path, 'w') as fh:
+            fh.write('left')
+        return True
+    """
+FINDS_FILES = """
+    import os
+    def found(path):
+        return os.path.exists(path)
+    """
+
+
+def test_what_a_function_leaves_behind_is_gone_for_the_next_one_and_the_sandbox_root_is_read_only():
+    # else a function's outcome would depend on which function ran before it in the same worker
+    jobs = [
+        job(LEAVES_FILES, "assert f('/tmp/left')", "assert f('left')", "assert f('/left')", "assert f('/dev/shm/x')"),
+        job(FINDS_FILES, "assert not found('/tmp/left')", "assert not found('/left')",
+            "assert not found('/dev/shm/x')"),
+    ]  # fmt: skip
+    assert run_jobs(jobs, FAST, workers=1) == [["pass", "pass", "error:OSError", "error:OSError"], ["pass"] * 3]
+
+
+def test_files_the_code_made_unreadable_are_removed_after_its_job(monkeypatch):
+    code = """
+        import os
+        def f():
+            os.makedirs('/tmp/locked/inner')
+            open('/tmp/locked/inner/x', 'w').close()
+            os.chmod('/tmp/locked/inner', 0)
+            os.chmod('/tmp/locked', 0)
+            return True
+        """
+    jobs = [job(code, "assert f()"), job(FINDS_FILES, "assert not found('/tmp/locked')")]
+    assert run_jobs(jobs, FAST, workers=1) == [["pass"], ["pass"]]
+
+
+def test_a_tree_too_deep_to_remove_gets_the_next_function_a_fresh_sandbox():
+    code = """
+        import os
+        def f():
+            for _ in range(1500):  # deeper than the recursion limit of os.walk and shutil.rmtree
+                os.mkdir('d')
+                os.chdir('d')
+            return True
+        """
+    jobs = [job(code, "assert f()"), job(FINDS_FILES, "assert not found('/tmp/job/d')", "assert found('/tmp')")]
+    assert run_jobs(jobs, FAST, workers=1) == [["pass"], ["pass", "pass"]]
 
 
 WRONG_RUNNER = """

@@ -2,7 +2,7 @@
 
 Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the
 system's interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`,
-answered with one stdout line, `{"outcomes": [...]}`: per assertion `pass`, `fail`, `error:<Type>` or
+answered with one stdout line, `{"outcomes": [...], "last": false}`: per assertion `pass`, `fail`, `error:<Type>` or
 `timeout`. A function's assertions run one after another in one child, sharing its namespace; a child that
 runs out of time (`timeout_s` wall clock per assertion, `cpu_s` CPU for the child: the function's loading and
 every assertion it runs) or dies is killed with its process group, and a fresh child goes on with the next
@@ -75,6 +75,29 @@ def _not_dumpable() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(4, 0, 0, 0, 0):  # PR_SET_DUMPABLE; inherited by the children, which is harmless
         raise OSError(ctypes.get_errno(), "could not make the sandbox runner non-dumpable")
+
+
+def _empty(directory: str) -> bool:
+    """Removes all a job left in `directory`, also what the code made unreadable (it runs as the runner's user).
+
+    False when something is left (e.g. directories nested deeper than the recursion limit).
+    """
+    try:
+        for root, dirs, _ in os.walk(directory):
+            for name in dirs:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):  # never follow a link the code made (without a sandbox: user's files)
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, 0o700)
+        for entry in os.scandir(directory):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+        return not os.listdir(directory)
+    except (OSError, RecursionError):
+        return False
 
 
 def _limit(limits: dict) -> None:
@@ -213,13 +236,13 @@ def main() -> None:
         raise SystemExit("sandbox_runner: sandboxed but not PID 1 of its own PID namespace")
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 gets only the signals it handles: none from the code
     _not_dumpable()
+    # every job starts from the same empty directory: its outcomes must not depend on the jobs before it
     base = limits["workdir"]
-    for number, line in enumerate(sys.stdin):
+    limits["workdir"] = os.path.join(base, "job")
+    for line in sys.stdin:
         job = json.loads(line)
-        limits["workdir"] = os.path.join(base, f"job{number}")
         os.mkdir(limits["workdir"], 0o700)
         outcomes = run_job(job["code"], job["tests"], limits)
-        shutil.rmtree(limits["workdir"], ignore_errors=True)
         if limits["sandboxed"]:
             while True:  # reap what the kill left (orphans come to PID 1)
                 try:
@@ -227,8 +250,12 @@ def main() -> None:
                         break
                 except ChildProcessError:
                     break
-        sys.stdout.write(json.dumps({"outcomes": outcomes}) + "\n")
+        clean = _empty(base)
+        # `last`: this runner ends, and a fresh one (a fresh /tmp) takes the next job
+        sys.stdout.write(json.dumps({"outcomes": outcomes, "last": not clean}) + "\n")
         sys.stdout.flush()
+        if not clean:
+            return
 
 
 if __name__ == "__main__":
