@@ -225,6 +225,14 @@ def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(fo
     assert outcomes == ["error:Exit", "fail"]
 
 
+@pytest.mark.timeout(60)
+def test_a_flood_without_newlines_on_the_report_pipe_is_read_in_linear_time():
+    flood = "x" * (16 << 20)  # each read appended to a growing buffer and split again: quadratic, a timeout
+    [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f('{flood[:8]}' * {len(flood) // 8} + '\\n0 pass\\n')",
+                               "assert 1 == 2")], FAST, workers=1)  # fmt: skip
+    assert outcomes == ["pass", "error:Exit"]  # its own assertion, forged after the flood: the runner kept up
+
+
 def test_the_limit_the_docstring_states_passes_for_its_own_function_can_be_forged():
     # it reports a pass for the assertion it runs and the next one, then exits
     jobs = [job(WRITES_REPORTS, "assert f('0 pass\\n1 pass\\n')", "assert 1 == 2"), job(ADD, "assert add(1, 1) == 3")]

@@ -162,6 +162,9 @@ def _death(status: int) -> str:
     return "error:Exit"
 
 
+_LONGEST_REPORT = 128  # "<index> error:<Type>": the type is cut at 40 characters
+
+
 def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, job_end: float) -> None:
     """One child for assertions `start`...; fills `outcomes` with what it reports, kills it when it overstays."""
     read, write = os.pipe()
@@ -194,6 +197,7 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, 
             break
         buffer += data
         *lines, buffer = buffer.split(b"\n")
+        buffer = buffer[-_LONGEST_REPORT:]  # a longer line is not a report: keep only what could end one
         for line in lines:
             if line == b"loaded":
                 loaded = True
