@@ -53,7 +53,9 @@ def spec(rule):
 
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
-        print(f"starting the embedded server: {embedded.start(CFG.embedded)}", file=sys.stderr)
+        # without log-probs to serve, the server reads prompts faster
+        url = embedded.start(CFG.embedded, logprobs=CFG.namegen.logprobs or CFG.scoring.enabled)
+        print(f"starting the embedded server: {url}", file=sys.stderr)
 
 
 def stop_embedded_server():

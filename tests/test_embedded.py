@@ -36,6 +36,26 @@ def test_start_reuse_and_stop(tmp_path):
 
 
 @pytest.mark.embedded
+def test_a_server_without_log_probs_is_replaced_when_a_run_needs_them(tmp_path):
+    state, log = tmp_path / "state.json", tmp_path / "server.log"
+    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
+    body = {"prompt": "def add(a, b):", "max_tokens": 2, "temperature": 0, "logprobs": 1}
+    try:
+        url = embedded.start(cfg, logprobs=False, log_path=log, state_file=state)
+        assert requests.post(f"{url}/v1/completions", json=body, timeout=60).status_code >= 400
+        assert requests.post(f"{url}/v1/completions", json={**body, "logprobs": None}, timeout=60).ok
+        pid = embedded.read_state(state)["pid"]
+        assert embedded.start(cfg, logprobs=False, log_path=log, state_file=state) == url  # reused
+        url = embedded.start(cfg, logprobs=True, log_path=log, state_file=state)
+        assert embedded.read_state(state)["pid"] != pid
+        answer = requests.post(f"{url}/v1/completions", json=body, timeout=60)
+        assert answer.ok and answer.json()["choices"][0]["logprobs"]["token_logprobs"]
+        assert embedded.start(cfg, logprobs=False, log_path=log, state_file=state) == url  # more than needed: reused
+    finally:
+        embedded.stop(state)
+
+
+@pytest.mark.embedded
 def test_the_model_file_is_verified_and_repaired(tmp_path):
     cfg = Embedded(cache_dir=str(tmp_path))
     path = embedded.model_path(cfg)

@@ -3,11 +3,16 @@ SIGKILL at the middle of one write, so these write the leftovers a kill leaves a
 
 from pathlib import Path
 
+import pytest
+
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.config import load_config
 from evoselfcode.datagen.pipeline.journal import Journal
+from evoselfcode.datagen.pipeline.runner import FailureBudgetExceeded
 from evoselfcode.datagen.pipeline.steps import filter_names_step, generate_names, journal_path
-from evoselfcode.datagen.schemas import Description
+from evoselfcode.datagen.pipeline.testgen import execute_tests_step, generate_tests_step
+from evoselfcode.datagen.readers import read_jsonl
+from evoselfcode.datagen.schemas import CodeRecord, Description
 from evoselfcode.datagen.writers import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,4 +71,40 @@ def test_a_finished_generation_job_keeps_its_answers_until_its_filter_step(tmp_p
     assert client.calls == asked and Path(raw).read_text() == answers
 
     filter_names_step(cfg, raw, str(tmp_path / "names/filtered/00000.jsonl"), str(tmp_path / "rejects.jsonl"))
+    assert not journal_path(raw).exists()
+
+
+class DownAfter(CompletionClient):
+    """Writes one assert per function, until `answers` requests are answered; then the server is down."""
+
+    def __init__(self, answers: int | None = None):
+        self.calls, self.answers = 0, answers
+
+    def complete(self, prompt, *, n=1, **params):
+        self.calls += 1
+        if self.answers is not None and self.calls > self.answers:
+            raise ConnectionError("the server went away")
+        return [Choice(text="1, 2) == 3\n", finish_reason="stop") for _ in range(n)]
+
+
+def test_a_failed_test_generation_job_asks_again_only_what_was_not_answered(tmp_path):
+    cfg = load_config(ROOT / "configs/datagen.yaml")
+    cfg = cfg.model_copy(update={"io": cfg.io.model_copy(update={"concurrency": 1})})  # answered in order
+    kept = tmp_path / "code/filtered/00000.jsonl"
+    kept.parent.mkdir(parents=True)
+    write_jsonl(kept, [CodeRecord(desc="add two numbers", func_name=f"add{i}", source="L2R",
+                                  code=f"def add{i}(a, b):\n    return a + b\n",
+                                  meta={"desc_id": f"d{i}", "params": {}, "seed": 1, "sample_index": 0})
+                       for i in range(4)])  # fmt: skip
+    raw, failures, timing = (str(tmp_path / f"code/tests/{part}/00000.jsonl") for part in ("raw", "failures", "timing"))
+    with pytest.raises(FailureBudgetExceeded):
+        generate_tests_step(cfg, DownAfter(answers=2), str(kept), raw, failures, timing)
+    assert not Path(raw).exists() and journal_path(raw).exists()
+
+    client = DownAfter()
+    generate_tests_step(cfg, client, str(kept), raw, failures, timing)  # the rerun
+    assert client.calls == 2
+    out = tmp_path / "code/tested/00000.jsonl"
+    execute_tests_step(cfg, raw, str(out), str(tmp_path / "code/tests/rejects/00000.jsonl"), workers=1)
+    assert [r["tests"] for r in read_jsonl(out)] == [[f"assert add{i}(1, 2) == 3"] for i in range(4)]
     assert not journal_path(raw).exists()

@@ -124,8 +124,8 @@ def test_hostile_code_gets_stable_reasons_the_run_goes_on_and_nothing_outside_is
 
     assert outcomes == {
         "deletes files": ["error:FileNotFoundError"],
-        # the sandbox's own root is a throwaway tmpfs: writing there harms nothing
-        "writes outside its directory": ["error:FileNotFoundError", "error:OSError", "pass", "pass"],
+        # the sandbox's root is read-only (EROFS): only its private /tmp takes files
+        "writes outside its directory": ["error:FileNotFoundError", "error:OSError", "error:OSError", "pass"],
         "kills its parent": ["error:ProcessLookupError"],  # kill(-1) finds nothing it may kill; the others are ignored
         "forks without end": ["error:BlockingIOError"],
         "allocates without end": ["error:MemoryError"],
@@ -134,7 +134,7 @@ def test_hostile_code_gets_stable_reasons_the_run_goes_on_and_nothing_outside_is
         "loops forever while loading": ["timeout", "timeout"],
         "connects to the host's port": ["error:ConnectionRefusedError"],
         "connects to the internet": ["error:OSError"],
-        "reads the environment": ["fail", "pass", "pass"],
+        "reads the environment": ["fail", "pass", "error:PermissionError"],  # nor can it read PID 1's
         "reads a host file": ["error:FileNotFoundError"],
         "is fine": ["pass"],
     }
@@ -225,10 +225,106 @@ def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(fo
     assert outcomes == ["error:Exit", "fail"]
 
 
-def test_the_limit_the_docstring_states_a_pass_for_the_current_assertion_can_be_forged():
-    # it reports a pass for the assertion it runs, then exits: the next one has no report
-    [outcomes] = run_jobs([job(WRITES_REPORTS, "assert f('0 pass\\n')", "assert 1 == 2")], UNSAFE, workers=1)
-    assert outcomes == ["pass", "error:Exit"]  # if this ever fails, update sandbox_runner's docstring and the README
+@pytest.mark.timeout(60)
+def test_a_flood_without_newlines_on_the_report_pipe_is_read_in_linear_time():
+    flood = "x" * (16 << 20)  # each read appended to a growing buffer and split again: quadratic, a timeout
+    [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f('{flood[:8]}' * {len(flood) // 8} + '\\n0 pass\\n')",
+                               "assert 1 == 2")], FAST, workers=1)  # fmt: skip
+    assert outcomes == ["pass", "error:Exit"]  # its own assertion, forged after the flood: the runner kept up
+
+
+def test_the_limit_the_docstring_states_passes_for_its_own_function_can_be_forged():
+    # it reports a pass for the assertion it runs and the next one, then exits
+    jobs = [job(WRITES_REPORTS, "assert f('0 pass\\n1 pass\\n')", "assert 1 == 2"), job(ADD, "assert add(1, 1) == 3")]
+    assert run_jobs(jobs, UNSAFE, workers=1) == [["pass", "pass"], ["fail"]]  # if this fails, update the docstrings
+
+
+FORGES_THE_ANSWERS = """
+    def f():
+        with open('/proc/1/fd/1', 'w') as fh:  # the runner's answers to the host
+            fh.write('{"outcomes": ["pass"]}\\n' * 3)
+        return 1
+    """
+TRACES_THE_RUNNER = """
+    import ctypes
+    def f():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.ptrace(0x4206, 1, 0, 0) == 0:  # PTRACE_SEIZE the runner: it could then rewrite its answers
+            return 0
+        return ctypes.get_errno()
+    """
+
+
+def test_code_cannot_reach_the_runner_to_forge_the_outcomes_of_other_functions():
+    jobs = [job(FORGES_THE_ANSWERS, "assert f() == 2"), job(ADD, "assert add(1, 1) == 3"),
+            job(ADD, "assert add(1, 1) == 4"), job(TRACES_THE_RUNNER, "assert f() == 1")]  # fmt: skip
+    assert run_jobs(jobs, FAST, workers=1) == [["error:PermissionError"], ["fail"], ["fail"], ["pass"]]  # EPERM
+
+
+LEAVES_FILES = """
+    def f(path):
+        with open(path, 'w') as fh:
+            fh.write('left')
+        return True
+    """
+FINDS_FILES = """
+    import os
+    def found(path):
+        return os.path.exists(path)
+    """
+
+
+def test_what_a_function_leaves_behind_is_gone_for_the_next_one_and_the_sandbox_root_is_read_only():
+    # else a function's outcome would depend on which function ran before it in the same worker
+    jobs = [
+        job(LEAVES_FILES, "assert f('/tmp/left')", "assert f('left')", "assert f('/left')", "assert f('/dev/shm/x')"),
+        job(FINDS_FILES, "assert not found('/tmp/left')", "assert not found('/left')",
+            "assert not found('/dev/shm/x')"),
+    ]  # fmt: skip
+    assert run_jobs(jobs, FAST, workers=1) == [["pass", "pass", "error:OSError", "error:OSError"], ["pass"] * 3]
+
+
+def test_files_the_code_made_unreadable_are_removed_after_its_job(monkeypatch):
+    code = """
+        import os
+        def f():
+            os.makedirs('/tmp/locked/inner')
+            open('/tmp/locked/inner/x', 'w').close()
+            os.chmod('/tmp/locked/inner', 0)
+            os.chmod('/tmp/locked', 0)
+            return True
+        """
+    jobs = [job(code, "assert f()"), job(FINDS_FILES, "assert not found('/tmp/locked')")]
+    assert run_jobs(jobs, FAST, workers=1) == [["pass"], ["pass"]]
+
+
+def test_a_tree_too_deep_to_remove_gets_the_next_function_a_fresh_sandbox():
+    code = """
+        import os
+        def f():
+            for _ in range(1500):  # deeper than the recursion limit of os.walk and shutil.rmtree
+                os.mkdir('d')
+                os.chdir('d')
+            return True
+        """
+    jobs = [job(code, "assert f()"), job(FINDS_FILES, "assert not found('/tmp/job/d')", "assert found('/tmp')")]
+    assert run_jobs(jobs, FAST, workers=1) == [["pass"], ["pass", "pass"]]
+
+
+WRONG_RUNNER = """
+import json, sys
+sys.stdin.readline()
+for line in sys.stdin:
+    print(json.dumps({"outcomes": ["pass"]}), flush=True)  # one outcome, whatever the number of assertions
+"""
+
+
+def test_an_answer_that_does_not_fit_its_job_fails_the_step_instead_of_being_recorded(tmp_path, monkeypatch):
+    runner = tmp_path / "runner.py"
+    runner.write_text(WRONG_RUNNER)
+    monkeypatch.setattr(sandbox, "RUNNER", runner)
+    with pytest.raises(SandboxError, match="2 assertions"):
+        run_jobs([job(ADD, "assert add(1, 1) == 2", "assert add(1, 1) == 3")], FAST, workers=1)
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the seccomp filter is for x86-64")

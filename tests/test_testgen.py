@@ -89,6 +89,36 @@ def test_asserts_with_a_name_nothing_defines_are_dropped():
     assert len(parse_asserts([text], "f", limit=10, code="from math import *\n" + code)[0]) == 7
 
 
+def test_asserts_that_are_always_true_cannot_fail():
+    text = "\n".join([
+        "assert (clamp(5, 0, 3) == 3, 'clamps')",  # a tuple: always true (Python warns about it)
+        "assert [clamp(5, 0, 3)]",  # a non-empty list
+        "assert clamp(5, 0, 3) == 4 or True",
+        "assert lambda: clamp(5, 0, 3)",
+        "assert (clamp(5, 0, 3) == 3), 'clamps'",  # parentheses around the test only: fine
+        "assert clamp(5, 0, 3) or clamp(1, 0, 3)",  # can fail (both 0)
+    ])  # fmt: skip
+    kept, dropped = parse_asserts([text], "clamp", limit=10)
+    assert kept == ["assert clamp(5, 0, 3) == 3, 'clamps'", "assert clamp(5, 0, 3) or clamp(1, 0, 3)"]
+    assert dropped == Counter(cannot_fail=4)
+
+
+def test_an_undefined_name_in_the_message_is_dropped_too():
+    # a failing assertion would raise NameError from its message: exec_error:NameError instead of tests_failed
+    text = "assert clamp(5, 0, 3) == 3, f'got {result}'\nassert clamp(5, 0, 3) == 3, 'ok'"
+    kept, dropped = parse_asserts([text], "clamp", limit=10, code=CLAMP)
+    assert kept == ["assert clamp(5, 0, 3) == 3, 'ok'"]
+    assert dropped == Counter(undefined_name=1)
+
+
+@pytest.mark.parametrize("depth", [600, 3000])  # too deep to print again; too deep to parse
+def test_an_assertion_too_deep_for_the_parser_is_dropped_not_a_crash(depth):
+    text = f"assert clamp({'-' * depth}1, 0, 3) == 0\nassert clamp(5, 0, 3) == 3"
+    kept, dropped = parse_asserts([text], "clamp", limit=10, code=CLAMP)
+    assert kept == ["assert clamp(5, 0, 3) == 3"]
+    assert dropped == Counter(syntax_error=1)
+
+
 @pytest.mark.parametrize(
     ("outcomes", "reason"),
     [

@@ -3,13 +3,15 @@
 Each worker is one `bwrap` process, started once, whose PID 1 is `sandbox_runner` (standard library only,
 run by the system interpreter): it forks one child per function, with rlimits and a seccomp filter, and
 answers each job with one outcome per assertion. The sandbox has no network (`--unshare-all`), sees only
-the system's read-only directories and a private, size-capped `/tmp`, gets a clean environment, and dies
-with its parent. With `execution.sandbox: none-unsafe` the same runner runs as a plain process instead.
+the system's read-only directories and a private, size-capped `/tmp` (emptied after each job), gets a clean
+environment, and dies with its parent. With `execution.sandbox: none-unsafe` the same runner runs as a plain
+process instead.
 
 The host gives each job `timeout_s * (assertions + 1) + HOST_SLACK_S`: a worker that has not answered by
 then is killed, the job's assertions are all `timeout` and a fresh worker takes the next job. The outcomes
-come from the runner's child, which the code could forge (see sandbox_runner.py); the sandbox keeps the
-code from harming anything, not from lying about its own assertions.
+come from the runner's child, which the code could forge for its own function, never for another (see
+sandbox_runner.py); the sandbox keeps the code from harming anything, not from lying about its own assertions.
+An answer that does not fit its job fails the step: it is never recorded as outcomes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evoselfcode.config import Execution
+from evoselfcode.datagen.sandbox_runner import OUTCOME
 
 log = logging.getLogger("evoselfcode.sandbox")
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
@@ -80,6 +83,8 @@ def bwrap_command(ex: Execution, *program: str) -> list[str]:
     return [
         bwrap, *binds,
         "--dev", "/dev", "--proc", "/proc", "--size", str(ex.tmp_mb * MB), "--tmpfs", "/tmp", "--chdir", "/tmp",
+        # the root and /dev are tmpfs without a size cap, kept across jobs: only the capped /tmp takes files
+        "--remount-ro", "/dev", "--remount-ro", "/",
         "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
         "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
         "--setenv", "PYTHONHASHSEED", "0",
@@ -171,7 +176,11 @@ class _Worker:
         line = self._proc.stdout.readline()
         if not line:
             raise SandboxError(f"the sandbox worker stopped: {self._error()}")
-        return json.loads(line)["outcomes"]
+        outcomes, last = _answer(line, len(job.tests))
+        if last:  # it could not clean up after the job
+            self.close()
+            self._start()
+        return outcomes
 
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError):  # it died already; run() said why
@@ -185,6 +194,22 @@ class _Worker:
         self._stderr.close()
         if self._scratch is not None:
             self._scratch.cleanup()
+
+
+def _answer(line: str, tests: int) -> tuple[list[str], bool]:
+    """The outcomes in a runner's answer, and whether the runner ends after it.
+
+    An answer that does not fit its job is never recorded as outcomes: the step fails.
+    """
+    try:
+        answer = json.loads(line)
+        outcomes, last = answer["outcomes"], answer.get("last", False)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        outcomes, last = None, None
+    if not (isinstance(outcomes, list) and len(outcomes) == tests and isinstance(last, bool)
+            and all(isinstance(o, str) and OUTCOME.fullmatch(o) for o in outcomes)):  # fmt: skip
+        raise SandboxError(f"the sandbox worker answered {line[:300]!r} to a job of {tests} assertions")
+    return outcomes, last
 
 
 def run_jobs(jobs: Sequence[Job], ex: Execution, workers: int) -> list[list[str]]:

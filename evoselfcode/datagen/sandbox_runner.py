@@ -2,17 +2,20 @@
 
 Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the
 system's interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`,
-answered with one stdout line, `{"outcomes": [...]}`: per assertion `pass`, `fail`, `error:<Type>` or
+answered with one stdout line, `{"outcomes": [...], "last": false}`: per assertion `pass`, `fail`, `error:<Type>` or
 `timeout`. A function's assertions run one after another in one child, sharing its namespace; a child that
 runs out of time (`timeout_s` wall clock per assertion, `cpu_s` CPU for the child: the function's loading and
 every assertion it runs) or dies is killed with its process group, and a fresh child goes on with the next
 assertion, so one endless assertion hides none of the others. A whole job never takes longer than
 `timeout_s * (assertions + 1)`.
 
-Limit: the child reports its own outcomes through a pipe it holds, so code that writes `<index> pass` lines
-there itself can forge a pass for the assertion being run. Lines for any other assertion, or not shaped like
-an outcome, are ignored; a verdict the code cannot touch would need each assertion's result from outside the
-child (e.g. one process per assertion), which costs a fork and a load per assertion.
+Limit: the code runs in the process that judges its assertions, so it can forge passes for its own function:
+by returning an object equal to anything, or by writing `<index> pass` lines to the child's report pipe for
+the assertion being run and the ones after it (lines for earlier assertions, or not shaped like an outcome,
+are ignored). It cannot touch another function's outcomes: each function has its own child and pipe, and the
+runner is not dumpable, so the child can neither open the runner's pipes under /proc/1/fd nor trace it. A
+verdict the code cannot touch would need each assertion's result from outside the child (e.g. one process
+per assertion), which costs a fork and a load per assertion.
 """
 
 import contextlib
@@ -30,7 +33,7 @@ import sys
 import time
 
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
-_OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
+OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
 # seccomp: fork, vfork and clone without CLONE_THREAD fail with EAGAIN (threads stay possible), clone3 with ENOSYS
 # so that libc falls back to clone. As root, RLIMIT_NPROC is not enforced, so this is what stops a fork bomb.
 _AUDIT_ARCH_X86_64, _ALLOW, _EAGAIN, _ENOSYS = 0xC000003E, 0x7FFF0000, 0x00050000 | 11, 0x00050000 | 38
@@ -65,6 +68,36 @@ def _no_fork() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(Program(len(_FILTER), filters)), 0, 0):
         raise OSError(ctypes.get_errno(), "could not install the seccomp filter")  # PR_SET_NO_NEW_PRIVS, SECCOMP
+
+
+def _not_dumpable() -> None:
+    """Processes of the same user (the children) may no longer open this one's /proc/PID/fd or memory, nor trace it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0):  # PR_SET_DUMPABLE; inherited by the children, which is harmless
+        raise OSError(ctypes.get_errno(), "could not make the sandbox runner non-dumpable")
+
+
+def _empty(directory: str) -> bool:
+    """Removes all a job left in `directory`, also what the code made unreadable (it runs as the runner's user).
+
+    False when something is left (e.g. directories nested deeper than the recursion limit).
+    """
+    try:
+        for root, dirs, _ in os.walk(directory):
+            for name in dirs:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):  # never follow a link the code made (without a sandbox: user's files)
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, 0o700)
+        for entry in os.scandir(directory):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+        return not os.listdir(directory)
+    except (OSError, RecursionError):
+        return False
 
 
 def _limit(limits: dict) -> None:
@@ -129,6 +162,9 @@ def _death(status: int) -> str:
     return "error:Exit"
 
 
+_LONGEST_REPORT = 128  # "<index> error:<Type>": the type is cut at 40 characters
+
+
 def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, job_end: float) -> None:
     """One child for assertions `start`...; fills `outcomes` with what it reports, kills it when it overstays."""
     read, write = os.pipe()
@@ -161,12 +197,13 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, 
             break
         buffer += data
         *lines, buffer = buffer.split(b"\n")
+        buffer = buffer[-_LONGEST_REPORT:]  # a longer line is not a report: keep only what could end one
         for line in lines:
             if line == b"loaded":
                 loaded = True
                 continue
             index, _, outcome = line.decode(errors="replace").partition(" ")
-            if index != str(current) or current >= len(tests) or not _OUTCOME.fullmatch(outcome):
+            if index != str(current) or current >= len(tests) or not OUTCOME.fullmatch(outcome):
                 continue  # the code wrote to the report pipe itself: not the outcome the runner waits for
             outcomes[current] = outcome
             current += 1
@@ -202,13 +239,14 @@ def main() -> None:
     if limits["sandboxed"] and os.getpid() != 1:
         raise SystemExit("sandbox_runner: sandboxed but not PID 1 of its own PID namespace")
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 gets only the signals it handles: none from the code
+    _not_dumpable()
+    # every job starts from the same empty directory: its outcomes must not depend on the jobs before it
     base = limits["workdir"]
-    for number, line in enumerate(sys.stdin):
+    limits["workdir"] = os.path.join(base, "job")
+    for line in sys.stdin:
         job = json.loads(line)
-        limits["workdir"] = os.path.join(base, f"job{number}")
         os.mkdir(limits["workdir"], 0o700)
         outcomes = run_job(job["code"], job["tests"], limits)
-        shutil.rmtree(limits["workdir"], ignore_errors=True)
         if limits["sandboxed"]:
             while True:  # reap what the kill left (orphans come to PID 1)
                 try:
@@ -216,8 +254,12 @@ def main() -> None:
                         break
                 except ChildProcessError:
                     break
-        sys.stdout.write(json.dumps({"outcomes": outcomes}) + "\n")
+        clean = _empty(base)
+        # `last`: this runner ends, and a fresh one (a fresh /tmp) takes the next job
+        sys.stdout.write(json.dumps({"outcomes": outcomes, "last": not clean}) + "\n")
         sys.stdout.flush()
+        if not clean:
+            return
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Model-written tests as single assertions: each parses, calls the function, and can fail.
 
 Dropped assertions are counted by stable reason: `syntax_error`, `not_assert`, `no_call` (never calls the
-function), `cannot_fail` (`assert True`, a constant, a call compared with itself), `undefined_name` (uses a
-name that neither the function's code, Python's builtins nor the assertion defines, such as
-`assert f(items) == expected`: it could only raise NameError), `duplicate`, `over_limit`.
+function), `cannot_fail` (`assert True`, a constant, a non-empty tuple as in `assert (f(x) == 1, "msg")`,
+`... or True`, a call compared with itself), `undefined_name` (uses a name that neither the function's code,
+Python's builtins nor the assertion defines, such as `assert f(items) == expected`: it could only raise
+NameError), `duplicate`, `over_limit`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, UNDEFINED_NAME, DUPLICATE, OVER_
 )  # fmt: skip
 # What every module has before its first line runs (the sandbox runs code and tests as one module).
 _PREDEFINED = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__", "__spec__", "__loader__"}
+# What the parser refuses: syntax, null bytes, nesting too deep (a model that repeats `-` hundreds of times).
+_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def _statements(text: str) -> Iterable[ast.stmt | None]:
@@ -25,12 +28,12 @@ def _statements(text: str) -> Iterable[ast.stmt | None]:
     try:
         yield from ast.parse(text).body
         return
-    except SyntaxError:
+    except _UNPARSABLE:
         pass
     head, _, last = text.rstrip().rpartition("\n")
     try:  # most often only the last line is cut off (max_new_tokens)
         body = ast.parse(head).body
-    except SyntaxError:
+    except _UNPARSABLE:
         pass
     else:
         yield from body
@@ -41,7 +44,7 @@ def _statements(text: str) -> Iterable[ast.stmt | None]:
             continue
         try:
             yield from ast.parse(line.strip()).body
-        except SyntaxError:
+        except _UNPARSABLE:
             yield None
 
 
@@ -54,6 +57,15 @@ def _calls(node: ast.AST, func_name: str) -> bool:
 def _cannot_fail(test: ast.expr) -> bool:
     if isinstance(test, ast.Constant):
         return bool(test.value)
+    if isinstance(test, ast.Tuple | ast.List | ast.Set):  # `assert (f(x) == 1, "msg")`: a non-empty tuple
+        return any(not isinstance(e, ast.Starred) for e in test.elts)
+    if isinstance(test, ast.Dict):
+        return bool(test.keys)
+    if isinstance(test, ast.Lambda):
+        return True
+    if isinstance(test, ast.BoolOp):  # `f(x) == 1 or True`
+        truths = [_cannot_fail(v) for v in test.values]
+        return any(truths) if isinstance(test.op, ast.Or) else all(truths)
     if isinstance(test, ast.Compare) and all(isinstance(op, ast.Eq | ast.Is) for op in test.ops):
         sides = {ast.dump(n) for n in (test.left, *test.comparators)}
         return len(sides) == 1  # `f(x) == f(x)`
@@ -67,7 +79,7 @@ def top_level_names(code: str) -> frozenset[str] | None:
     """
     try:
         module = ast.parse(code)
-    except SyntaxError:
+    except _UNPARSABLE:
         return None
     names = set(_PREDEFINED)
     todo: list[ast.AST] = list(module.body)
@@ -87,7 +99,7 @@ def top_level_names(code: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _undefined(test: ast.expr, defined: frozenset[str]) -> bool:
+def _undefined(test: ast.AST, defined: frozenset[str]) -> bool:
     """Whether `test` loads a name that is neither in `defined` nor bound inside it (comprehension, lambda)."""
     own = {n.id for n in ast.walk(test) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     own.update(a.arg for n in ast.walk(test) if isinstance(n, ast.Lambda) for a in ast.walk(n.args)
@@ -105,7 +117,7 @@ def _reason(node: ast.stmt | None, func_name: str, defined: frozenset[str] | Non
         return CANNOT_FAIL
     if not _calls(node.test, func_name):
         return NO_CALL
-    if defined is not None and _undefined(node.test, defined):
+    if defined is not None and _undefined(node, defined):  # the message too: it runs when the test fails
         return UNDEFINED_NAME
     return None
 
@@ -122,9 +134,12 @@ def parse_asserts(
     dropped: Counter[str] = Counter()
     for text in texts:
         for node in _statements(text):
-            reason = _reason(node, func_name, defined)
+            try:
+                reason = _reason(node, func_name, defined)
+                source = ast.unparse(node) if reason is None else ""
+            except RecursionError:  # parsed, but too deep to compare or print again
+                reason = SYNTAX_ERROR
             if reason is None:
-                source = ast.unparse(node)
                 reason = DUPLICATE if source in kept else OVER_LIMIT if len(kept) >= limit else None
             if reason is None:
                 kept.append(source)

@@ -66,17 +66,27 @@ def drop_journal(raw: str) -> None:
     journal_path(raw).unlink(missing_ok=True)
 
 
+def write_generated(
+    cfg: Config, kind: str, asked: int, samples: list, failures: list, timings: list, journal: Journal,
+    out_raw: str, out_failures: str, out_timing: str,
+) -> None:  # fmt: skip
+    """A generation job's outputs, failures first: a job stopped by `check_failure_budget` leaves them to read.
+    The journal is closed, not removed (see drop_journal)."""
+    write_jsonl(out_failures, failures)
+    check_failure_budget(cfg, failures, asked, kind)
+    write_jsonl(out_timing, timings)
+    write_jsonl(out_raw, samples)
+    journal.close()
+
+
 def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str, out_timing: str) -> None:
     from evoselfcode.datagen.pipeline.namegen import generate_names as run
 
     descs = read_models(shard, Description)
     journal = journal_for(out_raw)
     samples, failures, timings = run(descs, cfg, client, journal)
-    write_jsonl(out_failures, failures)
-    check_failure_budget(cfg, failures, len(descs) * len(cfg.namegen.modes), "name")
-    write_jsonl(out_timing, timings)
-    write_jsonl(out_raw, samples)
-    journal.close()  # see drop_journal
+    asked = len(descs) * len(cfg.namegen.modes)
+    write_generated(cfg, "name", asked, samples, failures, timings, journal, out_raw, out_failures, out_timing)
     log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
 
 
@@ -131,11 +141,7 @@ def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: s
     selected = select_names(read_models(names, NameCandidate), cfg.namegen.select)
     journal = journal_for(out_raw)
     samples, failures, timings = run(selected, cfg, client, journal)
-    write_jsonl(out_failures, failures)
-    check_failure_budget(cfg, failures, len(selected), "code")
-    write_jsonl(out_timing, timings)
-    write_jsonl(out_raw, samples)
-    journal.close()  # see drop_journal
+    write_generated(cfg, "code", len(selected), samples, failures, timings, journal, out_raw, out_failures, out_timing)
     log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))
 
 

@@ -15,8 +15,8 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.checks import checks_for
 from evoselfcode.datagen.checks.base import run_checks
 from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.runner import Request, check_failure_budget, request_seed, run_requests
-from evoselfcode.datagen.pipeline.steps import drop_journal, journal_for
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
+from evoselfcode.datagen.pipeline.steps import drop_journal, journal_for, write_generated
 from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.schemas import CodeRecord, CodeTests, CodeTestsReject, Failure, RequestTiming
@@ -96,11 +96,7 @@ def generate_tests_step(cfg: Config, client, kept: str, out_raw: str, out_failur
     records = read_models(kept, CodeRecord)
     journal = journal_for(out_raw)
     samples, failures, timings = generate_tests(records, cfg, client, journal)
-    write_jsonl(out_failures, failures)
-    check_failure_budget(cfg, failures, len(records), "tests")
-    write_jsonl(out_timing, timings)
-    write_jsonl(out_raw, samples)
-    journal.close()  # the execute step removes it (see drop_journal)
+    write_generated(cfg, "tests", len(records), samples, failures, timings, journal, out_raw, out_failures, out_timing)
     log.info("tests for %d functions, %d failed requests", len(records), len(failures))
 
 
