@@ -66,6 +66,13 @@ def builds_final_records(dag, code_dir: str) -> bool:
     return any(rule.name == "all" for rule in dag.targetrules) or f"{code_dir}/filtered.jsonl" in targets
 
 
+def needs_logprobs(cfg: Config, dag) -> bool:
+    """Whether this run asks the server for log-probs: names ranked by them, or scoring (enabled, or its
+    output asked for by name)."""
+    scores = any(job.rule.name == "score_code" for job in dag.needrun_jobs())
+    return cfg.namegen.logprobs or cfg.scoring.enabled or scores
+
+
 def unresolved_default_server(api: Api) -> str | None:
     """Why the run cannot start when api.base_url is still the production default and its host does not
     resolve here (the obvious own-descriptions command without configs/local.yaml lands here); else None."""

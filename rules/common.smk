@@ -16,6 +16,7 @@ from evoselfcode.workflow import (
     RESUME_HINT,
     builds_final_records,
     config_sources,
+    needs_logprobs,
     profile_placeholders,
     unresolved_default_server,
     write_resolved_config,
@@ -29,7 +30,7 @@ try:
     BENCHMARK_INDEX = benchmark_index(CFG.decontamination, CFG.io.shards_dir)  # or a bad benchmark stops the run
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
-except (ConfigError, InputError, BenchmarkError) as exc:
+except (ConfigError, InputError, BenchmarkError, OSError) as exc:  # OSError: e.g. data/shards is not writable
     raise WorkflowError(str(exc)) from None
 SHARDS = INDEX.shard_ids
 
@@ -54,7 +55,7 @@ def spec(rule):
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
         # without log-probs to serve, the server reads prompts faster
-        url = embedded.start(CFG.embedded, logprobs=CFG.namegen.logprobs or CFG.scoring.enabled)
+        url = embedded.start(CFG.embedded, logprobs=needs_logprobs(CFG, workflow.dag))
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 

@@ -35,6 +35,21 @@ def test_start_reuse_and_stop(tmp_path):
         os.kill(pid, 0)
 
 
+def test_a_run_needs_log_probs_to_rank_names_or_to_score_even_when_scoring_is_asked_for_by_name():
+    from types import SimpleNamespace
+
+    from evoselfcode.workflow import needs_logprobs
+
+    def dag(*rules):
+        return SimpleNamespace(needrun_jobs=lambda: [SimpleNamespace(rule=SimpleNamespace(name=r)) for r in rules])
+
+    quick = load_config("configs/datagen.yaml", "configs/local.yaml")
+    assert not quick.namegen.logprobs and not quick.scoring.enabled
+    assert not needs_logprobs(quick, dag("generate_names", "generate_code"))
+    assert needs_logprobs(quick, dag("generate_code", "score_code"))  # `snakemake .../code/scored.jsonl`
+    assert needs_logprobs(load_config("configs/datagen.yaml"), dag("generate_names"))  # ranks names by log-prob
+
+
 @pytest.mark.embedded
 def test_a_server_without_log_probs_is_replaced_when_a_run_needs_them(tmp_path):
     state, log = tmp_path / "state.json", tmp_path / "server.log"

@@ -119,6 +119,31 @@ def test_an_assertion_too_deep_for_the_parser_is_dropped_not_a_crash(depth):
     assert dropped == Counter(syntax_error=1)
 
 
+def test_names_bound_by_match_or_an_earlier_kept_assertion_count_and_comprehension_variables_do_not():
+    code = "\n".join([
+        "SQUARES = [k * k for k in range(3)]",
+        "match SQUARES:", "    case [first, *rest]:", "        pass", "    case {'a': 1, **others}:", "        pass",
+        "def f(x):", "    return x",
+    ])  # fmt: skip
+    text = "\n".join([
+        "assert f(first) == 0 and f(rest) == [1, 4]",
+        "assert f(others) == {}",
+        "assert f(k) == 2",  # k lives only inside the comprehension
+        "assert (r := f(3)) == 3",
+        "assert f(r) == 3",  # bound by the assertion before, in the same namespace
+        "assert {**f({})}",  # may be an empty dict: it can fail
+    ])  # fmt: skip
+    kept, dropped = parse_asserts([text], "f", limit=10, code=code)
+    assert kept == [
+        "assert f(first) == 0 and f(rest) == [1, 4]",
+        "assert f(others) == {}",
+        "assert (r := f(3)) == 3",
+        "assert f(r) == 3",
+        "assert {**f({})}",
+    ]
+    assert dropped == Counter(undefined_name=1)
+
+
 @pytest.mark.parametrize(
     ("outcomes", "reason"),
     [

@@ -59,8 +59,8 @@ def _cannot_fail(test: ast.expr) -> bool:
         return bool(test.value)
     if isinstance(test, ast.Tuple | ast.List | ast.Set):  # `assert (f(x) == 1, "msg")`: a non-empty tuple
         return any(not isinstance(e, ast.Starred) for e in test.elts)
-    if isinstance(test, ast.Dict):
-        return bool(test.keys)
+    if isinstance(test, ast.Dict):  # `{**d}` (a None key) may be empty
+        return any(k is not None for k in test.keys)
     if isinstance(test, ast.Lambda):
         return True
     if isinstance(test, ast.BoolOp):  # `f(x) == 1 or True`
@@ -94,9 +94,19 @@ def top_level_names(code: str) -> frozenset[str] | None:
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
+        elif isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            names.update(_walrus_targets(node))  # its loop variables stay inside it
         elif not isinstance(node, ast.Lambda):
-            todo.extend(ast.iter_child_nodes(node))  # if/try/for/with blocks, assignment targets, walrus
+            if isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
+                names.add(node.name)  # `case x:` binds x
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                names.add(node.rest)
+            todo.extend(ast.iter_child_nodes(node))  # if/try/for/with/match blocks, assignment targets, walrus
     return frozenset(names)
+
+
+def _walrus_targets(node: ast.AST) -> set[str]:
+    return {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)}
 
 
 def _undefined(test: ast.AST, defined: frozenset[str]) -> bool:
@@ -143,6 +153,8 @@ def parse_asserts(
                 reason = DUPLICATE if source in kept else OVER_LIMIT if len(kept) >= limit else None
             if reason is None:
                 kept.append(source)
+                if defined is not None:  # the assertions run in order in one namespace
+                    defined = defined | _walrus_targets(node)
             else:
                 dropped[reason] += 1
     return kept, dropped
