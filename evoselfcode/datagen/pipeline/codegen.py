@@ -5,7 +5,7 @@ from __future__ import annotations
 from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests, sampling_params
 from evoselfcode.datagen.prompts import code_head, code_prompt
 from evoselfcode.datagen.schemas import CodeSample, Failure, NameCandidate, RequestTiming
 from evoselfcode.datagen.utils.ast_tools import extract_function
@@ -17,14 +17,7 @@ def code_requests(names: list[NameCandidate], cfg: Config) -> list[Request]:
         Request(
             key=(c.desc_id, c.func_name),
             prompt=code_prompt(c.desc, c.func_name, cg),
-            params=dict(
-                max_tokens=cg.max_new_tokens,
-                temperature=cg.temperature,
-                top_p=cg.top_p,
-                n=cg.n,
-                stop=cg.stop,
-                seed=request_seed(cfg.meta.seed, c.desc_id, "code", c.func_name),
-            ),
+            params=sampling_params(cg, request_seed(cfg.meta.seed, c.desc_id, "code", c.func_name)),
         )
         for c in names
     ]

@@ -6,7 +6,7 @@ from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import Config
 from evoselfcode.datagen.filters.names import normalise_name
 from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests, sampling_params
 from evoselfcode.datagen.prompts import name_prompt, name_stop
 from evoselfcode.datagen.schemas import Description, Failure, NameSample, RequestTiming
 
@@ -17,15 +17,10 @@ def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
         Request(
             key=(d.id, mode),
             prompt=name_prompt(mode, d.desc, ng),
-            params=dict(
-                max_tokens=ng.max_new_tokens,
-                temperature=ng.temperature,
-                top_p=ng.top_p,
-                n=ng.n,
-                stop=name_stop(mode, ng),
-                logprobs=1 if ng.logprobs else None,
-                seed=request_seed(cfg.meta.seed, d.id, mode, 0),
-            ),
+            params={
+                **sampling_params(ng, request_seed(cfg.meta.seed, d.id, mode, 0), stop=name_stop(mode, ng)),
+                "logprobs": 1 if ng.logprobs else None,
+            },
         )
         for d in descs
         for mode in ng.modes

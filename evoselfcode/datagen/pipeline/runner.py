@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen
-from evoselfcode.config import Config
+from evoselfcode.config import CodeGen, Config, NameGen, Tests
 from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.datagen.schemas import Failure, RequestTiming
 
@@ -30,6 +30,12 @@ def request_seed(base: int, *parts: object) -> int:
     """A request's seed from `meta.seed` and its identity (description id, mode, index)."""
     digest = hashlib.sha256("\x1f".join(map(str, (base, *parts))).encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def sampling_params(section: NameGen | CodeGen | Tests, seed: int, stop: list[str] | None = None) -> dict:
+    """A generation request's sampling settings from its config section (namegen, codegen or tests)."""
+    return dict(max_tokens=section.max_new_tokens, temperature=section.temperature, top_p=section.top_p,
+                n=section.n, stop=section.stop if stop is None else stop, seed=seed)  # fmt: skip
 
 
 @dataclass(frozen=True)

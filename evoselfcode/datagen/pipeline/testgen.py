@@ -15,7 +15,7 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.checks import checks_for
 from evoselfcode.datagen.checks.base import run_checks
 from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests, sampling_params
 from evoselfcode.datagen.pipeline.steps import drop_journal, journal_for, write_generated
 from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
 from evoselfcode.datagen.readers import read_models
@@ -35,14 +35,7 @@ def requests_for_tests(records: list[CodeRecord], cfg: Config) -> list[Request]:
         Request(
             key=_key(r),
             prompt=prompt_for_tests(r.desc, r.func_name, r.code, cfg.codegen, t),
-            params=dict(
-                max_tokens=t.max_new_tokens,
-                temperature=t.temperature,
-                top_p=t.top_p,
-                n=t.n,
-                stop=t.stop,
-                seed=request_seed(cfg.meta.seed, *_key(r), "tests"),
-            ),
+            params=sampling_params(t, request_seed(cfg.meta.seed, *_key(r), "tests")),
         )
         for r in records
     ]
