@@ -331,6 +331,33 @@ def test_each_check_sees_only_the_samples_still_alive():
     assert later.seen == [[0, 3, 4]]
 
 
+class Batches(base.Check):
+    """Prepares each sample's index, recording how many samples each `prepare` call got; drops odd indexes."""
+
+    stage, reasons = "tested", ("odd",)
+
+    def __init__(self, reads_trees: bool) -> None:
+        self.reads_trees, self.sizes = reads_trees, []
+
+    def prepare(self, parsed):
+        self.sizes.append(len(parsed))
+        return [int(p.func_name.removeprefix("f")) for p in parsed]
+
+    def check(self, samples, prepared):
+        assert prepared == [s.sample_index for s in samples]  # rows line up with the samples still alive
+        return ["odd" if i % 2 else None for i in prepared]
+
+
+def test_checks_that_read_no_trees_prepare_a_whole_chunk_the_others_a_few_samples(monkeypatch):
+    monkeypatch.setattr(dedup, "CHUNK_SIZE", 25)
+    monkeypatch.setattr(base, "worker_count", lambda items: 0)
+    data = [sample(f"def f{i}(x):\n    return x + {i}\n", func_name=f"f{i}", index=i) for i in range(60)]
+    few, whole = Batches(reads_trees=True), Batches(reads_trees=False)
+    assert base.run_checks([few, whole], data) == [None if i % 2 == 0 else "odd" for i in range(60)]
+    assert whole.sizes == [25, 25, 10]
+    assert max(few.sizes) == base.TREES_AT_ONCE < 25 and sum(few.sizes) == 60
+
+
 def test_a_check_answering_an_undeclared_reason_is_a_bug():
     class Sloppy(base.SampleCheck):
         stage, reasons = "parsed", ("truncated",)

@@ -41,6 +41,7 @@ class NearDuplicates(Check):
     the function's own name left out (`dedup.without_own_name`)."""
 
     stage, reasons = "near_unique", (NEAR_DUPLICATE,)
+    reads_trees = False
 
     def __init__(self, dedup: Dedup) -> None:
         self.dedup = dedup
