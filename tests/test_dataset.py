@@ -222,6 +222,16 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
         assert kept[i]["code"].rstrip("\n") in card.text and "\n".join(kept[i]["tests"]) in card.text
 
 
+def test_the_card_names_only_the_checks_the_run_applied(done, outputs, tmp_path):
+    cfg = run_config(done, filters={"enable_ruff": False, "dedup": {"near": False}}, tests={"enabled": False})
+    export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds")
+    intro = (tmp_path / "ds/README.md").read_text().split("## Licence")[0]
+    assert "filtered (AST checks, exact deduplication)." in intro
+    assert "ruff" not in intro and "near" not in intro
+    default = (done / DATASET / "README.md").read_text().split("## Licence")[0]
+    assert "ruff checks, exact and near deduplication, model-written tests run in a sandbox)." in default
+
+
 def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
     cfg = run_config(
         done,
