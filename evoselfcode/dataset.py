@@ -8,6 +8,7 @@ byte-identical files also need the same pyarrow.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import shutil
@@ -273,7 +274,7 @@ def export(cfg: Config, inputs: Inputs, out: str | Path) -> int:
     names, code = read_metrics(inputs.names_metrics), read_metrics(inputs.code_metrics)
     schema = schema_for(found, scored)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -330,6 +330,17 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(done, ou
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_killed_exports_leftovers_go_and_only_its_own(done, outputs, tmp_path):
+    out = tmp_path / "ds[1]"  # glob characters in the name
+    stale, other = tmp_path / ".ds[1].abc.tmp", tmp_path / ".ds1.abc.tmp"  # the other: an export to ds1, running
+    stale.mkdir()
+    other.mkdir()
+    cfg = run_config(done)
+    export(cfg, Inputs.under(outputs, cfg), out)
+    assert (out / "README.md").is_file()
+    assert not stale.exists() and other.exists()
+
+
 def test_an_existing_folder_that_is_not_a_dataset_is_left_alone(done, outputs, tmp_path):
     cfg = run_config(done)
     (tmp_path / "mine").mkdir()
