@@ -126,9 +126,17 @@ class Inputs:
     @classmethod
     def under(cls, outputs: str | Path, cfg: Config) -> Inputs:
         """The files in a run's output folder (`data/generated`), laid out as the workflow writes them."""
-        code = Path(outputs) / "code"
+        return cls.of_dirs(Path(outputs) / "code", Path(outputs) / "names", cfg)
+
+    @classmethod
+    def of_run(cls, cfg: Config) -> Inputs:
+        """The files where the config's run wrote them (`io.out_code_dir`, `io.out_names_dir`)."""
+        return cls.of_dirs(Path(cfg.io.out_code_dir), Path(cfg.io.out_names_dir), cfg)
+
+    @classmethod
+    def of_dirs(cls, code: Path, names: Path, cfg: Config) -> Inputs:
         records = code / ("scored.jsonl" if cfg.scoring.enabled else "filtered.jsonl")
-        return cls(records, code / "metrics.json", Path(outputs) / "names" / "metrics.json")
+        return cls(records, code / "metrics.json", names / "metrics.json")
 
 
 @dataclass

@@ -359,6 +359,20 @@ def test_the_export_command_without_a_config_needs_the_workflows_default(tmp_pat
     assert not (tmp_path / "ds").exists()
 
 
+def test_the_export_command_reads_the_run_its_config_names(done, outputs, tmp_path, monkeypatch, capsys):
+    from evoselfcode.cli import main
+
+    run = shutil.copytree(outputs, tmp_path / "exp")  # io.out_*_dir moved the run; another sits in data/generated
+    decoy = outputs / "code/filtered.jsonl"
+    decoy.write_text(decoy.read_text().splitlines(keepends=True)[0])
+    shutil.copytree(outputs, tmp_path / "data/generated")
+    (tmp_path / "exp.yaml").write_text(f"io: {{out_code_dir: {run}/code, out_names_dir: {run}/names}}\n")
+    (resolved,) = (done / ".evoselfcode").glob("config-*.json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--out", "ds", "--config", str(resolved), "--config", "exp.yaml"]) == 0
+    assert f"ds: {len(records(run / 'code/filtered.jsonl'))} rows" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "column",
     [pa.string(), pa.list_(pa.string()), pa.list_(pa.struct([("a", pa.int64())])), pa.list_(pa.list_(pa.float64())),
