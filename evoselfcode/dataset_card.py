@@ -208,13 +208,14 @@ def _ab(names: dict) -> list[str]:
 
 
 def _fenced(text: str) -> str:
-    return text.rstrip("\n").replace("```", "`\u200b``")  # a fence inside the code must not end the block
+    return text.rstrip("\n").replace("```", "`\u200b``")  # a fence inside the text must not end the block
 
 
 def _examples(records: list[dict]) -> list[str]:
     lines = ["", "## Examples"]
     for r in records:
-        lines += ["", f"**{r['func_name']}** ({r['source']}): {r['desc']}", "", "```python", _fenced(r["code"]), "```"]
+        lines += ["", f"**{r['func_name']}** ({r['source']}) for the description:", "", "```text", _fenced(r["desc"]),
+                  "```", "", "```python", _fenced(r["code"]), "```"]  # fmt: skip
         if r.get("tests"):
             lines += ["", "The tests it passed:", "", "```python", *map(_fenced, r["tests"]), "```"]
     return lines

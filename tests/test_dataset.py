@@ -383,3 +383,16 @@ def test_card_features_are_spelled_as_datasets_spells_them(column):
     schema = pa.schema([("x", column)])
     expected = datasets.Features.from_arrow_schema(schema)._to_yaml_list()
     assert [dataset_card._feature(f.name, f.type) for f in schema] == expected
+
+
+def test_an_examples_description_cannot_break_the_cards_layout():
+    from markdown_it import MarkdownIt
+
+    desc = "Parse a config.\n\n```\nparse('a=1') == {'a': 1}\n```\n# Not a heading\n~~~"
+    code = "def parse(text):\n    return dict(line.split('=') for line in text.splitlines())\n"
+    record = {"func_name": "parse", "source": "FIM", "desc": desc, "code": code, "tests": ["assert parse('') == {}"]}
+    tokens = MarkdownIt("commonmark").parse("\n".join(dataset_card._examples([record, record])))
+    assert [t.tag for t in tokens if t.type == "heading_open"] == ["h2"]  # "Examples" only
+    fences = [(t.info, t.content) for t in tokens if t.type == "fence"]
+    assert [info for info, _ in fences] == ["text", "python", "python"] * 2
+    assert fences[0][1].replace("\u200b", "").rstrip("\n") == desc and fences[1][1] == code
