@@ -189,7 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--perplexity", help="the perplexity plot to write, with --scored")
 
     s = sub.add_parser("export", help=EXPORT, description=EXPORT + " (no server, no Snakemake)")
-    s.add_argument("outputs", nargs="?", default="data/generated", help="a run's output folder (default %(default)s)")
+    s.add_argument("outputs", nargs="?", help="a run's output folder (default: the config's io.out_code_dir and "
+                   "io.out_names_dir, data/generated/{code,names} unless set)")  # fmt: skip
     s.add_argument("--out", required=True, help="the folder to write (an earlier export there is replaced)")
     s.add_argument("--config", action="append", help=f"the run's config file(s), later ones override ({DEFAULT_CONFIG} "
                    "when none is given, as for Snakemake)")  # fmt: skip
@@ -378,7 +379,7 @@ def _plot(args: argparse.Namespace) -> None:
 def _export(cfg: Config, args: argparse.Namespace) -> None:
     from evoselfcode import dataset
 
-    found = dataset.Inputs.under(args.outputs, cfg)
+    found = dataset.Inputs.under(args.outputs, cfg) if args.outputs else dataset.Inputs.of_run(cfg)
     inputs = dataset.Inputs(
         records=Path(args.records or found.records),
         code_metrics=Path(args.code_metrics or found.code_metrics),

@@ -247,7 +247,8 @@ class Dedup(Strict):
     near: bool = True
     """Drop near-duplicates by MinHash of token n-grams, the function's own name left out (`near_duplicate`)."""
     threshold: Probability = 0.8
-    """Estimated Jaccard similarity from which two functions are near-duplicates."""
+    """Jaccard similarity of two functions' token n-gram sets (exact; MinHash only finds the candidate pairs) from
+    which they are near-duplicates."""
     num_perm: PositiveInt = 128
     """MinHash permutations (more: a finer estimate, slower)."""
     ngram: PositiveInt = 5

@@ -8,6 +8,7 @@ byte-identical files also need the same pyarrow.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import shutil
@@ -125,9 +126,17 @@ class Inputs:
     @classmethod
     def under(cls, outputs: str | Path, cfg: Config) -> Inputs:
         """The files in a run's output folder (`data/generated`), laid out as the workflow writes them."""
-        code = Path(outputs) / "code"
+        return cls.of_dirs(Path(outputs) / "code", Path(outputs) / "names", cfg)
+
+    @classmethod
+    def of_run(cls, cfg: Config) -> Inputs:
+        """The files where the config's run wrote them (`io.out_code_dir`, `io.out_names_dir`)."""
+        return cls.of_dirs(Path(cfg.io.out_code_dir), Path(cfg.io.out_names_dir), cfg)
+
+    @classmethod
+    def of_dirs(cls, code: Path, names: Path, cfg: Config) -> Inputs:
         records = code / ("scored.jsonl" if cfg.scoring.enabled else "filtered.jsonl")
-        return cls(records, code / "metrics.json", Path(outputs) / "names" / "metrics.json")
+        return cls(records, code / "metrics.json", names / "metrics.json")
 
 
 @dataclass
@@ -273,7 +282,7 @@ def export(cfg: Config, inputs: Inputs, out: str | Path) -> int:
     names, code = read_metrics(inputs.names_metrics), read_metrics(inputs.code_metrics)
     schema = schema_for(found, scored)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

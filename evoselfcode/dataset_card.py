@@ -26,7 +26,7 @@ COLUMNS = {
     "desc": "the task description the function was generated for",
     "func_name": "the function's name, sampled in stage A",
     "source": "the stage-A mode that produced the name: `FIM` (fill-in-the-middle) or `L2R` (left to right)",
-    "code": "the function, checked (AST, ruff) and deduplicated",
+    "code": "the function, as it passed the checks named above",
     "meta": "description id, sampling parameters, request seed, model, finish reason, and what later stages add",
     "score": "the model's own perplexity of the function given its prompt (`ppl`, `mean_logprob`, `tokens`)",
     "tests": "the model-written assertions the function passed in the sandbox",
@@ -208,13 +208,14 @@ def _ab(names: dict) -> list[str]:
 
 
 def _fenced(text: str) -> str:
-    return text.rstrip("\n").replace("```", "`\u200b``")  # a fence inside the code must not end the block
+    return text.rstrip("\n").replace("```", "`\u200b``")  # a fence inside the text must not end the block
 
 
 def _examples(records: list[dict]) -> list[str]:
     lines = ["", "## Examples"]
     for r in records:
-        lines += ["", f"**{r['func_name']}** ({r['source']}): {r['desc']}", "", "```python", _fenced(r["code"]), "```"]
+        lines += ["", f"**{r['func_name']}** ({r['source']}) for the description:", "", "```text", _fenced(r["desc"]),
+                  "```", "", "```python", _fenced(r["code"]), "```"]  # fmt: skip
         if r.get("tests"):
             lines += ["", "The tests it passed:", "", "```python", *map(_fenced, r["tests"]), "```"]
     return lines
@@ -222,9 +223,14 @@ def _examples(records: list[dict]) -> list[str]:
 
 def _intro(run: Run) -> list[str]:
     cfg = run.cfg
-    checks = "AST and ruff checks, exact and near deduplication"
-    if cfg.scoring.enabled:
-        checks += ", perplexity scoring under the model"
+    f = cfg.filters
+    applied = [("AST", f.enable_ast), ("ruff", f.enable_ruff)]
+    checks = [" and ".join(name for name, on in applied if on) + " checks"] if f.enable_ast or f.enable_ruff else []
+    dedup = [name for name, on in (("exact", f.dedup.exact), ("near", f.dedup.near)) if on]
+    checks += [" and ".join(dedup) + " deduplication"] if dedup else []
+    checks += ["model-written tests run in a sandbox"] if cfg.tests.enabled else []
+    checks += ["perplexity scoring under the model"] if cfg.scoring.enabled else []
+    checks = ", ".join(checks) or "length checks only"
     if cfg.dataset.license:
         licence = f"`{cfg.dataset.license}` (`dataset.license` in the run's config)."
     else:

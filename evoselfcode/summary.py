@@ -32,6 +32,11 @@ def summary(names_dir: str | Path, code_dir: str | Path) -> str:
         f" ({_per_source({source: s['kept'] for source, s in code['by_source'].items()})})",
         f"  A/B        {names['verdict'] or 'no metric compared'}",
     ]
+    quarantined = names.get("quarantined_input_lines", 0)
+    set_aside = sum(names.get("contaminated_descriptions", {}).values())
+    if quarantined or set_aside:  # input the count of descriptions leaves out
+        lines.insert(1, f"  input      {quarantined} lines quarantined (bad lines), "
+                        f"{set_aside} descriptions set aside (benchmark matches)")  # fmt: skip
     failed = names.get("failed_requests", 0) + code.get("failed_requests", 0)  # code's counts the tests' requests
     if failed:
         files = [names_dir / "failures.jsonl", code_dir / "failures.jsonl", code_dir / "tests/failures"]

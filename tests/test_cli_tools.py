@@ -39,10 +39,17 @@ def scored(i, source, ppl):
         ("data/shards/00002.jsonl", "shards"),
         ("data/shards/quarantine.jsonl", "quarantine"),
         ("data/generated/code/scored.jsonl", "code/scored"),
+        ("data/generated/names/timing/00000.jsonl", "timing"),
+        ("data/generated/code/tests/timing/00001.jsonl", "timing"),
     ],
 )
 def test_the_schema_comes_from_the_path(path, schema):
     assert detect_schema(path) == schema
+
+
+def test_a_summary_json_has_no_record_schema():
+    with pytest.raises(ValueError, match="cannot tell the schema"):
+        detect_schema("data/generated/code/timing.json")
 
 
 def test_validate_passes_a_good_file_and_names_the_bad_line(tmp_path, capsys):

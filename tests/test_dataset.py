@@ -222,6 +222,16 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
         assert kept[i]["code"].rstrip("\n") in card.text and "\n".join(kept[i]["tests"]) in card.text
 
 
+def test_the_card_names_only_the_checks_the_run_applied(done, outputs, tmp_path):
+    cfg = run_config(done, filters={"enable_ruff": False, "dedup": {"near": False}}, tests={"enabled": False})
+    export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds")
+    intro = (tmp_path / "ds/README.md").read_text().split("## Licence")[0]
+    assert "filtered (AST checks, exact deduplication)." in intro
+    assert "ruff" not in intro and "near" not in intro
+    default = (done / DATASET / "README.md").read_text().split("## Licence")[0]
+    assert "ruff checks, exact and near deduplication, model-written tests run in a sandbox)." in default
+
+
 def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
     cfg = run_config(
         done,
@@ -320,6 +330,17 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(done, ou
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_killed_exports_leftovers_go_and_only_its_own(done, outputs, tmp_path):
+    out = tmp_path / "ds[1]"  # glob characters in the name
+    stale, other = tmp_path / ".ds[1].abc.tmp", tmp_path / ".ds1.abc.tmp"  # the other: an export to ds1, running
+    stale.mkdir()
+    other.mkdir()
+    cfg = run_config(done)
+    export(cfg, Inputs.under(outputs, cfg), out)
+    assert (out / "README.md").is_file()
+    assert not stale.exists() and other.exists()
+
+
 def test_an_existing_folder_that_is_not_a_dataset_is_left_alone(done, outputs, tmp_path):
     cfg = run_config(done)
     (tmp_path / "mine").mkdir()
@@ -338,6 +359,20 @@ def test_the_export_command_without_a_config_needs_the_workflows_default(tmp_pat
     assert not (tmp_path / "ds").exists()
 
 
+def test_the_export_command_reads_the_run_its_config_names(done, outputs, tmp_path, monkeypatch, capsys):
+    from evoselfcode.cli import main
+
+    run = shutil.copytree(outputs, tmp_path / "exp")  # io.out_*_dir moved the run; another sits in data/generated
+    decoy = outputs / "code/filtered.jsonl"
+    decoy.write_text(decoy.read_text().splitlines(keepends=True)[0])
+    shutil.copytree(outputs, tmp_path / "data/generated")
+    (tmp_path / "exp.yaml").write_text(f"io: {{out_code_dir: {run}/code, out_names_dir: {run}/names}}\n")
+    (resolved,) = (done / ".evoselfcode").glob("config-*.json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--out", "ds", "--config", str(resolved), "--config", "exp.yaml"]) == 0
+    assert f"ds: {len(records(run / 'code/filtered.jsonl'))} rows" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "column",
     [pa.string(), pa.list_(pa.string()), pa.list_(pa.struct([("a", pa.int64())])), pa.list_(pa.list_(pa.float64())),
@@ -348,3 +383,16 @@ def test_card_features_are_spelled_as_datasets_spells_them(column):
     schema = pa.schema([("x", column)])
     expected = datasets.Features.from_arrow_schema(schema)._to_yaml_list()
     assert [dataset_card._feature(f.name, f.type) for f in schema] == expected
+
+
+def test_an_examples_description_cannot_break_the_cards_layout():
+    from markdown_it import MarkdownIt
+
+    desc = "Parse a config.\n\n```\nparse('a=1') == {'a': 1}\n```\n# Not a heading\n~~~"
+    code = "def parse(text):\n    return dict(line.split('=') for line in text.splitlines())\n"
+    record = {"func_name": "parse", "source": "FIM", "desc": desc, "code": code, "tests": ["assert parse('') == {}"]}
+    tokens = MarkdownIt("commonmark").parse("\n".join(dataset_card._examples([record, record])))
+    assert [t.tag for t in tokens if t.type == "heading_open"] == ["h2"]  # "Examples" only
+    fences = [(t.info, t.content) for t in tokens if t.type == "fence"]
+    assert [info for info, _ in fences] == ["text", "python", "python"] * 2
+    assert fences[0][1].replace("\u200b", "").rstrip("\n") == desc and fences[1][1] == code

@@ -128,6 +128,21 @@ def test_the_summary_counts_failed_test_requests_and_names_their_folder(tmp_path
     assert f"3 requests after retries, in {names}/failures.jsonl, {code}/tests/failures\n" in text
 
 
+def test_the_summary_names_the_input_set_aside_before_any_request(tmp_path):
+    from evoselfcode.summary import summary
+
+    names, code = tmp_path / "names", tmp_path / "code"
+    names.mkdir()
+    code.mkdir()
+    metrics = {"descriptions": 7, "modes": {}, "verdict": None, "quarantined_input_lines": 2,
+               "contaminated_descriptions": {"humaneval": 3, "mbpp": 1}}  # fmt: skip
+    (names / "metrics.json").write_text(json.dumps(metrics))
+    (code / "metrics.json").write_text(json.dumps({"accounting": {"kept": 0, "generated": 0}, "by_source": {}}))
+    text = summary(names, code)
+    assert "EvoSelfCode: 7 descriptions\n" in text
+    assert "  input      2 lines quarantined (bad lines), 4 descriptions set aside (benchmark matches)\n" in text
+
+
 def test_a_long_job_shows_life_on_a_console_that_is_not_a_terminal(done):
     _, proc = done
     # the first progress line of each generation job, naming the job's log

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import stat
 import subprocess
@@ -7,7 +8,7 @@ import sys
 import pytest
 
 from evoselfcode.datagen.readers import read_jsonl, read_models
-from evoselfcode.datagen.schemas import Description
+from evoselfcode.datagen.schemas import Description, ScoredRecord
 from evoselfcode.datagen.writers import write_json, write_jsonl
 
 
@@ -30,6 +31,16 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
         write_jsonl(path, records())
     assert list(read_jsonl(path)) == [{"n": 1}]
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_a_non_finite_float_reads_back_as_written(tmp_path):
+    # a token the model finds impossible has log-prob -inf: its function's perplexity is inf, not null
+    meta = {"params": {}, "seed": 1, "desc_id": "d"}
+    score = {"ppl": math.inf, "mean_logprob": -math.inf, "tokens": 3}
+    scored = ScoredRecord(desc="x", func_name="f", source="FIM", code="def f(): ...", meta=meta, score=score)
+    write_jsonl(tmp_path / "scored.jsonl", [scored])
+    (back,) = read_models(tmp_path / "scored.jsonl", ScoredRecord)
+    assert (back.score.ppl, back.score.mean_logprob) == (math.inf, -math.inf)
 
 
 def test_a_corrupt_line_is_named(tmp_path):

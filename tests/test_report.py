@@ -1,6 +1,7 @@
 """The report's plots, drawn from hand-made metrics: every panel and bar is there, and nothing breaks on empty data."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,11 @@ def test_funnel_follows_the_order_of_the_checks_with_shares_of_generated():
     positions = [labels.index(stage + "\n") if stage + "\n" in labels else labels.index(stage) for stage in order]
     assert positions == sorted(positions)
     assert "20 (40%)" in labels and "50 (100%)" in labels
+
+
+def test_the_funnel_caption_names_every_stage_the_plot_can_show():
+    caption = (Path(__file__).resolve().parent.parent / "report/code_funnel.rst").read_text()
+    assert [stage for stage in funnel_stages()[1:] if f"``{stage}``" not in caption] == []
 
 
 def test_funnel_names_the_benchmark_matches_removed_per_stage():

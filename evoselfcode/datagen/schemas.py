@@ -178,6 +178,10 @@ class Score(Record):
 class ScoredRecord(CodeRecord):
     """`code/scored.jsonl`: a kept function with the model's own log-prob score."""
 
+    # a token the model finds impossible (log-prob -inf) makes ppl inf: written as json.dumps would (Infinity),
+    # which reads back, not as pydantic's default null, which fails this schema
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
     score: Score
 
 
