@@ -216,7 +216,9 @@ def test_funnel_counts_each_stage():
         "unique": 4,
         "near_unique": 3,
         "tested": 2,
+        "unique_across_shards": 2,
     }
+    assert list(funnel(reasons, across_shards=1).items())[-2:] == [("tested", 2), ("unique_across_shards", 1)]
     assert reason_counts(reasons)[DUPLICATE] == 2
     assert list(reason_counts(reasons))[0] == DUPLICATE
 
@@ -375,10 +377,10 @@ def test_each_rule_runs_its_slice_and_the_funnel_is_the_whole_list(monkeypatch):
     assert not any(isinstance(c, Seen) for c in filter_code)
     *_, built = checks.checks_for("execute_tests", with_filters(), {"word": "lower_bound"})  # after PassesTests
     assert built.word == "lower_bound"
-    assert checks.funnel_stages()[-1] == "tested"
+    assert checks.funnel_stages()[-2:] == ["tested", "unique_across_shards"]
     assert funnel([None, "failed_test", DUPLICATE]) == {
         "generated": 3, "parsed": 3, "named": 3, "non_trivial": 3, "ruff_clean": 3, "uncontaminated": 3,
-        "unique": 2, "near_unique": 2, "tested": 1,
+        "unique": 2, "near_unique": 2, "tested": 1, "unique_across_shards": 1,
     }  # fmt: skip
 
 

@@ -40,6 +40,7 @@ def _old_tokens(raw: list[dict], kept: list[dict], rejects: list[dict]) -> dict:
 
 def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], failures: list[dict]) -> dict:
     reasons = Counter(r["reason"] for r in rejects)
+    across = [r for r in rejects if r.get("scope") == "global"]  # dropped by merge-code, after every check
     by_source = {}
     for source in sorted({r["source"] for r in raw}):
         generated = sum(r["source"] == source for r in raw)
@@ -51,7 +52,9 @@ def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], fa
             "reasons": dict(sorted(Counter(r["reason"] for r in rejects if r["source"] == source).items())),
         }
     return {
-        "funnel": funnel([None] * len(kept) + [r["reason"] for r in rejects]),
+        "funnel": funnel(
+            [None] * (len(kept) + len(across)) + [r["reason"] for r in rejects if r not in across], len(across)
+        ),
         "accounting": {
             "generated": len(raw),
             "kept": len(kept),
@@ -221,6 +224,9 @@ def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path)
     metrics = json.loads(out["metrics"].read_text())
     assert metrics["accounting"]["adds_up"] and metrics["names_verdict"] == "FIM"
     assert list(metrics["funnel"]) == list(funnel([])), "the funnel's stages in the order samples pass them"
+    # found after every shard's checks, the global drops are the funnel's last step, not counted at `unique`
+    assert metrics["funnel"]["unique_across_shards"] == len(kept)
+    assert metrics["funnel"]["tested"] - len(kept) == len(dropped) > 0
 
 
 def test_the_same_body_under_other_names_across_shards_is_a_global_duplicate(inputs, tmp_path):

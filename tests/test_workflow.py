@@ -161,7 +161,11 @@ def test_kept_functions_passed_their_generated_tests_in_the_sandbox(done):
     rejects = [r for p in sorted((done / "data/generated/code/tests/rejects").glob("*.jsonl")) for r in read_jsonl(p)]
     assert rejects and all(r["reason"] == "tests_failed" or r["reason"].startswith("exec_error:") for r in rejects)
     metrics = json.loads((done / "data/generated/code/metrics.json").read_text())
-    assert funnel_stages()[-1] == "tested" and metrics["funnel"]["tested"] == len(records)
+    across = sum(1 for r in read_jsonl(done / "data/generated/code/rejects.jsonl") if r.get("scope") == "global")
+    assert funnel_stages()[-2:] == ["tested", "unique_across_shards"]
+    assert metrics["funnel"]["tested"] == len(records) + across and metrics["funnel"]["unique_across_shards"] == len(
+        records
+    )
     execution = metrics["execution"]
     assert execution["functions"] - execution["passed"] == sum(execution["reasons"].values()) == len(rejects)
     assert execution["passed"] >= len(records)  # the global dedup comes after the tests

@@ -33,6 +33,8 @@ STAGE_B: tuple[type[Check], ...] = (
 )
 
 GENERATED = "generated"
+# The last stage: merge-code's dedup across shards, which runs after every shard's checks (`scope: global` rejects).
+ACROSS_SHARDS = "unique_across_shards"
 
 
 def checks_for(rule: str, cfg: Config, inputs: Mapping[str, str] | None = None) -> list[Check]:
@@ -49,8 +51,8 @@ def check_samples(
 
 
 def funnel_stages() -> list[str]:
-    """The funnel's stages in order: generated, then each check's stage (checks may share one)."""
-    return list(dict.fromkeys([GENERATED, *(cls.stage for cls in STAGE_B)]))
+    """The funnel's stages in order: generated, each check's stage (checks may share one), across shards."""
+    return list(dict.fromkeys([GENERATED, *(cls.stage for cls in STAGE_B), ACROSS_SHARDS]))
 
 
 def funnel_stage(reason: str) -> str:
@@ -61,10 +63,15 @@ def funnel_stage(reason: str) -> str:
     raise ValueError(f"{reason!r} is not a stage B reason id")
 
 
-def funnel(reasons: Iterable[str | None]) -> dict[str, int]:
-    """How many samples reached each stage, in order (`funnel_stages`); None is a kept sample."""
+def funnel(reasons: Iterable[str | None], across_shards: int = 0) -> dict[str, int]:
+    """How many samples reached each stage, in order (`funnel_stages`).
+
+    `reasons`: each sample's reason from its shard's checks, None if it passed them all; `across_shards`: how
+    many of those that passed merge-code's dedup across shards then dropped.
+    """
     reasons = list(reasons)
     stopped_at = Counter(funnel_stage(r) for r in reasons if r is not None)
+    stopped_at[ACROSS_SHARDS] = across_shards
     counts: dict[str, int] = {}
     remaining = len(reasons)
     for stage in funnel_stages():

@@ -30,6 +30,7 @@ class CodeMetrics:
         self.trimmed = 0
         self.kept: Counter[str] = Counter()  # per source
         self.rejected: Counter[tuple[str, str]] = Counter()  # per (source, reason)
+        self.rejected_across_shards: Counter[str] = Counter()  # per reason: merge-code's dedup (`scope: global`)
         self.failures = 0
         self.code_chars = array("q")  # of each kept record: 8 bytes where a list of ints takes ~36
         self.code_lines = array("q")
@@ -55,6 +56,8 @@ class CodeMetrics:
 
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1
+        if reject.get("scope") == "global":
+            self.rejected_across_shards[reject["reason"]] += 1
         self.tokens["tests"] += reject.get("test_tokens", 0)
         if PassesTests.declares(reject["reason"]):
             self.failed_tests[reject["reason"]] += 1
@@ -67,6 +70,7 @@ class CodeMetrics:
         for (_, reason), count in self.rejected.items():
             reasons[reason] += count
         generated, kept, rejected = self.generated.total(), self.kept.total(), reasons.total()
+        across = self.rejected_across_shards.total()
         by_source = {}
         for source in sorted(self.generated):
             n_kept = self.kept[source]
@@ -77,7 +81,9 @@ class CodeMetrics:
                 "reasons": dict(sorted((r, n) for (s, r), n in self.rejected.items() if s == source)),
             }
         return {
-            "funnel": funnel(chain(repeat(None, kept), reasons.elements())),
+            "funnel": funnel(
+                chain(repeat(None, kept + across), (reasons - self.rejected_across_shards).elements()), across
+            ),
             "accounting": {
                 "generated": generated,
                 "kept": kept,
