@@ -171,3 +171,14 @@ def test_a_broken_json_line_says_where_once(tmp_path, line, detail):
     with pytest.raises(InputError) as err:
         split(path, 10)
     assert detail in str(err.value) and " at at " not in str(err.value)
+
+
+def test_a_shard_whose_good_lines_change_gets_a_new_digest(tmp_path):
+    # line 3 (shard 1) repeats line 1's id and is quarantined; renaming line 1's id frees it: shard 1 must be
+    # split again, or line 3 is in neither its shard nor the quarantine
+    path = jsonl(tmp_path, [desc_line(0, "sort a list"), desc_line(1), desc_line(0, "reverse a string")])
+    before = index_descriptions(path, shard_size=2, max_chars=100)
+    jsonl(tmp_path, [desc_line(9, "sort a list"), desc_line(1), desc_line(0, "reverse a string")])
+    after = index_descriptions(path, shard_size=2, max_chars=100)
+    assert shards(before)[1] == [] and shards(after)[1] == ["t0"] and not after.bad
+    assert after.spans[1].digest != before.spans[1].digest

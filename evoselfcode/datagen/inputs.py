@@ -2,9 +2,9 @@
 
 Shard k holds the non-blank input lines [k * shard_size, (k + 1) * shard_size). When Snakemake builds
 the DAG, one pass over the file (`index_descriptions`, cached by the file's size and mtime) checks
-every line and records each shard's byte range and a digest of its lines: a shard job reads only its
-range, and appending lines changes only the digests of the last shard and the new ones, so only
-those shards rerun.
+every line and records each shard's byte range and a digest of its lines (and of which are bad): a
+shard job reads only its range, and appending lines changes only the digests of the last shard and
+the new ones, so only those shards rerun.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.schemas import Description, Quarantined
 
 BOM = b"\xef\xbb\xbf"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
 
 
@@ -181,6 +181,7 @@ def _scan(
     start, start_line, digest = 0, 1, hashlib.sha256()
     for number, offset, raw in _lines(path):
         parsed = _check(raw, is_jsonl, max_chars)
+        bad_before = len(index.bad)
         if parsed[0] is not None:
             index.bad.append(BadLine(number, *parsed))
         else:
@@ -194,7 +195,9 @@ def _scan(
                 seen_ids[rid] = seen_descs[desc_key] = number
                 if keep:
                     good.append((number, Description(id=rid, desc=desc)))
-        digest.update(raw + b"\n")
+        # a line is bad by itself or by repeating an earlier one: the shard's digest says which of its lines are
+        # bad, so freeing a duplicate by an edit in an earlier shard splits this one again
+        digest.update((b"\0bad\n" if len(index.bad) > bad_before else b"") + raw + b"\n")
         index.count += 1
         if index.count % shard_size == 0:
             index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))
