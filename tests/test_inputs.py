@@ -74,6 +74,8 @@ def test_the_index_is_cached_until_the_file_changes(tmp_path):
         (b'{"desc": "   "}', "empty_desc"),
         (b'{"desc": "ok", "id": true}', "bad_id"),
         (b'{"desc": "caf\xe9"}', "invalid_utf8"),
+        (b'{"desc": "sort \\ud800 a list"}', "lone_surrogate"),  # valid JSON, but no character: cannot be sent
+        (b'{"desc": "sort a list", "id": "x\\udfff"}', "lone_surrogate"),
         (('{"desc": "' + "x" * 200 + '"}').encode(), "desc_too_long"),
     ],
 )

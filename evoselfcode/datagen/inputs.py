@@ -154,6 +154,8 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
             return "desc_not_string", f'"desc" is a {type(desc).__name__}, not a string'
         if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int) or str(rid).strip() == ""):
             return "bad_id", '"id" must be a non-empty string or an integer'
+        if "\\u" in text and not _encodable(desc, rid):  # only a \uD800-\uDFFF escape makes such a string
+            return "lone_surrogate", "a \\uD800-\\uDFFF escape that is half a character; fix the escape or drop it"
     else:
         desc, rid = text, None
     desc = desc.strip()
@@ -162,6 +164,15 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
     if len(desc) > max_chars:
         return "desc_too_long", f"{len(desc)} characters, more than io.max_desc_chars={max_chars}"
     return None, str(rid).strip() if rid is not None else default_id(desc), desc
+
+
+def _encodable(*texts: object) -> bool:
+    try:
+        for text in texts:
+            str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_jsonl(path: Path) -> bool:
