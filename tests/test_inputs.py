@@ -124,6 +124,17 @@ def test_bom_crlf_and_txt_input(tmp_path):
     assert all(d.id.startswith("d") for _, d in good)
 
 
+def test_a_bom_inside_a_concatenated_file_is_not_part_of_a_description(tmp_path):
+    # `cat a.txt b.txt` where b.txt was saved with a BOM: an invisible U+FEFF would lead the description
+    txt = tmp_path / "in.txt"
+    txt.write_bytes(b"\xef\xbb\xbfSort a list.\r\n\xef\xbb\xbfReverse a string.\r\n")
+    good, bad = read_descriptions(txt, max_chars=100)
+    assert [d.desc for _, d in good] == ["Sort a list.", "Reverse a string."] and not bad
+    path = jsonl(tmp_path, [desc_line(0).encode() + b"\n", b"\xef\xbb\xbf" + desc_line(1).encode() + b"\n"], raw=True)
+    index = split(path, 1)
+    assert shards(index) == [["t0"], ["t1"]]
+
+
 def test_empty_and_missing_files(tmp_path):
     empty = jsonl(tmp_path, ["", "   "])
     with pytest.raises(InputError, match="no descriptions"):

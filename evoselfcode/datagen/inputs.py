@@ -96,7 +96,7 @@ def _lines(path: Path, start: int = 0, end: int | None = None, first_line: int =
         offset = start
         for number, raw in enumerate(fh, first_line):
             offset += len(raw)
-            if number == 1 and raw.startswith(BOM):
+            if raw.startswith(BOM):  # on any line: files saved with one are often concatenated (`cat a b`)
                 raw = raw[len(BOM) :]
             raw = raw.rstrip(b"\r\n")
             if raw.strip():
