@@ -158,7 +158,7 @@ class Select(Strict):
 
     per_desc: PositiveInt = 2
     """Kept names per description that go on to code generation."""
-    sources: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    sources: Annotated[list[Literal["FIM", "L2R"]], Field(min_length=1)] = ["FIM", "L2R"]
     """Which modes' names go on to code generation."""
 
 
@@ -188,7 +188,7 @@ class FimFormat(Strict):
 
 
 class NameGen(Strict):
-    modes: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    modes: Annotated[list[Literal["FIM", "L2R"]], Field(min_length=1)] = ["FIM", "L2R"]
     """Name sampling modes of the A/B test."""
     temperature: NonNegFloat = 0.4
     """Sampling temperature of name requests."""
@@ -216,6 +216,13 @@ class NameGen(Strict):
     """Names too generic to keep (rejected as `weak_name`)."""
     select: Select = Select()
     """Which kept names go on to stage B."""
+
+    @model_validator(mode="after")
+    def _selects_a_sampled_mode(self) -> NameGen:
+        # else no name goes on to stage B, and every description ends with no record saying why
+        if not set(self.select.sources) & set(self.modes):
+            raise ValueError(f"select.sources {self.select.sources} names none of modes {self.modes}")
+        return self
 
 
 class CodeGen(Strict):

@@ -67,6 +67,21 @@ def test_override_from_the_command_line_is_named(tmp_path):
         load_config("configs/datagen.yaml", overrides={"namegen": {"n": 0}})
 
 
+@pytest.mark.parametrize(
+    ("namegen", "key"),
+    [
+        ("{modes: []}", r"namegen\.modes \(in .*o\.yaml\)"),
+        ("{select: {sources: []}}", r"namegen\.select\.sources \(in .*o\.yaml\)"),
+        ("{modes: [FIM], select: {sources: [L2R]}}", r"namegen \(in .*o\.yaml\): .*select\.sources"),
+    ],
+)
+def test_settings_that_would_send_no_description_on_are_errors(tmp_path, namegen, key):
+    # no mode, or no selected mode that is sampled: every description would end in no output and no record
+    override = write(tmp_path, "o.yaml", f"namegen: {namegen}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config("configs/datagen.yaml", override)
+
+
 @pytest.mark.parametrize("url", ["qwen:8000", "ftp://host", "http://", "http://a b"])
 def test_malformed_url_is_rejected(url):
     with pytest.raises(ConfigError, match="api.base_url"):
