@@ -76,6 +76,7 @@ def test_the_index_is_cached_until_the_file_changes(tmp_path):
         (b'{"desc": "caf\xe9"}', "invalid_utf8"),
         (b'{"desc": "sort \\ud800 a list"}', "lone_surrogate"),  # valid JSON, but no character: cannot be sent
         (b'{"desc": "sort a list", "id": "x\\udfff"}', "lone_surrogate"),
+        (b'{"desc": "sort\\u0000 a list"}', "nul_character"),
         (('{"desc": "' + "x" * 200 + '"}').encode(), "desc_too_long"),
     ],
 )
@@ -133,6 +134,15 @@ def test_a_bom_inside_a_concatenated_file_is_not_part_of_a_description(tmp_path)
     path = jsonl(tmp_path, [desc_line(0).encode() + b"\n", b"\xef\xbb\xbf" + desc_line(1).encode() + b"\n"], raw=True)
     index = split(path, 1)
     assert shards(index) == [["t0"], ["t1"]]
+
+
+def test_a_utf16_txt_file_is_an_error_not_descriptions_full_of_nul(tmp_path):
+    # Windows tools write UTF-16; without a BOM every line is valid UTF-8, with a NUL after each character
+    txt = tmp_path / "in.txt"
+    txt.write_bytes("Sort a list.\nReverse a string.\n".encode("utf-16-le"))
+    good, bad = read_descriptions(txt, max_chars=100)
+    assert not good and {b.reason for b in bad} == {"nul_character"}
+    assert "UTF-16" in bad[0].detail
 
 
 def test_empty_and_missing_files(tmp_path):

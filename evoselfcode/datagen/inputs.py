@@ -161,6 +161,8 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
     desc = desc.strip()
     if not desc:
         return "empty_desc", "the description is empty or whitespace"
+    if "\0" in desc:
+        return "nul_character", "the description holds a NUL character: if the file is UTF-16, re-encode it as UTF-8"
     if len(desc) > max_chars:
         return "desc_too_long", f"{len(desc)} characters, more than io.max_desc_chars={max_chars}"
     return None, str(rid).strip() if rid is not None else default_id(desc), desc
