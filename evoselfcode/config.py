@@ -448,6 +448,13 @@ class Io(Strict):
     max_desc_chars: PositiveInt = 4000
     """Longest description, in characters (longer lines are bad lines)."""
 
+    @model_validator(mode="after")
+    def _stages_apart(self) -> Io:
+        # both stages write raw/, failures/ and timing/ per shard; Snakemake would only call its rules ambiguous
+        if os.path.normpath(self.out_names_dir) == os.path.normpath(self.out_code_dir):
+            raise ValueError(f"out_names_dir and out_code_dir are both {self.out_code_dir!r}: give each its own folder")
+        return self
+
 
 class Config(Strict):
     meta: Meta = Meta()

@@ -82,6 +82,13 @@ def test_settings_that_would_send_no_description_on_are_errors(tmp_path, namegen
         load_config("configs/datagen.yaml", override)
 
 
+def test_one_folder_for_both_stages_is_named(tmp_path):
+    # both stages write raw/, failures/ and timing/ per shard: Snakemake would only say its rules are ambiguous
+    override = write(tmp_path, "o.yaml", "io: {out_names_dir: data/gen, out_code_dir: data/gen/}\n")
+    with pytest.raises(ConfigError, match=r"io \(in .*o\.yaml\): .*out_names_dir and out_code_dir"):
+        load_config("configs/datagen.yaml", override)
+
+
 @pytest.mark.parametrize("url", ["qwen:8000", "ftp://host", "http://", "http://a b"])
 def test_malformed_url_is_rejected(url):
     with pytest.raises(ConfigError, match="api.base_url"):
