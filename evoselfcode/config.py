@@ -560,6 +560,8 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 (byte {exc.start}): re-encode it as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -115,6 +115,10 @@ def test_missing_and_non_mapping_files(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "list.yaml", "- a\n- b\n"))
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"# caf\xe9\nio: {shard_size: 5}\n")
+    with pytest.raises(ConfigError, match=f"{latin1} is not UTF-8"):
+        load_config(latin1)
 
 
 def test_settings_are_named_one_by_one_and_a_nested_one_counts_whole():
