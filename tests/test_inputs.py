@@ -205,3 +205,10 @@ def test_a_shard_whose_good_lines_change_gets_a_new_digest(tmp_path):
     after = index_descriptions(path, shard_size=2, max_chars=100)
     assert shards(before)[1] == [] and shards(after)[1] == ["t0"] and not after.bad
     assert after.spans[1].digest != before.spans[1].digest
+
+
+def test_plain_text_in_a_file_not_named_txt_is_told_to_be(tmp_path):
+    path = tmp_path / "tasks.text"
+    path.write_text("Sort a list.\nReverse a string.\n")
+    with pytest.raises(InputError, match=r"tasks\.text:1: invalid_json(.|\n)*name the file \.txt"):
+        split(path, 10)

@@ -83,9 +83,12 @@ class InputIndex:
     def error(self) -> InputError:
         shown = "\n".join("  " + b.describe(self.path) for b in self.bad[:20])
         more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
+        # a file of plain descriptions not named .txt is read as JSONL: no line is good
+        txt = len(self.bad) == self.count and self.bad[0].reason == "invalid_json" and _is_jsonl(Path(self.path))
+        hint = "\nFor plain-text descriptions, one a line, name the file .txt." if txt else ""
         return InputError(
             f"{len(self.bad)} bad line(s) in {self.path}:\n{shown}{more}\n"
-            "Fix them, or set io.on_bad_line: skip to quarantine them and go on."
+            f"Fix them, or set io.on_bad_line: skip to quarantine them and go on.{hint}"
         )
 
 
