@@ -145,6 +145,14 @@ def test_a_utf16_txt_file_is_an_error_not_descriptions_full_of_nul(tmp_path):
     assert "UTF-16" in bad[0].detail
 
 
+def test_a_txt_file_with_cr_line_ends_is_not_one_description(tmp_path):
+    # old Mac line ends (Excel's "CSV (Macintosh)"): no LF, so the whole file would be one line
+    txt = tmp_path / "in.txt"
+    txt.write_bytes(b"Sort a list.\rReverse a string.\rCount the words.\r")
+    good, bad = read_descriptions(txt, max_chars=100)
+    assert not good and [(b.line, b.reason) for b in bad] == [(1, "cr_line_ends")]
+
+
 def test_empty_and_missing_files(tmp_path):
     empty = jsonl(tmp_path, ["", "   "])
     with pytest.raises(InputError, match="no descriptions"):

@@ -161,6 +161,8 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
             return "lone_surrogate", "a \\uD800-\\uDFFF escape that is half a character; fix the escape or drop it"
     else:
         desc, rid = text, None
+        if "\r" in text:  # with no LF in the file, every description would be on this one line
+            return "cr_line_ends", "a CR inside the line: save the file with LF or CRLF line ends"
     desc = desc.strip()
     if not desc:
         return "empty_desc", "the description is empty or whitespace"
