@@ -2,7 +2,7 @@
 
 Shard k holds the non-blank input lines [k * shard_size, (k + 1) * shard_size). When Snakemake builds
 the DAG, one pass over the file (`index_descriptions`, cached by the file's size and mtime) checks
-every line and records each shard's byte range and a digest of its lines (and of which are bad): a
+every line and records each shard's byte range and a digest of its lines (and of which repeat an earlier one): a
 shard job reads only its range, and appending lines changes only the digests of the last shard and
 the new ones, so only those shards rerun.
 """
@@ -199,7 +199,7 @@ def _scan(
     start, start_line, digest = 0, 1, hashlib.sha256()
     for number, offset, raw in _lines(path):
         parsed = _check(raw, is_jsonl, max_chars)
-        bad_before = len(index.bad)
+        repeats = b""
         if parsed[0] is not None:
             index.bad.append(BadLine(number, *parsed))
         else:
@@ -207,15 +207,17 @@ def _scan(
             desc_key = hashlib.sha1(desc.encode()).digest()
             if rid in seen_ids:
                 index.bad.append(BadLine(number, "duplicate_id", f"id {rid!r} was used on line {seen_ids[rid]}"))
+                repeats = b"\0repeats\n"
             elif desc_key in seen_descs:
                 index.bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
+                repeats = b"\0repeats\n"
             else:
                 seen_ids[rid] = seen_descs[desc_key] = number
                 if keep:
                     good.append((number, Description(id=rid, desc=desc)))
-        # a line is bad by itself or by repeating an earlier one: the shard's digest says which of its lines are
-        # bad, so freeing a duplicate by an edit in an earlier shard splits this one again
-        digest.update((b"\0bad\n" if len(index.bad) > bad_before else b"") + raw + b"\n")
+        # whether a line repeats an earlier one is not in its bytes: the digest says so, so freeing a duplicate
+        # by an edit in an earlier shard splits this one again (a shard with no repeat keeps its digest)
+        digest.update(repeats + raw + b"\n")
         index.count += 1
         if index.count % shard_size == 0:
             index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))
