@@ -179,16 +179,22 @@ def test_the_index_is_the_same_bytes_every_time(humaneval):
     assert json.dumps(build_index(humaneval, CFG)) == json.dumps(build_index(list(humaneval), CFG))
 
 
-def test_the_index_file_is_built_once_named_by_its_content_and_rebuilt_the_same(tmp_path):
+def test_the_index_file_is_built_once_named_by_its_content_and_rebuilt_the_same(tmp_path, capsys):
     path = Path(decontam.benchmark_index(CFG, tmp_path))
+    tasks = len(read_benchmarks(CFG))
+    assert capsys.readouterr().err == f"decontamination: indexed {tasks} benchmark tasks (humaneval) in {path}\n"
     assert path.parent == tmp_path / "benchmarks" and path.name.startswith("index-")
     built, mtime = path.read_bytes(), path.stat().st_mtime_ns
     (tmp_path / "benchmarks" / f".{path.name}.other.tmp").write_text("")  # another process writing it now
     assert decontam.benchmark_index(CFG, tmp_path) == str(path) and path.stat().st_mtime_ns == mtime  # not rebuilt
+    assert capsys.readouterr().err == ""
     path.unlink()
     assert decontam.benchmark_index(CFG, tmp_path) == str(path) and path.read_bytes() == built
     assert (tmp_path / "benchmarks" / f".{path.name}.other.tmp").exists()  # left to its writer
     assert decontam.benchmark_index(CFG.model_copy(update={"min_words": 4}), tmp_path) != str(path)
+    capsys.readouterr()
+    decontam.benchmark_index(Decontamination(enabled=False), tmp_path)
+    assert capsys.readouterr().err == ""  # switched off: nothing indexed, nothing to say
 
 
 def test_disabled_or_empty_matches_nothing(humaneval):

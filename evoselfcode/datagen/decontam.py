@@ -27,6 +27,7 @@ import hashlib
 import json
 import keyword
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -287,13 +288,14 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def write_index(cfg: Decontamination, out: str | Path) -> None:
-    """Read the configured benchmarks and write their index (compact JSON)."""
+def write_index(cfg: Decontamination, out: str | Path) -> int:
+    """Read the configured benchmarks and write their index (compact JSON); the number of tasks indexed."""
     items = read_benchmarks(cfg)
     sources = {spec if spec == "humaneval" else spec.name: file_digest(benchmark_path(spec))
                for _, spec in benchmark_keys(cfg)}  # fmt: skip
     with atomic_open(out, shared=True) as fh:  # jobs that parse the Snakefile at once may each build it
         json.dump(build_index(items, cfg, sources), fh, separators=(",", ":"), ensure_ascii=False)
+    return len(items)
 
 
 def benchmark_index(cfg: Decontamination, directory: str | Path) -> str:
@@ -304,7 +306,10 @@ def benchmark_index(cfg: Decontamination, directory: str | Path) -> str:
     """
     path = f"{directory}/benchmarks/index-{check_benchmarks(cfg)}.json"  # as ever: a new spelling reruns the checks
     if not Path(path).exists():
-        write_index(cfg, path)
+        tasks = write_index(cfg, path)
+        if cfg.enabled:
+            names = ", ".join(spec if spec == "humaneval" else spec.name for _, spec in benchmark_keys(cfg))
+            print(f"decontamination: indexed {tasks} benchmark tasks ({names}) in {path}", file=sys.stderr)
     return path
 
 
