@@ -220,3 +220,12 @@ def test_plain_text_in_a_file_not_named_txt_is_told_to_be(tmp_path):
     path.write_text("Sort a list.\nReverse a string.\n")
     with pytest.raises(InputError, match=r"tasks\.text:1: invalid_json(.|\n)*name the file \.txt"):
         split(path, 10)
+
+
+def test_a_compressed_file_is_named_as_such(tmp_path):
+    import gzip
+
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(gzip.compress((desc_line(0) + "\n").encode()))
+    with pytest.raises(InputError, match=r"in\.jsonl\.gz is gzip-compressed: decompress it"):
+        cached_index(path, shard_size=2, max_chars=100, cache_dir=tmp_path / "cache")

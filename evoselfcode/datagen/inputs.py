@@ -21,6 +21,7 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.schemas import Description, Quarantined
 
 BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
 INDEX_VERSION = 2
 STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
 
@@ -111,6 +112,9 @@ def _lines(path: Path, start: int = 0, end: int | None = None, first_line: int =
 def _check_exists(path: Path) -> None:
     if not path.is_file():
         raise InputError(f"description file {path} does not exist (io.input_desc_path): check the path")
+    with open(path, "rb") as fh:
+        if fh.read(2) == GZIP_MAGIC:  # else every line would be "not UTF-8"
+            raise InputError(f"{path} is gzip-compressed: decompress it (gunzip -k) and set io.input_desc_path to that")
 
 
 def default_id(desc: str) -> str:
