@@ -158,7 +158,7 @@ class Select(Strict):
 
     per_desc: PositiveInt = 2
     """Kept names per description that go on to code generation."""
-    sources: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    sources: Annotated[list[Literal["FIM", "L2R"]], Field(min_length=1)] = ["FIM", "L2R"]
     """Which modes' names go on to code generation."""
 
 
@@ -188,7 +188,7 @@ class FimFormat(Strict):
 
 
 class NameGen(Strict):
-    modes: list[Literal["FIM", "L2R"]] = ["FIM", "L2R"]
+    modes: Annotated[list[Literal["FIM", "L2R"]], Field(min_length=1)] = ["FIM", "L2R"]
     """Name sampling modes of the A/B test."""
     temperature: NonNegFloat = 0.4
     """Sampling temperature of name requests."""
@@ -216,6 +216,13 @@ class NameGen(Strict):
     """Names too generic to keep (rejected as `weak_name`)."""
     select: Select = Select()
     """Which kept names go on to stage B."""
+
+    @model_validator(mode="after")
+    def _selects_a_sampled_mode(self) -> NameGen:
+        # else no name goes on to stage B, and every description ends with no record saying why
+        if not set(self.select.sources) & set(self.modes):
+            raise ValueError(f"select.sources {self.select.sources} names none of modes {self.modes}")
+        return self
 
 
 class CodeGen(Strict):
@@ -442,6 +449,13 @@ class Io(Strict):
     max_desc_chars: PositiveInt = 4000
     """Longest description, in characters (longer lines are bad lines)."""
 
+    @model_validator(mode="after")
+    def _stages_apart(self) -> Io:
+        # both stages write raw/, failures/ and timing/ per shard; Snakemake would only call its rules ambiguous
+        if os.path.normpath(self.out_names_dir) == os.path.normpath(self.out_code_dir):
+            raise ValueError(f"out_names_dir and out_code_dir are both {self.out_code_dir!r}: give each its own folder")
+        return self
+
 
 class Config(Strict):
     meta: Meta = Meta()
@@ -547,6 +561,8 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 (byte {exc.start}): re-encode it as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

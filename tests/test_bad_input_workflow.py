@@ -87,6 +87,21 @@ def test_bom_crlf_and_blank_lines_shard_like_a_plain_file(tmp_path, server):
     assert [(root / s).read_bytes() for s in shards] == [(plain / s).read_bytes() for s in shards]
 
 
+def test_freeing_a_quarantined_duplicate_splits_its_shard_again(tmp_path, server):
+    # line 5 (shard 1) repeats line 1's id; the user renames line 1's id instead: line 5 must reach its shard
+    tasks = [{"id": i, "desc": f"Task {n}."} for n, i in enumerate("abcdaf")]
+    targets = ("data/shards/00001.jsonl", "data/shards/quarantine.jsonl")
+    data = b"".join(json.dumps(t).encode() + b"\n" for t in tasks)
+    root, proc, out = run(tmp_path, server, data, *targets, skip=True)
+    assert proc.returncode == 0, out[-3000:]
+    assert [q["line"] for q in read_jsonl(root / targets[1])] == [5]
+    (root / INPUT).write_bytes(data.replace(b'"id": "a", "desc": "Task 0."', b'"id": "z", "desc": "Task 0."'))
+    proc = snakemake(root, *targets, configs=("configs/test.yaml", "configs/input.yaml", "configs/bad.yaml"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert read_jsonl(root / targets[1]) == []
+    assert [d["id"] for d in read_jsonl(root / targets[0])] == ["a", "f"]
+
+
 def test_txt_input_takes_one_description_a_line(tmp_path, server):
     name = "data/descriptions/tasks.txt"
     root, proc, out = run(tmp_path, server, b"Sum a list.\r\n\r\nReverse a string.\n", "data/shards/00000.jsonl",

@@ -67,6 +67,28 @@ def test_override_from_the_command_line_is_named(tmp_path):
         load_config("configs/datagen.yaml", overrides={"namegen": {"n": 0}})
 
 
+@pytest.mark.parametrize(
+    ("namegen", "key"),
+    [
+        ("{modes: []}", r"namegen\.modes \(in .*o\.yaml\)"),
+        ("{select: {sources: []}}", r"namegen\.select\.sources \(in .*o\.yaml\)"),
+        ("{modes: [FIM], select: {sources: [L2R]}}", r"namegen \(in .*o\.yaml\): .*select\.sources"),
+    ],
+)
+def test_settings_that_would_send_no_description_on_are_errors(tmp_path, namegen, key):
+    # no mode, or no selected mode that is sampled: every description would end in no output and no record
+    override = write(tmp_path, "o.yaml", f"namegen: {namegen}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config("configs/datagen.yaml", override)
+
+
+def test_one_folder_for_both_stages_is_named(tmp_path):
+    # both stages write raw/, failures/ and timing/ per shard: Snakemake would only say its rules are ambiguous
+    override = write(tmp_path, "o.yaml", "io: {out_names_dir: data/gen, out_code_dir: data/gen/}\n")
+    with pytest.raises(ConfigError, match=r"io \(in .*o\.yaml\): .*out_names_dir and out_code_dir"):
+        load_config("configs/datagen.yaml", override)
+
+
 @pytest.mark.parametrize("url", ["qwen:8000", "ftp://host", "http://", "http://a b"])
 def test_malformed_url_is_rejected(url):
     with pytest.raises(ConfigError, match="api.base_url"):
@@ -93,6 +115,10 @@ def test_missing_and_non_mapping_files(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "list.yaml", "- a\n- b\n"))
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"# caf\xe9\nio: {shard_size: 5}\n")
+    with pytest.raises(ConfigError, match=f"{latin1} is not UTF-8"):
+        load_config(latin1)
 
 
 def test_settings_are_named_one_by_one_and_a_nested_one_counts_whole():

@@ -74,6 +74,9 @@ def test_the_index_is_cached_until_the_file_changes(tmp_path):
         (b'{"desc": "   "}', "empty_desc"),
         (b'{"desc": "ok", "id": true}', "bad_id"),
         (b'{"desc": "caf\xe9"}', "invalid_utf8"),
+        (b'{"desc": "sort \\ud800 a list"}', "lone_surrogate"),  # valid JSON, but no character: cannot be sent
+        (b'{"desc": "sort a list", "id": "x\\udfff"}', "lone_surrogate"),
+        (b'{"desc": "sort\\u0000 a list"}', "nul_character"),
         (('{"desc": "' + "x" * 200 + '"}').encode(), "desc_too_long"),
     ],
 )
@@ -120,6 +123,34 @@ def test_bom_crlf_and_txt_input(tmp_path):
     good, _ = read_descriptions(txt, max_chars=100)
     assert [d.desc for _, d in good] == ["Sort a list.", "Reverse a string."]
     assert all(d.id.startswith("d") for _, d in good)
+
+
+def test_a_bom_inside_a_concatenated_file_is_not_part_of_a_description(tmp_path):
+    # `cat a.txt b.txt` where b.txt was saved with a BOM: an invisible U+FEFF would lead the description
+    txt = tmp_path / "in.txt"
+    txt.write_bytes(b"\xef\xbb\xbfSort a list.\r\n\xef\xbb\xbfReverse a string.\r\n")
+    good, bad = read_descriptions(txt, max_chars=100)
+    assert [d.desc for _, d in good] == ["Sort a list.", "Reverse a string."] and not bad
+    path = jsonl(tmp_path, [desc_line(0).encode() + b"\n", b"\xef\xbb\xbf" + desc_line(1).encode() + b"\n"], raw=True)
+    index = split(path, 1)
+    assert shards(index) == [["t0"], ["t1"]]
+
+
+def test_a_utf16_txt_file_is_an_error_not_descriptions_full_of_nul(tmp_path):
+    # Windows tools write UTF-16; without a BOM every line is valid UTF-8, with a NUL after each character
+    txt = tmp_path / "in.txt"
+    txt.write_bytes("Sort a list.\nReverse a string.\n".encode("utf-16-le"))
+    good, bad = read_descriptions(txt, max_chars=100)
+    assert not good and {b.reason for b in bad} == {"nul_character"}
+    assert "UTF-16" in bad[0].detail
+
+
+def test_a_txt_file_with_cr_line_ends_is_not_one_description(tmp_path):
+    # old Mac line ends (Excel's "CSV (Macintosh)"): no LF, so the whole file would be one line
+    txt = tmp_path / "in.txt"
+    txt.write_bytes(b"Sort a list.\rReverse a string.\rCount the words.\r")
+    good, bad = read_descriptions(txt, max_chars=100)
+    assert not good and [(b.line, b.reason) for b in bad] == [(1, "cr_line_ends")]
 
 
 def test_empty_and_missing_files(tmp_path):
@@ -171,3 +202,30 @@ def test_a_broken_json_line_says_where_once(tmp_path, line, detail):
     with pytest.raises(InputError) as err:
         split(path, 10)
     assert detail in str(err.value) and " at at " not in str(err.value)
+
+
+def test_a_shard_whose_good_lines_change_gets_a_new_digest(tmp_path):
+    # line 3 (shard 1) repeats line 1's id and is quarantined; renaming line 1's id frees it: shard 1 must be
+    # split again, or line 3 is in neither its shard nor the quarantine
+    path = jsonl(tmp_path, [desc_line(0, "sort a list"), desc_line(1), desc_line(0, "reverse a string")])
+    before = index_descriptions(path, shard_size=2, max_chars=100)
+    jsonl(tmp_path, [desc_line(9, "sort a list"), desc_line(1), desc_line(0, "reverse a string")])
+    after = index_descriptions(path, shard_size=2, max_chars=100)
+    assert shards(before)[1] == [] and shards(after)[1] == ["t0"] and not after.bad
+    assert after.spans[1].digest != before.spans[1].digest
+
+
+def test_plain_text_in_a_file_not_named_txt_is_told_to_be(tmp_path):
+    path = tmp_path / "tasks.text"
+    path.write_text("Sort a list.\nReverse a string.\n")
+    with pytest.raises(InputError, match=r"tasks\.text:1: invalid_json(.|\n)*name the file \.txt"):
+        split(path, 10)
+
+
+def test_a_compressed_file_is_named_as_such(tmp_path):
+    import gzip
+
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(gzip.compress((desc_line(0) + "\n").encode()))
+    with pytest.raises(InputError, match=r"in\.jsonl\.gz is gzip-compressed: decompress it"):
+        cached_index(path, shard_size=2, max_chars=100, cache_dir=tmp_path / "cache")

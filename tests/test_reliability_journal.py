@@ -34,6 +34,19 @@ def test_an_answer_after_a_line_cut_short_by_a_kill_is_kept(tmp_path):
     assert [c.text for c in resumed.get("b")] == ["second"]
 
 
+def test_a_line_cut_inside_a_multibyte_character_is_ignored_too(tmp_path):
+    # a kill between the write calls of a long line can cut it inside a character: "é" is two bytes
+    path = tmp_path / ".00000.journal.jsonl"
+    journal = Journal(path)
+    journal.record("a", [Choice(text="first")])
+    journal.close()
+    with open(path, "ab") as fh:
+        fh.write('{"key": "b", "choices": [{"text": "caf\u00e9'.encode()[:-1])
+    journal = Journal(path)
+    assert journal.get("b") is None and [c.text for c in journal.get("a")] == ["first"]
+    journal.close()
+
+
 def test_a_temporary_file_left_by_a_killed_writer_is_cleared_by_the_next_write(tmp_path):
     out = tmp_path / "raw" / "00000.jsonl"
     out.parent.mkdir()

@@ -2,9 +2,9 @@
 
 Shard k holds the non-blank input lines [k * shard_size, (k + 1) * shard_size). When Snakemake builds
 the DAG, one pass over the file (`index_descriptions`, cached by the file's size and mtime) checks
-every line and records each shard's byte range and a digest of its lines: a shard job reads only its
-range, and appending lines changes only the digests of the last shard and the new ones, so only
-those shards rerun.
+every line and records each shard's byte range and a digest of its lines (and of which repeat an earlier one): a
+shard job reads only its range, and appending lines changes only the digests of the last shard and
+the new ones, so only those shards rerun.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.schemas import Description, Quarantined
 
 BOM = b"\xef\xbb\xbf"
-INDEX_VERSION = 1
+GZIP_MAGIC = b"\x1f\x8b"
+INDEX_VERSION = 2
 STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
 
 
@@ -83,9 +84,12 @@ class InputIndex:
     def error(self) -> InputError:
         shown = "\n".join("  " + b.describe(self.path) for b in self.bad[:20])
         more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
+        # a file of plain descriptions not named .txt is read as JSONL: no line is good
+        txt = len(self.bad) == self.count and self.bad[0].reason == "invalid_json" and _is_jsonl(Path(self.path))
+        hint = "\nFor plain-text descriptions, one a line, name the file .txt." if txt else ""
         return InputError(
             f"{len(self.bad)} bad line(s) in {self.path}:\n{shown}{more}\n"
-            "Fix them, or set io.on_bad_line: skip to quarantine them and go on."
+            f"Fix them, or set io.on_bad_line: skip to quarantine them and go on.{hint}"
         )
 
 
@@ -96,7 +100,7 @@ def _lines(path: Path, start: int = 0, end: int | None = None, first_line: int =
         offset = start
         for number, raw in enumerate(fh, first_line):
             offset += len(raw)
-            if number == 1 and raw.startswith(BOM):
+            if raw.startswith(BOM):  # on any line: files saved with one are often concatenated (`cat a b`)
                 raw = raw[len(BOM) :]
             raw = raw.rstrip(b"\r\n")
             if raw.strip():
@@ -108,6 +112,9 @@ def _lines(path: Path, start: int = 0, end: int | None = None, first_line: int =
 def _check_exists(path: Path) -> None:
     if not path.is_file():
         raise InputError(f"description file {path} does not exist (io.input_desc_path): check the path")
+    with open(path, "rb") as fh:
+        if fh.read(2) == GZIP_MAGIC:  # else every line would be "not UTF-8"
+            raise InputError(f"{path} is gzip-compressed: decompress it (gunzip -k) and set io.input_desc_path to that")
 
 
 def default_id(desc: str) -> str:
@@ -154,14 +161,29 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
             return "desc_not_string", f'"desc" is a {type(desc).__name__}, not a string'
         if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int) or str(rid).strip() == ""):
             return "bad_id", '"id" must be a non-empty string or an integer'
+        if "\\u" in text and not _encodable(desc, rid):  # only a \uD800-\uDFFF escape makes such a string
+            return "lone_surrogate", "a \\uD800-\\uDFFF escape that is half a character; fix the escape or drop it"
     else:
         desc, rid = text, None
+        if "\r" in text:  # with no LF in the file, every description would be on this one line
+            return "cr_line_ends", "a CR inside the line: save the file with LF or CRLF line ends"
     desc = desc.strip()
     if not desc:
         return "empty_desc", "the description is empty or whitespace"
+    if "\0" in desc:
+        return "nul_character", "the description holds a NUL character: if the file is UTF-16, re-encode it as UTF-8"
     if len(desc) > max_chars:
         return "desc_too_long", f"{len(desc)} characters, more than io.max_desc_chars={max_chars}"
     return None, str(rid).strip() if rid is not None else default_id(desc), desc
+
+
+def _encodable(*texts: object) -> bool:
+    try:
+        for text in texts:
+            str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -181,6 +203,7 @@ def _scan(
     start, start_line, digest = 0, 1, hashlib.sha256()
     for number, offset, raw in _lines(path):
         parsed = _check(raw, is_jsonl, max_chars)
+        repeats = b""
         if parsed[0] is not None:
             index.bad.append(BadLine(number, *parsed))
         else:
@@ -188,13 +211,17 @@ def _scan(
             desc_key = hashlib.sha1(desc.encode()).digest()
             if rid in seen_ids:
                 index.bad.append(BadLine(number, "duplicate_id", f"id {rid!r} was used on line {seen_ids[rid]}"))
+                repeats = b"\0repeats\n"
             elif desc_key in seen_descs:
                 index.bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
+                repeats = b"\0repeats\n"
             else:
                 seen_ids[rid] = seen_descs[desc_key] = number
                 if keep:
                     good.append((number, Description(id=rid, desc=desc)))
-        digest.update(raw + b"\n")
+        # whether a line repeats an earlier one is not in its bytes: the digest says so, so freeing a duplicate
+        # by an edit in an earlier shard splits this one again (a shard with no repeat keeps its digest)
+        digest.update(repeats + raw + b"\n")
         index.count += 1
         if index.count % shard_size == 0:
             index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))

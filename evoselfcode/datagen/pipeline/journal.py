@@ -23,7 +23,8 @@ class Journal:
         self.path = Path(path)
         self.answers: dict[str, list[Choice]] = {}
         if self.path.exists():
-            with open(self.path, encoding="utf-8") as fh:
+            # errors="replace": a kill may cut the last line inside a character; that line is then not JSON either
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
                         entry = json.loads(line)
