@@ -429,6 +429,9 @@ class Dataset(Strict):
     """Rows per Parquet file of the dataset folder (100k typical functions: ~50 MB of text before compression)."""
 
 
+_SHELL_SPECIAL = set("'\"$`\\;&|<>()")
+
+
 class Io(Strict):
     input_desc_path: str = "data/descriptions/sample.jsonl"
     """Descriptions: JSONL of {"id"?, "desc"} or a .txt file with one per line."""
@@ -448,6 +451,15 @@ class Io(Strict):
     """A job fails if a larger share of its requests fail after retries."""
     max_desc_chars: PositiveInt = 4000
     """Longest description, in characters (longer lines are bad lines)."""
+
+    @field_validator("input_desc_path", "out_names_dir", "out_code_dir", "shards_dir")
+    @classmethod
+    def _plain_path(cls, path: str) -> str:
+        # the rules put paths into shell commands as they are: quoting them now would rerun every existing job
+        if odd := sorted({c for c in path if c.isspace() or c in _SHELL_SPECIAL}):
+            raise ValueError(f"{path!r} holds {' '.join(map(repr, odd))}, which the rules' shell commands would split "
+                             "or read as shell syntax: rename the file or folder")  # fmt: skip
+        return path
 
     @model_validator(mode="after")
     def _stages_apart(self) -> Io:

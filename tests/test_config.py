@@ -1,4 +1,5 @@
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from evoselfcode.config import Config, ConfigError, load_config, read_yaml
@@ -87,6 +88,16 @@ def test_one_folder_for_both_stages_is_named(tmp_path):
     override = write(tmp_path, "o.yaml", "io: {out_names_dir: data/gen, out_code_dir: data/gen/}\n")
     with pytest.raises(ConfigError, match=r"io \(in .*o\.yaml\): .*out_names_dir and out_code_dir"):
         load_config("configs/datagen.yaml", override)
+
+
+@pytest.mark.parametrize(("key", "path"), [("input_desc_path", "data/my tasks.jsonl"), ("shards_dir", "data/$HOME"),
+                                           ("out_code_dir", "out;rm"), ("out_names_dir", "it's")])  # fmt: skip
+def test_paths_the_shell_would_split_are_named(tmp_path, key, path):
+    # the rules pass io paths to shell commands unquoted: 'data/my tasks.jsonl' failed in the split job
+    override = write(tmp_path, "o.yaml", yaml.safe_dump({"io": {key: path}}))
+    with pytest.raises(ConfigError, match=rf"io\.{key} \(in .*o\.yaml\): .*rename the file or folder"):
+        load_config("configs/datagen.yaml", override)
+    assert load_config("configs/datagen.yaml", overrides={"io": {key: "données/run-1_x.y"}}).io
 
 
 @pytest.mark.parametrize("url", ["qwen:8000", "ftp://host", "http://", "http://a b"])
