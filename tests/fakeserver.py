@@ -127,7 +127,7 @@ def _scripted(prompt: str, max_tokens: int) -> str | None:
     want = "name" if max_tokens <= 32 else "tests" if _TEST_HEAD.search(prompt) else "code"
     for kind, arg in _DIRECTIVE.findall(prompt):
         if kind == want:
-            return base64.b64decode(arg).decode()
+            return base64.b64decode(arg).decode("utf-8", "surrogatepass")  # a test may script half a character
     return None
 
 
