@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import statistics
 from collections import Counter
@@ -227,6 +228,17 @@ def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path)
     # found after every shard's checks, the global drops are the funnel's last step, not counted at `unique`
     assert metrics["funnel"]["unique_across_shards"] == len(kept)
     assert metrics["funnel"]["tested"] - len(kept) == len(dropped) > 0
+
+
+def test_a_function_neither_kept_nor_rejected_is_a_warning(inputs, tmp_path, caplog):
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text((inputs["tmp"] / "raw.jsonl").read_text() + '{"source": "FIM"}\n')  # one the shards lost
+    for name in ("failures.jsonl", "names_metrics.json"):
+        (tmp_path / name).write_bytes((inputs["tmp"] / name).read_bytes())
+    with caplog.at_level(logging.WARNING):
+        out = _run(merge_code, {**inputs, "tmp": tmp_path}, tmp_path / "out", True, True)
+    assert not json.loads(out["metrics"].read_text())["accounting"]["adds_up"]
+    assert f"{inputs['lines'] + 10 + 1} functions generated (raw) but" in caplog.text
 
 
 def test_the_same_body_under_other_names_across_shards_is_a_global_duplicate(inputs, tmp_path):

@@ -165,3 +165,7 @@ def merge_code(
     summary = {**result, "names_verdict": names.get("verdict"), "decontamination": decontamination}
     write_json(out["metrics"], summary, sort_keys=False)
     log.info("kept %d of %d functions after global dedup", result["accounting"]["kept"], len(verdicts))
+    if not (counts := result["accounting"])["adds_up"]:  # a function generated but neither kept nor rejected, or so
+        log.warning("%d functions generated (raw) but %d kept and %d rejected: some shard's raw, kept and rejects "
+                    "files disagree (one edited or lost?)", counts["generated"], counts["kept"],
+                    counts["rejected"])  # fmt: skip
