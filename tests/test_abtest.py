@@ -248,9 +248,14 @@ def test_an_arm_of_empty_or_cut_names_is_a_warning_not_only_a_verdict():
     for s in cut:
         s.finish_reason = "length"
     kept, rejects = filter_names(fim + cut, NameGen(), Filters())
-    assert name_metrics(fim + cut, kept, rejects, descriptions=1)["warnings"] == [
-        "arm L2R: 75% empty or too short (cut): check the prompt's end and stops",
-        "arm L2R: 100% ran out of namegen.max_new_tokens before a stop: check the stops",
+    m = name_metrics(fim + cut, kept, rejects, descriptions=1)
+    assert m["warnings"] == ["arm L2R: 100% ran out of namegen.max_new_tokens before a stop: check the stops"]
+    assert m["modes"]["L2R"]["reasons"]["truncated"] == 3 and m["modes"]["L2R"]["kept"] == 0  # none kept half
+
+    short = samples_for("L2R", {("d1", D1): ["so", "me", "", "sort_list"]})
+    kept, rejects = filter_names(fim + short, NameGen(), Filters())
+    assert name_metrics(fim + short, kept, rejects, descriptions=1)["warnings"] == [
+        "arm L2R: 75% empty or too short (cut): check the prompt's end and stops"
     ]
 
 

@@ -16,7 +16,7 @@ from evoselfcode.datagen.schemas import NameCandidate, NameSample
 SORT = "Sort a list of numbers in ascending order."
 
 
-def sample(text, *, desc_id="d1", desc=SORT, mode="FIM", i=0, logprob=None, func_name=None):
+def sample(text, *, desc_id="d1", desc=SORT, mode="FIM", i=0, logprob=None, func_name=None, finish_reason="stop"):
     return NameSample(
         desc_id=desc_id,
         desc=desc,
@@ -25,7 +25,7 @@ def sample(text, *, desc_id="d1", desc=SORT, mode="FIM", i=0, logprob=None, func
         seed=100 + i,
         text=text,
         func_name=normalise_name(text) if func_name is None else func_name,
-        finish_reason="stop",
+        finish_reason=finish_reason,
         logprob=logprob,
         tokens=3,
     )
@@ -81,6 +81,7 @@ def test_reason_ids_are_stable():
         "weak_name",
         "irrelevant",
         "duplicate",
+        "truncated",
     )
 
 
@@ -211,6 +212,15 @@ def test_filter_names_every_reason_and_accounting():
         "finish_reason": "stop",
     }
     assert rejects[0].text == "" and rejects[0].sample_index == 1
+
+
+def test_a_name_cut_off_by_the_token_limit_is_truncated():
+    # at namegen.max_new_tokens the model had not ended the name: 'sort_the_numbers_in_asc' is half of one
+    cut = sample("sort_numbers_in_asc", i=0, finish_reason="length")
+    whole = sample("sort_numbers: the list", i=1, finish_reason="length")  # ended, then ran on: the name is whole
+    kept, rejects = filter_names([cut, whole], NameGen(), Filters())
+    assert [(r.sample_index, r.reason) for r in rejects] == [(0, "truncated")]
+    assert [c.func_name for c in kept] == ["sort_numbers"]
 
 
 def test_min_relevance_zero_keeps_unrelated_names():

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from evoselfcode.config import Filters, NameGen, Select
 from evoselfcode.datagen.schemas import NameCandidate, NameReject, NameSample
 
+TRUNCATED = "truncated"
 EMPTY = "empty"
 INVALID_IDENTIFIER = "invalid_identifier"
 NOT_SNAKE_CASE = "not_snake_case"
@@ -35,6 +36,7 @@ REASONS = (
     WEAK_NAME,
     IRRELEVANT,
     DUPLICATE,
+    TRUNCATED,  # checked first; listed last as it came last
 )
 
 BUILTIN_NAMES = frozenset(n for n in dir(builtins) if not n.startswith("__"))
@@ -197,6 +199,11 @@ def name_reason(name: str, namegen: NameGen, filters: Filters) -> str | None:
     return None
 
 
+def is_cut_off(sample: NameSample, name: str) -> bool:
+    """The model reached namegen.max_new_tokens while still writing the name (nothing after it ended it)."""
+    return sample.finish_reason == "length" and bool(name) and sample.text.rstrip().endswith(name)
+
+
 def filter_names(
     samples: list[NameSample], namegen: NameGen, filters: Filters
 ) -> tuple[list[NameCandidate], list[NameReject]]:
@@ -206,7 +213,7 @@ def filter_names(
     seen: set[tuple[str, str, str]] = set()
     for sample in samples:
         name = normalise_name(sample.func_name or sample.text)
-        reason = name_reason(name, namegen, filters)
+        reason = TRUNCATED if is_cut_off(sample, name) else name_reason(name, namegen, filters)
         score = relevance(name, sample.desc) if reason is None else 0.0
         if reason is None:
             _, reason = check_relevance(score, filters)
