@@ -108,7 +108,7 @@ class Options:
 
 
 def _hash(*parts: Any) -> int:
-    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16], 16)
+    return int(hashlib.sha256("|".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()[:16], 16)
 
 
 def tokenize(text: str, *, fim_tokens: bool = True) -> list[str]:

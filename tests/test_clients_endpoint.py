@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import subprocess
@@ -17,6 +18,7 @@ from evoselfcode.clients.endpoint import EndpointClient, get_path, resolve_field
 from evoselfcode.clients.errors import ResponseFormatError, ScoringUnsupported
 from evoselfcode.clients.probe import format_table, probe
 from evoselfcode.config import Api, ConfigError
+from evoselfcode.datagen.pipeline.journal import Journal
 
 CODE_ARGS = {"max_tokens": 64, "temperature": 0.2, "top_p": 1.0, "stop": ["\ndef ", "\nclass "]}
 
@@ -44,6 +46,18 @@ def test_tgi_preset_omits_top_p_1_fans_out_and_strips_stop(server):
         assert not any(choice.text.endswith(s) for s in CODE_ARGS["stop"])
         assert len(choice.tokens) == len(choice.token_logprobs) > 0
         assert choice.finish_reason in ("stop", "length")
+
+
+def test_half_a_character_in_an_answer_becomes_a_replacement_character(server, tmp_path):
+    # as in the OpenAI client (test_clients_openai): else the journal cannot take the answer, on every resume
+    text = "def f():\n    return '\udfff'\n"
+    prompt = f"[[code:{base64.b64encode(text.encode('utf-8', 'surrogatepass')).decode()}]]\ndef f"
+    client = make_client(endpoint_api("tgi"), base_url=server.url, concurrency=1)
+    (choice,) = client.complete(prompt, n=1, seed=1, **{**CODE_ARGS, "stop": []})
+    assert choice.text == "def f():\n    return '\ufffd'\n" and "\udfff" not in "".join(choice.tokens)
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.record("key", [choice])
+    journal.close()
 
 
 def test_a_retry_sleeps_inside_the_callers_retry_wait(server):

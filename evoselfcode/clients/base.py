@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +15,13 @@ from evoselfcode.clients.retry import RetryWait
 SEED_STRIDE = 1_000_003
 
 
+# Half a character: JSON can escape one ("\ud800"), UTF-8 cannot hold it, so no file could take the answer.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """One completion choice, the same shape for every backend."""
+    """One completion choice, the same shape for every backend; half a character in it becomes U+FFFD."""
 
     text: str
     finish_reason: str | None = None
@@ -24,6 +29,10 @@ class Choice:
     token_logprobs: tuple[float | None, ...] = ()
     usage: dict[str, int] = field(default_factory=dict)
     latency: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", _LONE_SURROGATE.sub("\ufffd", self.text))
+        object.__setattr__(self, "tokens", tuple(_LONE_SURROGATE.sub("\ufffd", t) for t in self.tokens))
 
 
 class CompletionClient(ABC):

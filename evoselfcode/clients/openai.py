@@ -19,12 +19,6 @@ from evoselfcode.config import Api
 
 # Error answers that mean "this server cannot return prompt log-probs" (vLLM, llama-cpp-python wordings).
 _CANNOT_SCORE = re.compile(r"logprob|logits_all|echo", re.IGNORECASE)
-# Half a character: JSON can escape one ("\ud800"), UTF-8 cannot hold it, so no file could take the answer.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _well_formed(text: str) -> str:
-    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _format_error(url: str, problem: str) -> ResponseFormatError:
@@ -52,12 +46,12 @@ def parse_choices(data: Any, *, url: str) -> list[Choice]:
     choices = []
     for i, c in enumerate(raw):
         lp = c.get("logprobs") if isinstance(c.get("logprobs"), dict) else {}
-        tokens = tuple(_well_formed(t) for t in lp.get("tokens") or () if isinstance(t, str))
+        tokens = tuple(t for t in lp.get("tokens") or () if isinstance(t, str))
         token_lps = tuple(_as_float_or_none(v) for v in lp.get("token_logprobs") or ())
         # usage is per request; give each choice its own share so sums over choices stay right
         share = len(tokens) if tokens else completion_total // len(raw) + (completion_total % len(raw) if i == 0 else 0)
         choice_usage = {"prompt_tokens": int(usage.get("prompt_tokens") or 0), "completion_tokens": share}
-        choices.append(Choice(_well_formed(c["text"]), c.get("finish_reason"), tokens, token_lps, choice_usage))
+        choices.append(Choice(c["text"], c.get("finish_reason"), tokens, token_lps, choice_usage))
     return choices
 
 
