@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -139,10 +140,16 @@ def test_a_bom_inside_a_concatenated_file_is_not_part_of_a_description(tmp_path)
 def test_a_utf16_txt_file_is_an_error_not_descriptions_full_of_nul(tmp_path):
     # Windows tools write UTF-16; without a BOM every line is valid UTF-8, with a NUL after each character
     txt = tmp_path / "in.txt"
-    txt.write_bytes("Sort a list.\nReverse a string.\n".encode("utf-16-le"))
-    good, bad = read_descriptions(txt, max_chars=100)
-    assert not good and {b.reason for b in bad} == {"nul_character"}
-    assert "UTF-16" in bad[0].detail
+    for text in ("Sort a list.\nReverse a string.\n", "Sort a list.\r\nReverse a string.\r\n"):  # Windows: CRLF
+        txt.write_bytes(text.encode("utf-16-le"))
+        good, bad = read_descriptions(txt, max_chars=100)
+        assert not good and {b.reason for b in bad} == {"nul_character"}
+        assert "UTF-16" in bad[0].detail
+    jsonl_utf16 = tmp_path / "in.jsonl"
+    jsonl_utf16.write_bytes('{"desc": "Sort a list."}\n'.encode("utf-16-le"))
+    with pytest.raises(InputError, match="nul_character") as err:
+        split(jsonl_utf16, 10)
+    assert ".txt" not in str(err.value)  # naming it .txt would not help
 
 
 def test_a_txt_file_with_cr_line_ends_is_not_one_description(tmp_path):
@@ -151,6 +158,12 @@ def test_a_txt_file_with_cr_line_ends_is_not_one_description(tmp_path):
     txt.write_bytes(b"Sort a list.\rReverse a string.\rCount the words.\r")
     good, bad = read_descriptions(txt, max_chars=100)
     assert not good and [(b.line, b.reason) for b in bad] == [(1, "cr_line_ends")]
+    cr_jsonl = jsonl(tmp_path, [b'{"desc": "Sort a list."}\r{"desc": "Reverse a string."}\r'], raw=True)
+    with pytest.raises(InputError, match="cr_line_ends") as err:
+        split(cr_jsonl, 10)
+    assert ".txt" not in str(err.value)
+    spaced = jsonl(tmp_path, [b'{"desc": "Sort a list.",\r "id": "a"}\n'], raw=True)  # a CR between tokens is JSON
+    assert [d.id for _, d in read_descriptions(spaced, max_chars=100)[0]] == ["a"]
 
 
 def test_empty_and_missing_files(tmp_path):
@@ -213,6 +226,24 @@ def test_a_shard_whose_good_lines_change_gets_a_new_digest(tmp_path):
     after = index_descriptions(path, shard_size=2, max_chars=100)
     assert shards(before)[1] == [] and shards(after)[1] == ["t0"] and not after.bad
     assert after.spans[1].digest != before.spans[1].digest
+
+
+def test_a_repeat_within_its_own_shard_does_not_change_the_digest(tmp_path):
+    # freeing it means editing the shard's own lines, which the digest holds: no need to split it again on upgrade
+    lines = [desc_line(0, "sort a list"), desc_line(0, "reverse a string")]
+    one = index_descriptions(jsonl(tmp_path, lines), shard_size=2, max_chars=100)
+    assert [b.reason for b in one.bad] == ["duplicate_id"]
+    plain = hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()[:16]
+    assert one.spans[0].digest == plain  # the digest as it was before repeats were marked
+
+
+def test_a_line_newly_bad_changes_its_shards_digest(tmp_path):
+    # a NUL line was a good description before nul_character: its shard must be split again, or the description
+    # would stay in the shard's outputs and also be quarantined
+    lines = [desc_line(0, "sort a list"), '{"desc": "reverse\\u0000 a string", "id": "t1"}']
+    index = index_descriptions(jsonl(tmp_path, lines), shard_size=2, max_chars=100)
+    assert [b.reason for b in index.bad] == ["nul_character"]
+    assert index.spans[0].digest != hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()[:16]
 
 
 def test_plain_text_in_a_file_not_named_txt_is_told_to_be(tmp_path):

@@ -21,6 +21,10 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.schemas import Description, Quarantined
 
 BOM = b"\xef\xbb\xbf"
+NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE = "nul_character", "cr_line_ends", "lone_surrogate"
+# Reasons that made good lines of INDEX_VERSION 1 bad: such a line is marked in its shard's digest, so the shard is
+# split again and the line leaves the shard's outputs for the quarantine (its bytes, all v1 digested, did not change).
+NEWLY_BAD = {NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE}
 GZIP_MAGIC = b"\x1f\x8b"
 INDEX_VERSION = 2
 STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
@@ -145,10 +149,14 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return "invalid_utf8", f"byte {exc.start} is not UTF-8; re-encode the file as UTF-8"
+    if "\0" in text:  # before any other check: a UTF-16 line breaks them all (its CRLF leaves a CR and a NUL)
+        return NUL_CHARACTER, "the line holds a NUL character: if the file is UTF-16, re-encode it as UTF-8"
     if is_jsonl:
         try:
             obj = _loads(text)
         except json.JSONDecodeError as exc:
+            if "\r" in text:  # JSON objects joined by CRs: a file with old Mac line ends is one line
+                return CR_LINE_ENDS, "a CR inside the line: save the file with LF or CRLF line ends"
             # json's "Unterminated string starting at" already ends in "at"
             where = exc.msg.removesuffix(" at")
             return "invalid_json", f"{where} at column {exc.colno}; each line must be one JSON object"
@@ -162,16 +170,16 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
         if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int) or str(rid).strip() == ""):
             return "bad_id", '"id" must be a non-empty string or an integer'
         if "\\u" in text and not _encodable(desc, rid):  # only a \uD800-\uDFFF escape makes such a string
-            return "lone_surrogate", "a \\uD800-\\uDFFF escape that is half a character; fix the escape or drop it"
+            return LONE_SURROGATE, "a \\uD800-\\uDFFF escape that is half a character; fix the escape or drop it"
     else:
         desc, rid = text, None
         if "\r" in text:  # with no LF in the file, every description would be on this one line
-            return "cr_line_ends", "a CR inside the line: save the file with LF or CRLF line ends"
+            return CR_LINE_ENDS, "a CR inside the line: save the file with LF or CRLF line ends"
     desc = desc.strip()
     if not desc:
         return "empty_desc", "the description is empty or whitespace"
-    if "\0" in desc:
-        return "nul_character", "the description holds a NUL character: if the file is UTF-16, re-encode it as UTF-8"
+    if "\0" in desc:  # a \u0000 escape
+        return NUL_CHARACTER, "the description holds a NUL character: if the file is UTF-16, re-encode it as UTF-8"
     if len(desc) > max_chars:
         return "desc_too_long", f"{len(desc)} characters, more than io.max_desc_chars={max_chars}"
     return None, str(rid).strip() if rid is not None else default_id(desc), desc
@@ -203,25 +211,26 @@ def _scan(
     start, start_line, digest = 0, 1, hashlib.sha256()
     for number, offset, raw in _lines(path):
         parsed = _check(raw, is_jsonl, max_chars)
-        repeats = b""
+        mark = b""
         if parsed[0] is not None:
             index.bad.append(BadLine(number, *parsed))
+            mark = b"\0bad\n" if parsed[0] in NEWLY_BAD else b""
         else:
             _, rid, desc = parsed
             desc_key = hashlib.sha1(desc.encode()).digest()
+            first = seen_ids.get(rid) or seen_descs.get(desc_key)
             if rid in seen_ids:
                 index.bad.append(BadLine(number, "duplicate_id", f"id {rid!r} was used on line {seen_ids[rid]}"))
-                repeats = b"\0repeats\n"
             elif desc_key in seen_descs:
                 index.bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
-                repeats = b"\0repeats\n"
             else:
                 seen_ids[rid] = seen_descs[desc_key] = number
                 if keep:
                     good.append((number, Description(id=rid, desc=desc)))
-        # whether a line repeats an earlier one is not in its bytes: the digest says so, so freeing a duplicate
-        # by an edit in an earlier shard splits this one again (a shard with no repeat keeps its digest)
-        digest.update(repeats + raw + b"\n")
+            # a repeat of an earlier shard's line is not in this shard's bytes: the digest says so, so freeing it by
+            # an edit there splits this one again (a repeat within the shard is freed by editing the shard itself)
+            mark = b"\0repeats\n" if first is not None and first < start_line else b""
+        digest.update(mark + raw + b"\n")
         index.count += 1
         if index.count % shard_size == 0:
             index.spans.append(Span(f"{len(index.spans):05d}", start, offset, start_line, digest.hexdigest()[:16]))
