@@ -195,7 +195,7 @@ class NameGen(Strict):
     top_p: Probability = 0.9
     """Nucleus sampling of name requests."""
     max_new_tokens: PositiveInt = 16
-    """Tokens per sampled name."""
+    """Tokens per sampled name; a name still being written here is rejected as `truncated`."""
     n: PositiveInt = 4
     """Names sampled per description and mode (one request; extra requests when a server returns fewer)."""
     stop: list[str] = ["(", "\n"]

@@ -228,6 +228,7 @@ def _intro(run: Run) -> list[str]:
     checks = [" and ".join(name for name, on in applied if on) + " checks"] if f.enable_ast or f.enable_ruff else []
     dedup = [name for name, on in (("exact", f.dedup.exact), ("near", f.dedup.near)) if on]
     checks += [" and ".join(dedup) + " deduplication"] if dedup else []
+    checks += ["decontamination against benchmark tasks"] if cfg.decontamination.enabled else []
     checks += ["model-written tests run in a sandbox"] if cfg.tests.enabled else []
     checks += ["perplexity scoring under the model"] if cfg.scoring.enabled else []
     checks = ", ".join(checks) or "length checks only"

@@ -42,8 +42,10 @@ def detect_schema(path: str | Path) -> str:
         parts = parts[:-1]
     if parts and parts[-1] in ("failures", "score_failures"):
         return "failures"
-    if parts and parts[-1] == "timing" and Path(path).suffix == ".jsonl":  # timing.json is a summary, not records
-        return "timing"
+    if parts and parts[-1] == "timing":
+        if Path(path).suffix == ".jsonl":
+            return "timing"
+        parts = ()  # timing.json is a summary, not records
     if parts and parts[-1] in ("shards", "quarantine", "contaminated"):
         return parts[-1]
     if (name := "/".join(parts[-2:])) in SCHEMAS:

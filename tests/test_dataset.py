@@ -223,13 +223,17 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
 
 
 def test_the_card_names_only_the_checks_the_run_applied(done, outputs, tmp_path):
-    cfg = run_config(done, filters={"enable_ruff": False, "dedup": {"near": False}}, tests={"enabled": False})
+    cfg = run_config(done, filters={"enable_ruff": False, "dedup": {"near": False}}, tests={"enabled": False},
+                     decontamination={"enabled": False})  # fmt: skip
     export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds")
     intro = (tmp_path / "ds/README.md").read_text().split("## Licence")[0]
     assert "filtered (AST checks, exact deduplication)." in intro
-    assert "ruff" not in intro and "near" not in intro
+    assert "ruff" not in intro and "near" not in intro and "benchmark" not in intro
     default = (done / DATASET / "README.md").read_text().split("## Licence")[0]
-    assert "ruff checks, exact and near deduplication, model-written tests run in a sandbox)." in default
+    assert (
+        "ruff checks, exact and near deduplication, decontamination against benchmark tasks, model-written tests "
+        "run in a sandbox)."
+    ) in default
 
 
 def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):

@@ -141,6 +141,8 @@ def test_the_summary_names_the_input_set_aside_before_any_request(tmp_path):
     text = summary(names, code)
     assert "EvoSelfCode: 7 descriptions\n" in text
     assert "  input      2 lines quarantined (bad lines), 4 descriptions set aside (benchmark matches)\n" in text
+    (names / "metrics.json").write_text(json.dumps({**metrics, "contaminated_descriptions": {}}))
+    assert "  input      2 lines quarantined (bad lines)\n" in summary(names, code)  # no "0 set aside"
 
 
 def test_a_long_job_shows_life_on_a_console_that_is_not_a_terminal(done):

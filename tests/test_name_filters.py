@@ -218,9 +218,11 @@ def test_a_name_cut_off_by_the_token_limit_is_truncated():
     # at namegen.max_new_tokens the model had not ended the name: 'sort_the_numbers_in_asc' is half of one
     cut = sample("sort_numbers_in_asc", i=0, finish_reason="length")
     whole = sample("sort_numbers: the list", i=1, finish_reason="length")  # ended, then ran on: the name is whole
-    kept, rejects = filter_names([cut, whole], NameGen(), Filters())
+    spaced = sample("def sort_items \t", i=2, finish_reason="length")
+    again = sample("sort_values(xs) -> sort_values", i=3, finish_reason="length")
+    kept, rejects = filter_names([cut, whole, spaced, again], NameGen(), Filters())
     assert [(r.sample_index, r.reason) for r in rejects] == [(0, "truncated")]
-    assert [c.func_name for c in kept] == ["sort_numbers"]
+    assert [c.func_name for c in kept] == ["sort_numbers", "sort_items", "sort_values"]
 
 
 def test_min_relevance_zero_keeps_unrelated_names():

@@ -201,7 +201,7 @@ def name_reason(name: str, namegen: NameGen, filters: Filters) -> str | None:
 
 def is_cut_off(sample: NameSample, name: str) -> bool:
     """The model reached namegen.max_new_tokens while still writing the name (nothing after it ended it)."""
-    return sample.finish_reason == "length" and bool(name) and sample.text.rstrip().endswith(name)
+    return sample.finish_reason == "length" and bool(name) and _LEADING_NOISE.sub("", sample.text) == name
 
 
 def filter_names(
