@@ -5,6 +5,6 @@ try:
 
     status = main()
 except KeyboardInterrupt:  # Ctrl-C reaches every job, wherever it is (even importing): no traceback
-    print("evoselfcode: interrupted", file=sys.stderr)
+    sys.stderr.write("evoselfcode: interrupted\n")  # one write: print's two interleave with other jobs
     status = 130
 sys.exit(status)

@@ -399,6 +399,6 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: %s", args.command, exc)
         return 1
     except KeyboardInterrupt:  # Ctrl-C reaches every job of the process group: one line each, no traceback
-        print(f"{args.command}: interrupted", file=sys.stderr)
+        sys.stderr.write(f"{args.command}: interrupted\n")  # one write: print's two interleave with other jobs
         return 130
     return status or 0

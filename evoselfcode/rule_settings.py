@@ -87,7 +87,17 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "merge_code": ("filters.dedup",),
     "score_code": ("api.model", "codegen.template", "scoring.method", "scoring.max_ppl"),
     # the card also quotes the data's settings, but the records it is made of change with them anyway
-    "export_dataset": ("api.model", "dataset.license", "dataset.language", "dataset.shard_rows"),
+    "export_dataset": (
+        "api.model",
+        "dataset.license",
+        "dataset.language",
+        "dataset.shard_rows",
+        # the card's intro names the checks the run applied
+        "filters.enable_ast",
+        "filters.enable_ruff",
+        "filters.dedup",
+        "decontamination.enabled",
+    ),
 }
 
 _CONNECTION = "how the job reaches the server, not what it asks"
