@@ -86,13 +86,13 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "merge_code": ("filters.dedup",),
     "score_code": ("api.model", "codegen.template", "scoring.method", "scoring.max_ppl"),
-    # the card also quotes the data's settings, but the records it is made of change with them anyway
+    # the card quotes more of the data's settings, but the records it is made of change with those anyway
     "export_dataset": (
         "api.model",
         "dataset.license",
         "dataset.language",
         "dataset.shard_rows",
-        # the card's intro names the checks the run applied
+        # the card's intro names the checks the run applied, which may leave the records as they were
         "filters.enable_ast",
         "filters.enable_ruff",
         "filters.dedup",
