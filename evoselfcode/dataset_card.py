@@ -224,8 +224,8 @@ def _examples(records: list[dict]) -> list[str]:
 def _intro(run: Run) -> list[str]:
     cfg = run.cfg
     f = cfg.filters
-    applied = [("AST", f.enable_ast), ("ruff", f.enable_ruff)]
-    checks = [" and ".join(name for name, on in applied if on) + " checks"] if f.enable_ast or f.enable_ruff else []
+    static = [name for name, on in (("AST", f.enable_ast), ("ruff", f.enable_ruff)) if on]
+    checks = [" and ".join(static) + " checks"] if static else []
     dedup = [name for name, on in (("exact", f.dedup.exact), ("near", f.dedup.near)) if on]
     checks += [" and ".join(dedup) + " deduplication"] if dedup else []
     checks += ["decontamination against benchmark tasks"] if cfg.decontamination.enabled else []

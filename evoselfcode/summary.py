@@ -34,9 +34,12 @@ def summary(names_dir: str | Path, code_dir: str | Path) -> str:
     ]
     quarantined = names.get("quarantined_input_lines", 0)
     set_aside = sum(names.get("contaminated_descriptions", {}).values())
-    left_out = [f"{quarantined} lines quarantined (bad lines)"] * bool(quarantined)
-    left_out += [f"{set_aside} descriptions set aside (benchmark matches)"] * bool(set_aside)
-    if left_out:  # input the count of descriptions leaves out
+    left_out = []  # input the count of descriptions leaves out
+    if quarantined:
+        left_out.append(f"{quarantined} lines quarantined (bad lines)")
+    if set_aside:
+        left_out.append(f"{set_aside} descriptions set aside (benchmark matches)")
+    if left_out:
         lines.insert(1, "  input      " + ", ".join(left_out))
     failed = names.get("failed_requests", 0) + code.get("failed_requests", 0)  # code's counts the tests' requests
     if failed:

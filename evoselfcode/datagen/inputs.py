@@ -25,6 +25,7 @@ NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE = "nul_character", "cr_line_ends", "
 # Reasons that made good lines of INDEX_VERSION 1 bad: such a line is marked in its shard's digest, so the shard is
 # split again and the line leaves the shard's outputs for the quarantine (its bytes, all v1 digested, did not change).
 NEWLY_BAD = {NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE}
+CR_INSIDE = CR_LINE_ENDS, "a CR inside the line: save the file with LF or CRLF line ends"
 GZIP_MAGIC = b"\x1f\x8b"
 INDEX_VERSION = 2
 STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
@@ -156,7 +157,7 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
             obj = _loads(text)
         except json.JSONDecodeError as exc:
             if "\r" in text:  # JSON objects joined by CRs: a file with old Mac line ends is one line
-                return CR_LINE_ENDS, "a CR inside the line: save the file with LF or CRLF line ends"
+                return CR_INSIDE
             # json's "Unterminated string starting at" already ends in "at"
             where = exc.msg.removesuffix(" at")
             return "invalid_json", f"{where} at column {exc.colno}; each line must be one JSON object"
@@ -174,7 +175,7 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
     else:
         desc, rid = text, None
         if "\r" in text:  # with no LF in the file, every description would be on this one line
-            return CR_LINE_ENDS, "a CR inside the line: save the file with LF or CRLF line ends"
+            return CR_INSIDE
     desc = desc.strip()
     if not desc:
         return "empty_desc", "the description is empty or whitespace"
