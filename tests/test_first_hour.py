@@ -205,8 +205,9 @@ def test_ctrl_c_ends_with_one_line_on_how_to_resume_and_no_traceback(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err[-6000:]
     # each job that sees the Ctrl-C says so in one line; on a loaded machine Snakemake may stop one first
-    said = [line for line in err.splitlines() if line.endswith(": interrupted")]
-    assert all(line in ("generate-names: interrupted", "evoselfcode: interrupted") for line in said), err[-3000:]
+    # (Snakemake writes its own 'Terminating processes ...' and its newline apart: a job's line may land between)
+    said = re.findall(r"([\w-]+): interrupted$", err, re.M)
+    assert set(said) <= {"generate-names", "evoselfcode"}, err[-3000:]
     assert err.rstrip().splitlines()[-1].startswith("To resume, run the same command again"), err[-3000:]
 
 
