@@ -166,8 +166,14 @@ def _parser() -> argparse.ArgumentParser:
 
     s = step("score", "score kept functions with the model's own log-probs (perplexity given their prompt)")
     s.add_argument("records")
-    for flag in ("--out", "--rejects", "--failures"):
+    for flag in ("--out", "--rejects", "--failures", "--timing"):
         s.add_argument(flag, required=True)
+
+    s = step("store", "the answer store (store.dir): its size, this run's answers from it and asked; --prune")
+    s.add_argument("--prune", action="store_true",
+                   help="remove the answers that no output of this run (or of --keep folders) used")  # fmt: skip
+    s.add_argument("--keep", nargs="*", default=[], metavar="DIR",
+                   help="other runs' output folders whose answers stay (they share the store)")  # fmt: skip
 
     s = sub.add_parser("merge", help="concatenate JSONL files in order", description="concatenate JSONL files")
     s.add_argument("sources", nargs="+")
@@ -330,7 +336,7 @@ def run(args: argparse.Namespace) -> int | None:
             scorer = _scorer(cfg)
             try:
                 score_step(cfg, scorer, args.records, {"kept": args.out, "rejects": args.rejects,
-                                                       "failures": args.failures})  # fmt: skip
+                                                       "failures": args.failures, "timing": args.timing})  # fmt: skip
             finally:
                 scorer.close()
         case "server":
@@ -343,6 +349,10 @@ def run(args: argparse.Namespace) -> int | None:
         case "merge":
             steps.merge_jsonl(args.sources, args.out)
             log.info("merged %d files", len(args.sources))
+        case "store":
+            from evoselfcode.store_command import show_store
+
+            print(show_store(cfg, prune=args.prune, keep=args.keep))
         case "plot":
             _plot(args)
         case "export":

@@ -70,7 +70,7 @@ class RateLimit(Strict):
 
 class CircuitBreaker(Strict):
     enabled: bool = True
-    """Stop sending after a run of failures, so a dead server fails the job fast (the journal keeps answers)."""
+    """Stop sending after a run of failures, so a dead server fails the job fast (the answer store keeps answers)."""
     failure_threshold: PositiveInt = 8
     """Failed requests in a row that open the circuit; at least io.concurrency (a burst of fast errors is no outage)."""
     reset_timeout: PositiveFloat = 20.0
@@ -366,6 +366,15 @@ class Execution(Strict):
     """... and at least this share of its assertions."""
 
 
+class Store(Strict):
+    """The answer store: every model answer kept under the digest of the request, so no rerun asks it again."""
+
+    enabled: bool = True
+    """false: answers are kept only until their job is done (resume after a kill), then dropped."""
+    dir: str = "data/store"
+    """Where the answers are kept; many runs and jobs (a cluster's too, on shared storage) can share it."""
+
+
 BuiltinBenchmark = Literal["humaneval"]
 
 
@@ -494,6 +503,8 @@ class Config(Strict):
     """Keeping benchmark tasks out of the data: descriptions before any request, functions after."""
     dataset: Dataset = Dataset()
     """The loadable dataset (Parquet plus a dataset card) beside the code outputs, in ../dataset."""
+    store: Store = Store()
+    """The answer store (`evoselfcode store` shows and prunes it)."""
 
     @model_validator(mode="after")
     def _names_fit(self) -> Config:
@@ -503,7 +514,7 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _embedded_model_named(self) -> Config:
-        # records and the request journal name api.model: another model's answers must not pass for this one's
+        # records and the answer store's keys name api.model: another model's answers must not pass for this one's
         if self.api.base_url == EMBEDDED and self.api.model != self.embedded.model:
             raise ValueError(
                 f"api.model is {self.api.model!r} but the embedded server serves embedded.model "

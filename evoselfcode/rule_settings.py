@@ -119,6 +119,8 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "embedded.n_threads": _EMBEDDED,
     "embedded.cache_dir": _EMBEDDED,
     "embedded.startup_timeout": _EMBEDDED,
+    "store.enabled": "whether answers are read back instead of asked: the same answers either way",
+    "store.dir": "where answers are kept, not what they are",
     "embedded.model": "the server's model, which must equal api.model (config.py): api.model is listed",
     "scoring.enabled": "which files the default target asks for, not what any of them holds",
     "tests.enabled": "which rules the DAG chains (merge_code's inputs follow it), not what a step writes",

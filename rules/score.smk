@@ -9,6 +9,7 @@ rule score_code:
         scored=f"{CODE}/scored.jsonl",
         rejects=f"{CODE}/score_rejects.jsonl",
         failures=f"{CODE}/score_failures.jsonl",
+        timing=f"{CODE}/score_timing.jsonl",
     params:
         spec=spec("score_code"),
     resources:
@@ -19,4 +20,4 @@ rule score_code:
         "benchmarks/score_code/all.tsv"
     shell:
         "{EVO} score {input.kept} --out {output.scored} --rejects {output.rejects} --failures {output.failures} "
-        "--config {CONFIG_FILE} --log {log}"
+        "--timing {output.timing} --config {CONFIG_FILE} --log {log}"

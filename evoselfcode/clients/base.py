@@ -66,8 +66,10 @@ class CompletionClient(ABC):
 
 class ScoringClient(ABC):
     @abstractmethod
-    def token_logprobs(self, text: str, *, prompt: str = "") -> list[float]:
-        """Log-probs of the tokens of `text`, given `prompt` before it (not scored)."""
+    def token_logprobs(
+        self, text: str, *, prompt: str = "", retry_wait: RetryWait = contextlib.nullcontext
+    ) -> list[float]:
+        """Log-probs of the tokens of `text`, given `prompt` before it (not scored); sleeps inside `retry_wait()`."""
 
     def perplexity(self, text: str, *, prompt: str = "") -> float:
         lps = self.token_logprobs(text, prompt=prompt)

@@ -155,7 +155,9 @@ class OpenAIClient(CompletionClient, ScoringClient):
 
         return collect_choices(n, seed, ask)
 
-    def token_logprobs(self, text: str, *, prompt: str = "") -> list[float]:
+    def token_logprobs(
+        self, text: str, *, prompt: str = "", retry_wait: RetryWait = contextlib.nullcontext
+    ) -> list[float]:
         if self._unscorable:
             raise ScoringUnsupported(self._unscorable, url=self.url)
         if not text:
@@ -177,6 +179,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
                 lambda data: score_from_echo(data, url=self.url, full=full, start=len(prompt)),
                 cost_tokens=estimate_tokens(full, 1),
                 classify=self._classify_scoring_error,
+                retry_wait=retry_wait,
             )
         except ScoringUnsupported as err:
             with self._lock:

@@ -203,7 +203,8 @@ class RequestTiming(Record):
     func_name: str | None = None
     choices: int
     latency: float  # seconds until the request's last choice arrived
-    resumed: bool = False  # answered by an earlier run, read back from the journal
+    resumed: bool = False  # answered before, read from the answer store
+    key: str | None = None  # the answer's key in the store (what `evoselfcode store --prune` keeps)
 
 
 class Failure(Record):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from evoselfcode.clients.base import CompletionClient
+from collections.abc import Sequence
+
+from evoselfcode.clients.base import Choice
 from evoselfcode.config import Config
 from evoselfcode.datagen.filters.names import normalise_name
-from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests, sampling_params
+from evoselfcode.datagen.pipeline.driver import ModelStage
+from evoselfcode.datagen.pipeline.runner import Request, request_seed, sampling_params
 from evoselfcode.datagen.prompts import name_prompt, name_stop
-from evoselfcode.datagen.schemas import Description, Failure, NameSample, RequestTiming
+from evoselfcode.datagen.schemas import Description, NameSample
 
 
-def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
+def name_requests(descs: Sequence[Description], cfg: Config) -> list[Request]:
     ng = cfg.namegen
     return [
         Request(
@@ -21,43 +23,38 @@ def name_requests(descs: list[Description], cfg: Config) -> list[Request]:
                 **sampling_params(ng, request_seed(cfg.meta.seed, d.id, mode, 0), stop=name_stop(mode, ng)),
                 "logprobs": 1 if ng.logprobs else None,
             },
+            item=d,
         )
         for d in descs
         for mode in ng.modes
     ]
 
 
-def generate_names(
-    descs: list[Description], cfg: Config, client: CompletionClient, journal: Journal | None = None
-) -> tuple[list[NameSample], list[Failure], list[RequestTiming]]:
-    by_id = {d.id: d for d in descs}
-    samples, failures, timings = [], [], []
-    requests = name_requests(descs, cfg)
-    outcomes = run_requests(client, requests, concurrency=cfg.io.concurrency, journal=journal, model=cfg.api.model)
-    for out in outcomes:
-        desc_id, mode = out.request.key
-        if out.error is not None:
-            failures.append(
-                Failure(
-                    stage="names", desc_id=desc_id, mode=mode, error=type(out.error).__name__, message=str(out.error)
-                )
+def _samples(request: Request, choices: list[Choice]) -> list[NameSample]:
+    d, (_, mode) = request.item, request.key
+    samples = []
+    for i, choice in enumerate(choices):
+        lps = [lp for lp in choice.token_logprobs if lp is not None]
+        samples.append(
+            NameSample(
+                desc_id=d.id,
+                desc=d.desc,
+                mode=mode,
+                sample_index=i,
+                seed=request.params["seed"],
+                text=choice.text,
+                func_name=normalise_name(choice.text),
+                finish_reason=choice.finish_reason,
+                logprob=sum(lps) if lps else None,
+                tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
             )
-            continue
-        for i, choice in enumerate(out.choices):
-            lps = [lp for lp in choice.token_logprobs if lp is not None]
-            samples.append(
-                NameSample(
-                    desc_id=desc_id,
-                    desc=by_id[desc_id].desc,
-                    mode=mode,
-                    sample_index=i,
-                    seed=out.request.params["seed"],
-                    text=choice.text,
-                    func_name=normalise_name(choice.text),
-                    finish_reason=choice.finish_reason,
-                    logprob=sum(lps) if lps else None,
-                    tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
-                )
-            )
-        timings.append(out.timing(desc_id, mode))
-    return samples, failures, timings
+        )
+    return samples
+
+
+NAMES = ModelStage(
+    name="names",
+    requests=name_requests,
+    records=_samples,
+    about=lambda r: {"desc_id": r.item.id, "mode": r.key[1]},
+)

@@ -14,10 +14,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evoselfcode.clients.base import Choice, CompletionClient
+from evoselfcode.clients.base import Choice
 from evoselfcode.clients.errors import CircuitOpen
 from evoselfcode.config import CodeGen, Config, NameGen, Tests
-from evoselfcode.datagen.pipeline.journal import Journal, request_key
+from evoselfcode.datagen.pipeline.store import AnswerStore, request_key
 from evoselfcode.datagen.schemas import Failure, RequestTiming
 
 log = logging.getLogger("evoselfcode.runner")
@@ -43,20 +43,31 @@ class Request:
     key: tuple
     prompt: str
     params: dict[str, Any] = field(default_factory=dict)
+    route: str = "completions"  # what is asked: a completion, or the log-probs of given text ("score")
+    item: Any = None  # what the request was built from, for the stage that reads its answer
+
+
+# How a request is put to the client: (client, request, retry_wait) -> the answer's choices.
+Ask = Callable[[Any, Request, Callable], list[Choice]]
+
+
+def complete(client, request: Request, retry_wait: Callable) -> list[Choice]:
+    return client.complete(request.prompt, **request.params, retry_wait=retry_wait)
 
 
 @dataclass
 class Outcome:
     request: Request
+    key: str = ""  # the answer store's key
     choices: list[Choice] | None = None
     error: Exception | None = None
-    resumed: bool = False  # answered by an earlier run, from the journal
+    resumed: bool = False  # answered before, from the answer store
 
     def timing(self, desc_id: str, mode: str, func_name: str | None = None) -> RequestTiming:
         choices = self.choices or []
         latency = max((c.latency for c in choices), default=0.0)
         return RequestTiming(desc_id=desc_id, mode=mode, func_name=func_name, choices=len(choices),
-                             latency=round(latency, 4), resumed=self.resumed)  # fmt: skip
+                             latency=round(latency, 4), resumed=self.resumed, key=self.key)  # fmt: skip
 
 
 class _LogLines:
@@ -79,7 +90,7 @@ class Progress:
     def __init__(self, total: int, resumed: int, every: float):
         self.total, self.done, self.failed = total, resumed, 0
         if resumed:
-            log.info("%d of %d requests answered before, from the journal", resumed, total)
+            log.info("%d of %d requests answered before, from the answer store", resumed, total)
         common = {"total": total, "initial": resumed, "unit": "req", "postfix": {"failed": 0}}
         # the log always gets the lines (the console handler drops INFO when there is a log file)
         # leave=False: close() adds no second copy of the last line (it refreshes only when that one is not out yet)
@@ -110,24 +121,26 @@ class Progress:
 
 
 def run_requests(
-    client: CompletionClient,
+    client,
     requests: Sequence[Request],
     *,
     concurrency: int,
-    journal: Journal | None = None,
-    model: str = "",
+    store: AnswerStore | None = None,
+    server: str = "",
+    ask: Ask = complete,
+    fatal: tuple[type[Exception], ...] = (CircuitOpen,),
     every: float = 10.0,
 ) -> list[Outcome]:
     """Every request's outcome, in the order of `requests`; one failure does not stop the others.
 
-    With a journal, requests it answered before are not sent again, and new answers go into it.
+    Requests the store answered before are not sent again, and new answers go into it; `server` is the
+    server's identity, part of every key. An error of a `fatal` type fails the whole call.
     """
-    outcomes = [Outcome(r) for r in requests]
-    keys = [request_key(r.prompt, r.params, model) for r in requests]
+    outcomes = [Outcome(r, key=request_key(server, r.route, r.prompt, r.params)) for r in requests]
     todo = []
-    for i, key in enumerate(keys):
-        if journal is not None and (known := journal.get(key)) is not None:
-            outcomes[i].choices, outcomes[i].resumed = known, True
+    for i, out in enumerate(outcomes):
+        if store is not None and (known := store.get(out.key)) is not None:
+            out.choices, out.resumed = known, True
         else:
             todo.append(i)
     progress = Progress(len(requests), len(requests) - len(todo), every)
@@ -136,12 +149,14 @@ def run_requests(
     def call(i: int) -> None:
         out = outcomes[i]
         try:
-            out.choices = client.complete(requests[i].prompt, **requests[i].params, retry_wait=workers.lend_turn)
+            out.choices = ask(client, requests[i], workers.lend_turn)
+        except fatal:  # e.g. the server is down: the job stops, the store keeps the answers so far
+            raise
         except Exception as exc:  # becomes a failure record, never lost
             out.error = exc
+        if store is not None and out.choices is not None:
+            store.put(out.key, out.choices)
         with done:  # in the worker: a hand-over to another thread per answer would cost more than the work
-            if journal is not None and out.choices is not None:
-                journal.record(keys[i], out.choices)
             progress.step(out.error is not None)
 
     workers = Workers(call, todo, concurrency)
@@ -149,9 +164,6 @@ def run_requests(
         workers.run()
     finally:
         progress.close()  # a run stopped by an error leaves no bar behind
-    for out in outcomes:
-        if isinstance(out.error, CircuitOpen):  # the server is down: fail the job, the journal keeps the answers
-            raise out.error
     return outcomes
 
 
@@ -210,7 +222,7 @@ class Workers:
                         return
                     i = self._todo.popleft()
                 self._task(i)
-        except BaseException as exc:  # e.g. the journal's disk is full: stop taking tasks, raise in run()
+        except BaseException as exc:  # e.g. the store's disk is full: stop taking tasks, raise in run()
             with self._lock:
                 self._error = self._error or exc
         finally:

@@ -10,19 +10,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from evoselfcode.clients.base import ScoringClient
+from evoselfcode.clients.base import Choice, ScoringClient
 from evoselfcode.clients.errors import CircuitOpen, ScoringUnsupported
 from evoselfcode.config import CodeGen, Config
-from evoselfcode.datagen.pipeline.runner import check_failure_budget
+from evoselfcode.datagen.pipeline.driver import ModelStage, drop_private_store, open_store, run_stage, write_stage
+from evoselfcode.datagen.pipeline.runner import Request
 from evoselfcode.datagen.prompts import code_head, code_prompt
 from evoselfcode.datagen.readers import read_models
-from evoselfcode.datagen.schemas import CodeRecord, Failure, Score, ScoredRecord, ScoreReject
+from evoselfcode.datagen.schemas import CodeRecord, Score, ScoredRecord, ScoreReject
 from evoselfcode.datagen.writers import write_jsonl
 
-__all__ = ["ScoringUnsupported", "Scored", "score_records", "score_step", "scored_span"]
+__all__ = ["SCORE", "ScoringUnsupported", "Scored", "score_step", "scored_span", "split_by_ppl"]
 
 log = logging.getLogger("evoselfcode.scoring")
 
@@ -33,7 +33,6 @@ HIGH_PERPLEXITY = "high_perplexity"
 class Scored:
     kept: list[ScoredRecord] = field(default_factory=list)
     rejects: list[ScoreReject] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
 
 
 def scored_span(record: CodeRecord, cg: CodeGen) -> tuple[str, str]:
@@ -51,77 +50,67 @@ def make_score(logprobs: Sequence[float]) -> Score:
     return Score(ppl=math.exp(-mean), mean_logprob=mean, tokens=len(logprobs))
 
 
-def _score_one(client: ScoringClient, record: CodeRecord, cg: CodeGen) -> Score:
-    prompt, text = scored_span(record, cg)
-    logprobs = client.token_logprobs(text, prompt=prompt)
+def score_requests(records: Sequence[CodeRecord], cfg: Config) -> list[Request]:
+    requests = []
+    for r in records:
+        prompt, text = scored_span(r, cfg.codegen)
+        # what the client sends besides the text (clients/openai.py), so that all of it is in the store's key
+        params = {"text": text, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
+        key = (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index"))
+        requests.append(Request(key=key, prompt=prompt, params=params, route="score", item=r))
+    return requests
+
+
+def _ask(client: ScoringClient, request: Request, retry_wait) -> list[Choice]:
+    logprobs = client.token_logprobs(request.params["text"], prompt=request.prompt, retry_wait=retry_wait)
     if not logprobs:
         raise ValueError("the server returned no log-probs for the function's tokens")
-    return make_score(logprobs)
+    return [Choice(text="", token_logprobs=tuple(logprobs))]
 
 
-def score_records(records: Sequence[CodeRecord], cfg: Config, client: ScoringClient) -> Scored:
-    """Score every record concurrently; the result keeps the input order. A server that cannot score
-    raises ScoringUnsupported (and a tripped breaker CircuitOpen) at once, instead of one failure per record."""
-    scores: list[Score | Exception | None] = [None] * len(records)
+def _about(request: Request) -> dict:
+    r: CodeRecord = request.item
+    return {"desc_id": r.meta.desc_id, "mode": r.source, "func_name": r.func_name, "sample_index": request.key[2]}
 
-    def call(i: int) -> None:
-        try:
-            scores[i] = _score_one(client, records[i], cfg.codegen)
-        except (ScoringUnsupported, CircuitOpen):
-            raise
-        except Exception as exc:  # becomes a failure record with its cause, never lost
-            scores[i] = exc
 
-    workers = max(1, min(cfg.io.concurrency, len(records)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(call, i) for i in range(len(records))]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        fatal = next((f.exception() for f in done if f.exception() is not None), None)
-        if fatal is not None:
-            for f in futures:
-                f.cancel()
-            raise fatal
+SCORE = ModelStage(
+    name="score",
+    requests=score_requests,
+    records=lambda r, choices: [ScoredRecord(**r.item.model_dump(), score=make_score(choices[0].token_logprobs))],
+    about=_about,
+    ask=_ask,
+    # a server that cannot score says so once for all, instead of one failure per record
+    fatal=(ScoringUnsupported, CircuitOpen),
+)
 
+
+def split_by_ppl(scored: Sequence[ScoredRecord], max_ppl: float | None) -> Scored:
     out = Scored()
-    max_ppl = cfg.scoring.max_ppl
-    for record, score in zip(records, scores, strict=True):
-        if isinstance(score, Exception):
-            out.failures.append(
-                Failure(
-                    stage="score",
-                    desc_id=record.meta.desc_id,
-                    mode=record.source,
-                    func_name=record.func_name,
-                    sample_index=record.meta.model_extra.get("sample_index"),
-                    error=type(score).__name__,
-                    message=str(score),
-                )
-            )
-            continue
-        scored = ScoredRecord(**record.model_dump(), score=score)
-        if max_ppl is not None and score.ppl > max_ppl:
-            out.rejects.append(ScoreReject(**scored.model_dump(), reason=HIGH_PERPLEXITY, max_ppl=max_ppl))
+    for record in scored:
+        if max_ppl is not None and record.score.ppl > max_ppl:
+            out.rejects.append(ScoreReject(**record.model_dump(), reason=HIGH_PERPLEXITY, max_ppl=max_ppl))
         else:
-            out.kept.append(scored)
+            out.kept.append(record)
     return out
 
 
 def score_step(cfg: Config, client: ScoringClient, records_path: str, out: dict[str, str]) -> None:
     """Read code/filtered.jsonl; write the scored records, the high-perplexity rejects and the failures."""
     records = read_models(records_path, CodeRecord)
-    result = score_records(records, cfg, client)
-    write_jsonl(out["failures"], result.failures)
-    check_failure_budget(cfg, result.failures, len(records), "scoring")
-    write_jsonl(out["kept"], result.kept)
-    write_jsonl(out["rejects"], result.rejects)
-    ppls = sorted([r.score.ppl for r in result.kept] + [r.score.ppl for r in result.rejects])
+    result = run_stage(SCORE, records, cfg, client, open_store(cfg, out["kept"]))
+    write_stage(cfg, SCORE, result, {"failures": out["failures"], "timing": out["timing"]})
+    scored = split_by_ppl(result.records, cfg.scoring.max_ppl)
+    write_jsonl(out["kept"], scored.kept)
+    write_jsonl(out["rejects"], scored.rejects)
+    drop_private_store(out["kept"])  # this job is its stage's last: no later step could resume it
+    ppls = sorted(r.score.ppl for r in result.records)
     median = f"{ppls[len(ppls) // 2]:.3g}" if ppls else "n/a"
     log.info(
         "scored %d of %d functions (median ppl %s); %d above scoring.max_ppl=%s, %d failed",
-        len(result.kept) + len(result.rejects),
+        len(result.records),
         len(records),
         median,
-        len(result.rejects),
+        len(scored.rejects),
         cfg.scoring.max_ppl,
         len(result.failures),
     )

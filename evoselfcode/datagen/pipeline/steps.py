@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from evoselfcode.config import Config
 from evoselfcode.datagen import decontam, inputs
 from evoselfcode.datagen.checks import checks_for, run_checks
 from evoselfcode.datagen.filters.names import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
-from evoselfcode.datagen.pipeline.journal import Journal
-from evoselfcode.datagen.pipeline.runner import check_failure_budget
+from evoselfcode.datagen.pipeline.driver import drop_private_store, open_store, run_stage, write_stage
 from evoselfcode.datagen.readers import read_jsonl, read_models
 from evoselfcode.datagen.schemas import (
     CONTAMINATED_PREFIX,
@@ -50,44 +48,14 @@ def quarantine(cfg: Config, source: str, out: str) -> None:
     log.info("%d bad input lines quarantined", len(bad))
 
 
-def journal_path(out: str) -> Path:
-    """A hidden file beside a generation job's output: Snakemake does not remove it when the job fails."""
-    return Path(out).with_name(f".{Path(out).stem}.journal.jsonl")
-
-
-def journal_for(out: str) -> Journal:
-    return Journal(journal_path(out))
-
-
-# A generation job keeps its journal when it ends: a kill between its end and Snakemake recording it would
-# rerun it (--rerun-incomplete) and, without the journal, ask all its requests again. The filter step, which
-# runs only once the job is recorded as done, removes it.
-def drop_journal(raw: str) -> None:
-    journal_path(raw).unlink(missing_ok=True)
-
-
-def write_generated(
-    cfg: Config, kind: str, asked: int, samples: list, failures: list, timings: list, journal: Journal,
-    out_raw: str, out_failures: str, out_timing: str,
-) -> None:  # fmt: skip
-    """A generation job's outputs, failures first: a job stopped by `check_failure_budget` leaves them to read.
-    The journal is closed, not removed (see drop_journal)."""
-    write_jsonl(out_failures, failures)
-    check_failure_budget(cfg, failures, asked, kind)
-    write_jsonl(out_timing, timings)
-    write_jsonl(out_raw, samples)
-    journal.close()
-
-
 def generate_names(cfg: Config, client, shard: str, out_raw: str, out_failures: str, out_timing: str) -> None:
-    from evoselfcode.datagen.pipeline.namegen import generate_names as run
+    from evoselfcode.datagen.pipeline.namegen import NAMES
 
     descs = read_models(shard, Description)
-    journal = journal_for(out_raw)
-    samples, failures, timings = run(descs, cfg, client, journal)
-    asked = len(descs) * len(cfg.namegen.modes)
-    write_generated(cfg, "name", asked, samples, failures, timings, journal, out_raw, out_failures, out_timing)
-    log.info("%d name samples for %d descriptions, %d failed requests", len(samples), len(descs), len(failures))
+    result = run_stage(NAMES, descs, cfg, client, open_store(cfg, out_raw))
+    write_stage(cfg, NAMES, result, {"raw": out_raw, "failures": out_failures, "timing": out_timing})
+    log.info("%d name samples for %d descriptions, %d failed requests", len(result.records), len(descs),
+             len(result.failures))  # fmt: skip
 
 
 def timing(shards: Sequence[str], kept: str, out: str, test_shards: Sequence[str] | None = None) -> None:
@@ -106,7 +74,7 @@ def filter_names_step(cfg: Config, raw: str, out_kept: str, out_rejects: str) ->
     kept, rejects = filter_names(samples, cfg.namegen, cfg.filters)
     write_jsonl(out_kept, kept)
     write_jsonl(out_rejects, rejects)
-    drop_journal(raw)
+    drop_private_store(raw)
     log.info("kept %d of %d names", len(kept), len(samples))
 
 
@@ -136,13 +104,13 @@ def names_metrics(
 
 
 def generate_code(cfg: Config, client, names: str, out_raw: str, out_failures: str, out_timing: str) -> None:
-    from evoselfcode.datagen.pipeline.codegen import generate_code as run
+    from evoselfcode.datagen.pipeline.codegen import CODE
 
     selected = select_names(read_models(names, NameCandidate), cfg.namegen.select)
-    journal = journal_for(out_raw)
-    samples, failures, timings = run(selected, cfg, client, journal)
-    write_generated(cfg, "code", len(selected), samples, failures, timings, journal, out_raw, out_failures, out_timing)
-    log.info("%d code samples for %d names, %d failed requests", len(samples), len(selected), len(failures))
+    result = run_stage(CODE, selected, cfg, client, open_store(cfg, out_raw))
+    write_stage(cfg, CODE, result, {"raw": out_raw, "failures": out_failures, "timing": out_timing})
+    log.info("%d code samples for %d names, %d failed requests", len(result.records), len(selected),
+             len(result.failures))  # fmt: skip
 
 
 def final_record(sample: CodeSample, cfg: Config) -> CodeRecord:
@@ -171,7 +139,7 @@ def filter_code_step(cfg: Config, raw: str, index: str, out_kept: str, out_rejec
     rejects = [CodeReject(**s.model_dump(), reason=r) for s, r in zip(samples, reasons, strict=True) if r]
     write_jsonl(out_kept, kept)
     write_jsonl(out_rejects, rejects)
-    drop_journal(raw)
+    drop_private_store(raw)
     log.info("kept %d of %d functions", len(kept), len(samples))
 
 
