@@ -1,0 +1,141 @@
+"""Every answer is asked once: settings changes after a finished run, through Snakemake and the fake server."""
+
+import json
+import shutil
+
+import pytest
+from conftest import make_workdir, snakemake
+from fakeserver import FakeServer, Options
+
+from evoselfcode.datagen.pipeline.store import AnswerStore
+from evoselfcode.datagen.readers import read_jsonl
+
+pytestmark = pytest.mark.workflow
+
+DESCRIPTIONS = [{"id": f"s{i}", "desc": f"Task {i}: return the {w} of a list of numbers."} for i, w in
+                enumerate(["sum", "mean", "median", "maximum", "minimum", "product"])]  # fmt: skip
+TARGET = "data/generated/code/filtered.jsonl"
+BASE = {
+    "api": {"timeout": {"read": 5}, "backoff": {"base": 0.05, "max": 0.2}},
+    "namegen": {"n": 2, "select": {"per_desc": 4}},  # every kept name goes on: a stricter filter only drops
+    "io": {"shard_size": 3, "concurrency": 4},
+}
+
+
+def merged(base: dict, change: dict) -> dict:
+    out = json.loads(json.dumps(base))
+    for key, value in change.items():
+        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def config_text(url: str, change: dict) -> str:
+    return json.dumps(merged(merged(BASE, {"api": {"base_url": url}}), change))  # YAML reads JSON
+
+
+def data_files(workdir) -> dict[str, bytes]:
+    """The run's data and metrics files, which must not depend on where an answer came from (timings do)."""
+    root = workdir / "data/generated"
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in (".jsonl", ".json") and "timing" not in p.name and "timing" not in p.parts
+    }
+
+
+def timings(workdir, part: str) -> list[dict]:
+    return [r for p in sorted((workdir / "data/generated" / part).glob("*.jsonl")) for r in read_jsonl(p)]
+
+
+def run(workdir, server) -> int:
+    """Snakemake to the target; the completion requests it sent."""
+    before = server.stats()["requests"]
+    proc = snakemake(workdir, TARGET)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return server.stats()["requests"] - before
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeServer(Options(seed=3)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, server):
+    workdir = make_workdir(tmp_path_factory.mktemp("store"), DESCRIPTIONS, config_text(server.url, {}))
+    assert run(workdir, server) > 0
+    return workdir
+
+
+def rerun_with(finished, tmp_path, server, change: dict):
+    """The finished run, copied (store, outputs, Snakemake's records) and run again with `change`."""
+    workdir = tmp_path / "changed"
+    shutil.copytree(finished, workdir, symlinks=True)
+    (workdir / "configs/test.yaml").write_text(config_text(server.url, change))
+    return workdir, run(workdir, server)
+
+
+@pytest.mark.parametrize(
+    ("change", "dedup_moves"),
+    [
+        ({"filters": {"name_min_len": 11}}, True),  # a name filter
+        ({"filters": {"min_code_len": 200}}, False),  # a code filter
+        ({"execution": {"min_pass_rate": 0.9}}, False),  # a test threshold
+        ({"namegen": {"select": {"per_desc": 1}}}, True),  # the selection
+        ({"io": {"shard_size": 2, "concurrency": 4}}, True),  # the sharding
+    ],
+    ids=["name-filter", "code-filter", "test-threshold", "selection", "shard-size"],
+)
+def test_a_change_that_builds_no_new_request_asks_nothing_and_writes_what_a_fresh_run_writes(
+    finished, tmp_path, server, change, dedup_moves
+):
+    stored = set(AnswerStore(finished / "data/store").keys())
+    changed, asked = rerun_with(finished, tmp_path, server, change)
+    assert asked == len(used(changed) - stored)  # only requests never asked before
+    assert all(t["key"] in stored for p in ("names/timing", "code/timing") for t in timings(changed, p))
+    # per-function tests follow the shard's dedup: where other copies are kept, their tests are new requests
+    assert asked == 0 or dedup_moves
+    (tmp_path / "fresh").mkdir()
+    fresh = make_workdir(tmp_path / "fresh", DESCRIPTIONS, config_text(server.url, change))
+    assert run(fresh, server) > 0
+    assert data_files(changed) == data_files(fresh)
+    assert data_files(changed) != data_files(finished) or "execution" in change  # the change did something
+
+
+def test_a_new_code_temperature_asks_the_code_requests_and_what_follows_them_only(finished, tmp_path, server):
+    stored = set(AnswerStore(finished / "data/store").keys())
+    changed, asked = rerun_with(finished, tmp_path, server, {"codegen": {"temperature": 0.9}})
+    names, code = timings(changed, "names/timing"), timings(changed, "code/timing")
+    assert names and all(t["key"] in stored for t in names)
+    assert code and not any(t["key"] in stored for t in code)
+    assert asked == len(used(changed) - stored) >= len(code)
+
+
+def test_another_model_reuses_no_answer(finished, tmp_path, server):
+    stored = set(AnswerStore(finished / "data/store").keys())
+    changed, asked = rerun_with(finished, tmp_path, server, {"api": {"model": "another-coder"}})
+    every = used(changed)
+    assert every and not every & stored
+    assert asked == len(every)
+
+
+def test_the_store_command_shows_the_answers_and_prunes_what_no_output_uses(finished, tmp_path, server):
+    import subprocess
+    import sys
+
+    changed, _ = rerun_with(finished, tmp_path, server, {"namegen": {"select": {"per_desc": 1}}})
+    cmd = [sys.executable, "-m", "evoselfcode", "store", "--config", "configs/datagen.yaml",
+           "--config", "configs/test.yaml"]  # fmt: skip
+    shown = subprocess.run(cmd, cwd=changed, capture_output=True, text=True, check=True).stdout
+    every = [t for p in ("names/timing", "code/timing", "code/tests/timing") for t in timings(changed, p)]
+    assert f"{len(every)} answered requests, {sum(t['resumed'] for t in every)} from the store" in shown
+    before = int(shown.split(": ", 1)[1].split(" answers")[0])
+    pruned = subprocess.run([*cmd, "--prune"], cwd=changed, capture_output=True, text=True, check=True).stdout
+    assert f"pruned {before - len(used(changed))} answers" in pruned  # the code requests of names now unselected
+    assert before > len(used(changed))
+    assert run(changed, server) == 0  # what the outputs use stays
+
+
+def used(workdir) -> set[str]:
+    return {t["key"] for p in ("names/timing", "code/timing", "code/tests/timing") for t in timings(workdir, p)}
