@@ -333,6 +333,8 @@ class Tests(Strict):
     """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
     max_asserts: PositiveInt = 10
     """Assertions kept per function (the first distinct ones that parse and can fail)."""
+    selection: Literal["agreement", "per_function"] = "agreement"
+    """`agreement`: a description's candidates vote by how they behave on its tests; `per_function`: each alone."""
 
     @field_validator("template")
     @classmethod
