@@ -93,8 +93,11 @@ def choose(candidates: Sequence[Behaviour], trivial: Sequence[Behaviour]) -> Cho
         first = candidates[positions[0]]
         passed = sum(o == "pass" and k == USABLE for o, k in zip(first.outcomes, kinds, strict=True))
         groups.append(Group(tuple(positions), passed, _evidence(first, len(positions), kinds, trivial)))
+
     # passed^2 x size orders as the score does, in integers: no rounding turns a tie into a win
-    eligible = [g for g in range(len(groups)) if groups[g].evidence is not None]
-    ranked = sorted(eligible, key=lambda g: (-(groups[g].passed ** 2) * len(groups[g].members),
-                                             -len(groups[g].members), -groups[g].passed, groups[g].members[0]))  # fmt: skip
+    def rank(g: int) -> tuple:
+        size, passed = len(groups[g].members), groups[g].passed
+        return (-(passed**2) * size, -size, -passed, groups[g].members[0])
+
+    ranked = sorted((g for g in range(len(groups)) if groups[g].evidence is not None), key=rank)
     return Choice(kinds, tuple(groups), ranked[0] if ranked else None)

@@ -239,5 +239,6 @@ def prompt_for_desc_tests(desc: str, func_name: str, signature: str, codegen: Co
     body, then the test template: tests written from the task, not from any candidate's code."""
     prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
     start = prompt[: -len(head)] if prompt.endswith(head) else prompt
-    body = f'    """{escape_docstring(_strip_tokens(desc, SPECIAL_TOKENS))}"""\n    ...\n'
-    return start + signature + "\n" + body.rstrip("\n") + (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
+    docstring = escape_docstring(_strip_tokens(desc, SPECIAL_TOKENS))
+    template = (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
+    return f'{start}{signature}\n    """{docstring}"""\n    ...{template}'
