@@ -15,15 +15,16 @@ NONE, FIRST = run("ff", "nn"), run("ff", "xx")  # the trivial candidates fail bo
 
 
 def test_a_wrong_candidate_passing_its_wrong_assertion_loses_to_a_larger_agreeing_group():
-    # assertions: f(2) == 4 (right), f(3) == 10 (wrong: 9 is right), f(0) == 0 (right)
-    right = run("pfp", "490")
-    wrong = run("ppp", "4a0")  # passes the wrong assertion too: it copies the test's mistake
-    trivial = [run("fff", "nnn"), run("ffp", "230")]  # identity passes f(0) == 0, `return None` does not
+    # assertions: f(2) == 4, f(4) == 16 (right), f(3) == 10 (wrong: 9 is right), f(0) == 0 (right, but trivial)
+    right = run("ppfp", "4g90")
+    wrong = run("pppp", "4ga0")  # passes the wrong assertion too: it copies the test's mistake
+    trivial = [run("ffff", "nnnn"), run("fffp", "2430")]  # identity passes f(0) == 0
     choice = choose([right, wrong, right, right], trivial)
-    assert choice.kinds == (USABLE, USABLE, USABLE)
+    assert choice.kinds == (USABLE, USABLE, USABLE, NON_DISCRIMINATING)
     winner = choice.groups[choice.winner]
     assert winner.members == (0, 2, 3) and winner.passed == 2 and winner.evidence == BY_ASSERTS
     assert round(winner.score, 3) == 3.464  # 2 x sqrt(3), against the wrong one's 3 x sqrt(1)
+    assert choose([right, wrong], trivial).groups[choose([right, wrong], trivial).winner].members == (1,)  # 2 < 3
 
 
 def test_a_right_candidate_wins_against_a_wrong_assertion_nobody_passes():
@@ -34,10 +35,10 @@ def test_a_right_candidate_wins_against_a_wrong_assertion_nobody_passes():
     assert choice.passing(right) == [0]
 
 
-def test_an_assertion_trivial_functions_pass_too_is_no_evidence():
-    # f([]) == [] passes for everyone, `return None` and `return x` included
+def test_an_assertion_everyone_passes_a_trivial_function_too_is_no_evidence():
+    # f([]) == [] passes for every candidate and for `return x`
     a, b = run("pp", "ab"), run("pf", "ac")
-    trivial = [run("pf", "nn"), run("pf", "ab")]
+    trivial = [run("ff", "nn"), run("pf", "ab")]
     choice = choose([a, b], trivial)
     assert choice.kinds == (NON_DISCRIMINATING, USABLE)
     assert choice.groups[choice.winner].members == (0,) and choice.groups[choice.winner].passed == 1

@@ -3,8 +3,8 @@
 Every candidate (its duplicates too: each copy is a vote) has run every assertion of the description's tests,
 and so have trivial candidates (one returns None, one its first argument). Then:
 
-- An assertion no candidate passes is the test's mistake (`wrong`); one that every candidate and every trivial
-  one passes tells nothing (`non_discriminating`). Neither counts; the rest are `usable`.
+- An assertion no candidate passes is the test's mistake (`wrong`); one that every candidate passes and a trivial
+  one too tells nothing (`non_discriminating`). Neither counts; the rest are `usable`.
 - Candidates with the same outcome and the same value digest on every assertion form a group (values on a wrong
   assertion still show who behaves alike).
 - A group scores passed x sqrt(size), as CodeT does, `passed` counting the usable assertions its members pass.
@@ -57,14 +57,14 @@ class Choice:
 
 
 def kinds_of(candidates: Sequence[Behaviour], trivial: Sequence[Behaviour]) -> tuple[str, ...]:
-    """Each assertion's kind: no candidate passes it (WRONG), everyone does, trivial ones too (NON_DISCRIMINATING)."""
+    """Each assertion's kind: no candidate passes it (WRONG), all do and a trivial one too (NON_DISCRIMINATING)."""
     count = len(candidates[0].outcomes) if candidates else 0
     kinds = []
     for i in range(count):
         passed = [c.outcomes[i] == "pass" for c in candidates]
         if not any(passed):
             kinds.append(WRONG)
-        elif all(passed) and all(t.outcomes[i] == "pass" for t in trivial):
+        elif all(passed) and any(t.outcomes[i] == "pass" for t in trivial):
             kinds.append(NON_DISCRIMINATING)
         else:
             kinds.append(USABLE)
