@@ -4,7 +4,9 @@ import json
 import re
 
 from evoselfcode.config import Config, Execution
-from evoselfcode.datagen.pipeline.selection import NO_EVIDENCE, OUTVOTED, execute_tests_step, select, shard_stats
+from evoselfcode.datagen.checks import funnel_stage
+from evoselfcode.datagen.checks.execution import NO_EVIDENCE, OUTVOTED
+from evoselfcode.datagen.pipeline.selection import execute_tests_step, select, shard_stats
 from evoselfcode.datagen.prompts import prompt_for_desc_tests, signature_for
 from evoselfcode.datagen.schemas import CodeRecord, CodeReject, DescSelection, DescTests
 from evoselfcode.datagen.writers import write_jsonl
@@ -32,7 +34,7 @@ def duplicate(code: str, index: int, reason: str = "duplicate", desc_id: str = "
                       completion=code, code=code, reason=reason)  # fmt: skip
 
 
-def tests(text: str = TESTS, desc_id: str = "d1", error: str | None = None) -> DescTests:
+def model_tests(text: str = TESTS, desc_id: str = "d1", error: str | None = None) -> DescTests:
     return DescTests(desc_id=desc_id, desc=DESC, func_name="factorial", signature="def factorial(n):",
                      answers=[text], tokens=40, error=error)  # fmt: skip
 
@@ -41,7 +43,7 @@ def test_the_larger_agreeing_group_wins_with_duplicates_as_votes_and_another_nam
     wrong_but_agrees_with_its_test = "def factorial(n):\n    return 100 if n == 5 else [1, 1, 2, 6, 24][n]\n"
     kept = [record(OFF, 0), record(wrong_but_agrees_with_its_test, 1), record(RIGHT_LOOP, 2)]
     dups = [duplicate(RIGHT, 3), duplicate(RIGHT, 4, "near_duplicate"), duplicate(OFF, 5, "too_short")]
-    chosen, rejects, [stats] = select(kept, dups, [tests()], CFG, workers=2)
+    chosen, rejects, [stats] = select(kept, dups, [model_tests()], CFG, workers=2)
     # fact (named otherwise, bound to factorial) agrees with its two duplicates of another body: 3 votes
     assert [r.func_name for r in chosen] == ["fact"]
     assert chosen[0].tests == ["assert fact(3) == 6", "assert fact(4) == 24"]  # its name; the wrong one left out
@@ -49,6 +51,7 @@ def test_the_larger_agreeing_group_wins_with_duplicates_as_votes_and_another_nam
     assert (meta["group_size"], meta["candidates"], meta["groups"], meta["passed"]) == (3, 5, 3, 2)
     assert meta["evidence"] == "asserts" and meta["wrong"] == 0 and meta["non_discriminating"] == 1
     assert {(r.sample_index, r.reason) for r in rejects} == {(0, OUTVOTED), (1, OUTVOTED)}  # duplicates: no rejects
+    assert funnel_stage(OUTVOTED) == funnel_stage(NO_EVIDENCE) == "tested"  # merge-code's funnel knows them
     assert all(len(r.outcomes) == len(r.values) == 4 for r in rejects)
     assert stats.candidates == 5 and stats.duplicates == 2 and stats.winner_size == 3 and stats.kept == 1
     assert stats.non_discriminating == 1 and stats.reason is None
@@ -58,16 +61,16 @@ def test_a_right_function_alone_is_kept_against_a_wrong_assertion_when_others_di
     # per function, the wrong assertion costs the right one; by agreement, nobody passes it: it does not count
     wrong_test = "assert factorial(3) == 6\nassert factorial(5) == 100\nassert factorial(6) == 700"
     kept = [record(RIGHT, 0), record(OFF, 1)]
-    chosen, rejects, [stats] = select(kept, [], [tests(wrong_test)], CFG, workers=1)
+    chosen, rejects, [stats] = select(kept, [], [model_tests(wrong_test)], CFG, workers=1)
     assert [r.meta.sample_index for r in chosen] == [0] and [r.reason for r in rejects] == [OUTVOTED]
     assert stats.wrong == 2 and stats.winner_passed == 1
-    chosen, rejects, _ = select(kept, [], [tests(wrong_test)], PER_FUNCTION, workers=1)
+    chosen, rejects, _ = select(kept, [], [model_tests(wrong_test)], PER_FUNCTION, workers=1)
     assert chosen == [] and {r.reason for r in rejects} == {"tests_failed"}  # 1 of 3 passed: below min_pass_rate
 
 
 def test_a_function_whose_parameters_do_not_fit_the_calls_fails_them():
     two_args = "def factorial(n, acc):\n    return acc\n"
-    chosen, rejects, _ = select([record(RIGHT, 0), record(two_args, 1)], [], [tests()], CFG, workers=1)
+    chosen, rejects, _ = select([record(RIGHT, 0), record(two_args, 1)], [], [model_tests()], CFG, workers=1)
     assert [r.meta.sample_index for r in chosen] == [0]
     assert rejects[0].outcomes == ["error:TypeError"] * 4 and rejects[0].reason == OUTVOTED
 
@@ -79,7 +82,7 @@ def test_hostile_candidates_are_outvoted_and_the_selection_goes_on():
         "def factorial(n):\n    import os\n    return os.environ.get('HOME') or 6\n",
     ]
     kept = [record(code, i) for i, code in enumerate(hostile)] + [record(RIGHT, 3)]
-    chosen, rejects, _ = select(kept, [], [tests()], CFG, workers=2)
+    chosen, rejects, _ = select(kept, [], [model_tests()], CFG, workers=2)
     assert [r.meta.sample_index for r in chosen] == [3]
     outcomes = {r.sample_index: r.outcomes for r in rejects}
     assert outcomes[0] == ["timeout"] * 4 and outcomes[2][0] == "pass"  # no HOME in the sandbox: it returns 6
@@ -89,23 +92,23 @@ def test_without_evidence_nothing_is_kept():
     # two functions that disagree, and tests only a trivial function passes as well
     identity_test = "assert factorial(1) == 1"
     kept = [record(RIGHT, 0), record(OFF, 1)]
-    chosen, rejects, [stats] = select(kept, [], [tests(identity_test)], CFG, workers=1)
+    chosen, rejects, [stats] = select(kept, [], [model_tests(identity_test)], CFG, workers=1)
     assert chosen == [] and {r.reason for r in rejects} == {NO_EVIDENCE}
     assert stats.non_discriminating == 1 and stats.reason == NO_EVIDENCE
 
 
 def test_a_single_candidate_is_judged_by_its_own_tests():
     wrong_test = "assert factorial(3) == 6\nassert factorial(5) == 100\nassert factorial(6) == 700"
-    chosen, rejects, [stats] = select([record(RIGHT, 0)], [], [tests(wrong_test)], CFG, workers=1)
+    chosen, rejects, [stats] = select([record(RIGHT, 0)], [], [model_tests(wrong_test)], CFG, workers=1)
     assert chosen == [] and rejects[0].reason == "tests_failed" and stats.reason == "tests_failed"
-    chosen, _, [stats] = select([record(RIGHT, 0)], [], [tests()], CFG, workers=1)
+    chosen, _, [stats] = select([record(RIGHT, 0)], [], [model_tests()], CFG, workers=1)
     assert chosen[0].tests == ["assert factorial(3) == 6", "assert factorial(4) == 24"]  # 1! == 1 tells nothing
     assert stats.evidence == "single" and stats.wrong == 1
 
 
 def test_failed_or_missing_or_empty_tests_reject_every_candidate_with_a_reason():
     kept = [record(RIGHT, 0), record(RIGHT, 0, "d2"), record(RIGHT, 0, "d3")]
-    desc_tests = [tests(error="Timeout"), tests("assert True\nprint(1)", desc_id="d2")]
+    desc_tests = [model_tests(error="Timeout"), model_tests("assert True\nprint(1)", desc_id="d2")]
     chosen, rejects, stats = select(kept, [], desc_tests, CFG, workers=1)
     assert chosen == []
     assert [(r.desc_id, r.reason) for r in rejects] == [("d1", "tests_request_failed"), ("d2", "no_tests"),
@@ -118,7 +121,7 @@ def test_same_inputs_same_bytes_and_the_shard_stats(tmp_path):
     paths = {n: tmp_path / f"{n}.jsonl" for n in ("kept", "rejects", "tests")}
     write_jsonl(paths["kept"], reversed(kept))  # the input's order does not matter
     write_jsonl(paths["rejects"], [duplicate(OFF, 3)])
-    write_jsonl(paths["tests"], [tests(), tests(desc_id="d2")])
+    write_jsonl(paths["tests"], [model_tests(), model_tests(desc_id="d2")])
     outputs = []
     for workers, run in ((1, "a"), (2, "b")):
         outs = [tmp_path / f"{run}-{n}.jsonl" for n in ("kept", "rejects", "stats")]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from evoselfcode.config import Config
 from evoselfcode.datagen.agreement import NON_DISCRIMINATING, USABLE, WRONG, Choice, choose, kinds_of
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
-from evoselfcode.datagen.checks.execution import NO_TESTS, TESTS_REQUEST_FAILED, verdict
+from evoselfcode.datagen.checks.execution import NO_EVIDENCE, NO_TESTS, OUTVOTED, TESTS_REQUEST_FAILED, verdict
 from evoselfcode.datagen.filters.asserts import parse_asserts, renamed
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, Run, execute
@@ -42,9 +42,6 @@ from evoselfcode.datagen.writers import write_jsonl
 
 log = logging.getLogger("evoselfcode")
 
-OUTVOTED = "outvoted"  # another group of the description's candidates behaved alike in larger number or better
-NO_EVIDENCE = "no_evidence"  # no group passed a telling assertion nor agreed on a value a trivial function misses
-REASONS = (OUTVOTED, NO_EVIDENCE)  # besides checks.execution's
 SINGLE = "single"  # the evidence of a lone candidate kept by its own tests
 # What a function that does nothing would pass: assertions these pass tell nothing about the task.
 TRIVIAL = (
