@@ -11,9 +11,10 @@ tests in the sandbox, and `tests.selection` decides which candidates stay.
   `execution.min_pass_rate` of them (`checks.execution.verdict`), whatever the others do.
 
 A description whose test request failed rejects its candidates with `tests_request_failed`, one with no
-usable assertion with `no_tests`: no run can tell a good candidate from a bad one. Candidates named otherwise
-than the tests' function are bound to that name after their code; one whose parameters do not fit the tests'
-calls fails them. A kept function's `tests` are the usable assertions it passes, calling it by its own name.
+usable assertion (or no tests record) with `no_tests`: no run can tell a good candidate from a bad one.
+Candidates named otherwise than the tests' function are bound to that name after their code; one whose
+parameters do not fit the tests' calls fails them. A kept function's `tests` are the usable assertions it
+passes, calling it by its own name.
 """
 
 from __future__ import annotations
@@ -131,15 +132,15 @@ def _reject(c: Candidate, plan: _Plan, run: Run | None, reason: str, group_size:
                            group_size=group_size, reason=reason)  # fmt: skip
 
 
-def _alone(plan: _Plan, runs: list[Run], kinds: Sequence[str], cfg: Config, stats: dict) -> tuple[list, list]:
-    """Each candidate judged by its own outcomes on the assertions of `kinds` that count."""
+def _alone(plan: _Plan, runs: list[Run], kinds: Sequence[str], cfg: Config) -> tuple[list, list, dict]:
+    """Each candidate judged by its own outcomes on the assertions that count (not NON_DISCRIMINATING)."""
     kept, rejects = [], []
     counted = [i for i, k in enumerate(kinds) if k != NON_DISCRIMINATING]
     for c, run in zip(plan.candidates, runs, strict=True):
-        outcomes = [run.outcomes[i] for i in counted]
-        reason = verdict(outcomes, cfg.execution)
         if c.record is None:
             continue
+        outcomes = [run.outcomes[i] for i in counted]
+        reason = verdict(outcomes, cfg.execution)
         if reason is None:
             passing = [i for i in counted if run.outcomes[i] == "pass"]
             meta = {"selection": cfg.tests.selection, "passed": len(passing), "run": len(outcomes),
@@ -147,16 +148,17 @@ def _alone(plan: _Plan, runs: list[Run], kinds: Sequence[str], cfg: Config, stat
             kept.append(_kept(c, plan, passing, meta))
         else:
             rejects.append(_reject(c, plan, run, reason))
-    stats["kept"] = len(kept)
+    stats = {"kept": len(kept)}
     if kept and cfg.tests.selection == "agreement":
         stats.update(evidence=SINGLE, winner_size=1, winner_passed=kept[0].meta.tests["passed"])
-    return kept, rejects
+    return kept, rejects, stats
 
 
-def _by_agreement(plan: _Plan, runs: list[Run], trivial: list[Run], choice: Choice, stats: dict) -> tuple[list, list]:
+def _by_agreement(plan: _Plan, runs: list[Run], choice: Choice) -> tuple[list, list, dict]:
+    """The members of the winning group that the static checks kept; the others outvoted (or no_evidence)."""
     size = {m: len(g.members) for g in choice.groups for m in g.members}
     winner = choice.groups[choice.winner] if choice.winner is not None else None
-    stats["groups"] = len(choice.groups)
+    stats: dict = {"groups": len(choice.groups)}
     if winner is not None:
         stats.update(winner_size=len(winner.members), winner_score=round(winner.score, 6),
                      winner_passed=winner.passed, evidence=winner.evidence)  # fmt: skip
@@ -173,7 +175,7 @@ def _by_agreement(plan: _Plan, runs: list[Run], trivial: list[Run], choice: Choi
         else:
             rejects.append(_reject(c, plan, run, OUTVOTED if winner is not None else NO_EVIDENCE, size[i]))
     stats["kept"] = len(kept)
-    return kept, rejects
+    return kept, rejects, stats
 
 
 def select(
@@ -205,11 +207,12 @@ def select(
             kinds = kinds_of(real, trivial)
             stats.update(wrong=kinds.count(WRONG), non_discriminating=kinds.count(NON_DISCRIMINATING))
             if not agreement:
-                new_kept, new_rejects = _alone(plan, real, [USABLE] * len(plan.asserts), cfg, stats)
+                new_kept, new_rejects, more = _alone(plan, real, [USABLE] * len(plan.asserts), cfg)
             elif len(real) == 1:
-                new_kept, new_rejects = _alone(plan, real, kinds, cfg, stats)
+                new_kept, new_rejects, more = _alone(plan, real, kinds, cfg)
             else:
-                new_kept, new_rejects = _by_agreement(plan, real, trivial, choose(real, trivial), stats)
+                new_kept, new_rejects, more = _by_agreement(plan, real, choose(real, trivial))
+            stats.update(more)
         if not new_kept:
             stats["reason"] = plan.reason or Counter(r.reason for r in new_rejects).most_common(1)[0][0]
         out_kept += new_kept
