@@ -88,6 +88,16 @@ def test_hostile_candidates_are_outvoted_and_the_selection_goes_on():
     assert outcomes[0] == ["timeout"] * 4 and outcomes[2][0] == "pass"  # no HOME in the sandbox: it returns 6
 
 
+def test_when_every_expected_value_is_wrong_candidates_agreeing_on_the_values_win():
+    all_wrong = "assert factorial(4) == 25\nassert factorial(5) == 100\nassert factorial(3) == 7"
+    kept = [record(OFF, 0), record(RIGHT, 1), record(RIGHT_LOOP, 2)]
+    chosen, rejects, [stats] = select(kept, [], [model_tests(all_wrong)], CFG, workers=1)
+    assert [(r.func_name, r.meta.sample_index) for r in chosen] == [("fact", 2), ("factorial", 1)]
+    assert chosen[0].tests == [] and chosen[0].meta.tests["evidence"] == "values"  # no assertion to keep with them
+    assert [(r.sample_index, r.reason, r.group_size) for r in rejects] == [(0, OUTVOTED, 1)]
+    assert stats.wrong == 3 and stats.winner_size == 2 and stats.winner_score == 0
+
+
 def test_without_evidence_nothing_is_kept():
     # two functions that disagree, and tests only a trivial function passes as well
     identity_test = "assert factorial(1) == 1"
