@@ -332,7 +332,9 @@ class Tests(Strict):
     template: str | None = None
     """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
     max_asserts: PositiveInt = 10
-    """Assertions kept per function (the first distinct ones that parse and can fail)."""
+    """Assertions kept per function's or description's tests (the first distinct ones that parse and can fail)."""
+    selection: Literal["agreement", "per_function"] = "agreement"
+    """`agreement`: a description's candidates vote by how they behave on its tests; `per_function`: each alone."""
 
     @field_validator("template")
     @classmethod

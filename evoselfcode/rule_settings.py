@@ -74,6 +74,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "execute_tests": (
         "tests.max_asserts",
+        "tests.selection",
         "execution.sandbox",
         "execution.timeout_s",
         "execution.cpu_s",

@@ -3,6 +3,8 @@
 import logging
 import os
 import socket
+import subprocess
+import sys
 import textwrap
 import time
 
@@ -219,7 +221,9 @@ WRITES_REPORTS = """
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("forged", ["1 pass\n", "5 pass\n-1 pass\n0 pass!\n0 error:\n"])  # the first looped
+@pytest.mark.parametrize(
+    "forged", ["1 pass -\n", "5 pass -\n-1 pass -\n0 pass! -\n0 error: -\n0 pass\n0 pass x\n0 pass - -\n"]
+)  # the first looped; the last three have no value, or not one
 def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(forged):
     [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f({forged!r})", "assert 1 == 2")], FAST, workers=1)
     assert outcomes == ["error:Exit", "fail"]
@@ -228,14 +232,17 @@ def test_reports_for_other_assertions_or_not_shaped_like_outcomes_are_ignored(fo
 @pytest.mark.timeout(60)
 def test_a_flood_without_newlines_on_the_report_pipe_is_read_in_linear_time():
     flood = "x" * (16 << 20)  # each read appended to a growing buffer and split again: quadratic, a timeout
-    [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f('{flood[:8]}' * {len(flood) // 8} + '\\n0 pass\\n')",
+    [outcomes] = run_jobs([job(WRITES_REPORTS, f"assert f('{flood[:8]}' * {len(flood) // 8} + '\\n0 pass -\\n')",
                                "assert 1 == 2")], FAST, workers=1)  # fmt: skip
     assert outcomes == ["pass", "error:Exit"]  # its own assertion, forged after the flood: the runner kept up
 
 
 def test_the_limit_the_docstring_states_passes_for_its_own_function_can_be_forged():
     # it reports a pass for the assertion it runs and the next one, then exits
-    jobs = [job(WRITES_REPORTS, "assert f('0 pass\\n1 pass\\n')", "assert 1 == 2"), job(ADD, "assert add(1, 1) == 3")]
+    jobs = [
+        job(WRITES_REPORTS, "assert f('0 pass -\\n1 pass -\\n')", "assert 1 == 2"),
+        job(ADD, "assert add(1, 1) == 3"),
+    ]
     assert run_jobs(jobs, UNSAFE, workers=1) == [["pass", "pass"], ["fail"]]  # if this fails, update the docstrings
 
 
@@ -357,7 +364,7 @@ for line in sys.stdin:
     job = json.loads(line)
     if "HANG" in job["code"]:
         time.sleep(3600)
-    print(json.dumps({"outcomes": ["pass"] * len(job["tests"])}), flush=True)
+    print(json.dumps({"outcomes": ["pass"] * len(job["tests"]), "values": [None] * len(job["tests"])}), flush=True)
 time.sleep(3600)  # nor does it end at the end of its input
 """
 
@@ -389,3 +396,78 @@ def test_the_check_before_start_names_a_missing_or_broken_bubblewrap(monkeypatch
     monkeypatch.setenv("PATH", "/nonexistent")
     assert sandbox_problem(FAST) == INSTALL_HINT
     assert sandbox_problem(UNSAFE) is None
+
+
+SAME_VALUES = [  # the same values built differently: set and dict orders, sums of floats, 2.0 for 2
+    "def f(n):\n    return {str(i): {'a', str(i)} for i in range(n)}, sum([0.1] * 3), 2.0\n",
+    "def f(n):\n    d = {}\n    for i in reversed(range(n)):\n        d[str(i)] = frozenset([str(i), 'a'])\n"
+    "    return d, 0.3, 2\n",
+]
+VALUE_TESTS = ("assert f(3) == 1", "assert f(0) == 1", "assert f('x') == 1", "assert f(3)[2] == 2")
+
+
+def test_each_assertion_gets_the_digest_of_the_values_its_calls_returned():
+    other = "def f(n):\n    return {str(i): {'b'} for i in range(n)}, 0.3, 2\n"
+    jobs = [Job(code, VALUE_TESTS, calls="f") for code in (*SAME_VALUES, other)]
+    same, built_otherwise, differs = sandbox.execute(jobs, FAST, workers=2)
+    assert same.outcomes == ["fail", "fail", "error:TypeError", "pass"]  # the expected values are wrong, not the code
+    assert same == built_otherwise
+    assert [v is None for v in same.values] == [False, False, True, False]  # f('x') raised: no value
+    assert all(len(v) == 32 for v in same.values if v)
+    assert differs.values[0] != same.values[0] and differs.values[1] == same.values[1]  # f(0): ({}, 0.3, 2) in both
+    assert sandbox.execute([Job(SAME_VALUES[0], VALUE_TESTS)], FAST, workers=1)[0].values == [None] * 4  # no calls
+
+
+def test_values_that_are_not_plain_data_get_no_digest():
+    code = """
+        class Box:
+            pass
+        def f(kind):
+            if kind == 'object':
+                return Box()  # its repr holds an address
+            if kind == 'generator':
+                return (i for i in range(3))
+            if kind == 'deep':
+                x = []
+                x.append(x)
+                return x
+            if kind == 'huge':
+                return 10 ** 5000  # str() of it raises; its digest does not
+            return [1, (2, b'3'), None, True]
+        """
+    tests = ("assert f('object')", "assert f('generator')", "assert f('deep')", "assert f('huge')", "assert f('plain')")
+    [run] = sandbox.execute([Job(textwrap.dedent(code), tests, calls="f")], FAST, workers=1)
+    assert run.outcomes == ["pass"] * 5
+    assert [v is None for v in run.values] == [True, True, True, False, False]
+
+
+def test_value_digests_do_not_depend_on_the_hash_seed_or_the_process(tmp_path):
+    # the runner pins PYTHONHASHSEED, but a digest must not rest on it: set and dict orders of str vary with it
+    program = (
+        "import runpy, sys; r = runpy.run_path(sys.argv[1]); "
+        "print(r['_digest'](({'x', 'yy', 'zzz'}, {'a': 1.5, 'b': [2]}, frozenset({('k', 3.25)})), 0, [1000]).hex())"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, "-c", program, str(sandbox.RUNNER)], env=env, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_code_that_forges_its_values_changes_only_its_own():
+    forges = "__evo_value__ = lambda value: 'forged'\ndef f(x):\n    return x\n"
+    plain = "def f(x):\n    return x\n"
+    jobs = [Job(forges, ("assert f(1) == 'forged'",), calls="f"), Job(plain, ("assert f(1) == 1",), calls="f")]
+    forged, honest = sandbox.execute(jobs, FAST, workers=1)
+    assert forged.outcomes == ["pass"] and forged.values == [None]  # its own recorder noted nothing
+    assert honest.outcomes == ["pass"] and honest.values[0] is not None
+
+
+def test_each_call_of_the_function_under_test_is_passed_through_the_recorder():
+    probed = sandbox.probed("assert f(f(1)) + g(2) == [f(x) for x in y], f(0)", "f")
+    assert probed == (
+        "assert __evo_value__(f(__evo_value__(f(1)))) + g(2) == [__evo_value__(f(x)) for x in y], __evo_value__(f(0))"
+    )
+    assert sandbox.probed("assert f(", "f") == "assert f("  # fails the same way in the sandbox

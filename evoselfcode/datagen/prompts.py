@@ -29,10 +29,14 @@ escaped so it cannot close early, and further lines indented like the `{desc}` l
 
 from __future__ import annotations
 
+import ast
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from evoselfcode.config import CodeGen, NameGen, Tests
+from evoselfcode.datagen.schemas import CodeRecord
 
 GLOBAL_PREFIX = "This is an algorithm function.\n\n"
 DESC = "{desc}"
@@ -203,3 +207,38 @@ def prompt_for_tests(desc: str, func_name: str, code: str, codegen: CodeGen, tes
     prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
     start = prompt[: -len(head)] + code if code.startswith(head) else prompt + code
     return start.rstrip("\n") + (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
+
+
+def _def_line(code: str, func_name: str) -> str | None:
+    """The `def` line of `func_name` in `code` as the parser reads it: decorators and body left out."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == func_name:
+            node.decorator_list, node.body = [], [ast.Pass()]  # the tree is ours: parsed above
+            return ast.unparse(node).rsplit("\n", 1)[0]
+    return None
+
+
+def signature_for(candidates: Sequence[CodeRecord]) -> tuple[str, str]:
+    """The name a description's tests call and the `def` line their prompt shows, chosen from its candidates.
+
+    The most common name (a tie: the first in the candidates' order) and its first candidate's `def` line;
+    `def name(...):` when that candidate's code holds none the parser can read.
+    """
+    counts = Counter(c.func_name for c in candidates)
+    name = max(counts, key=lambda n: counts[n])  # max keeps the first of equals, in the candidates' order
+    first = next(c for c in candidates if c.func_name == name)
+    return name, _def_line(first.code, name) or f"def {name}(...):"
+
+
+def prompt_for_desc_tests(desc: str, func_name: str, signature: str, codegen: CodeGen, tests: Tests) -> str:
+    """The code prompt up to its `def`, then the signature with the description as docstring and `...` for a
+    body, then the test template: tests written from the task, not from any candidate's code."""
+    prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
+    start = prompt[: -len(head)] if prompt.endswith(head) else prompt
+    docstring = escape_docstring(_strip_tokens(desc, SPECIAL_TOKENS))
+    template = (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
+    return f'{start}{signature}\n    """{docstring}"""\n    ...{template}'

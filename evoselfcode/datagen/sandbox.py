@@ -2,7 +2,9 @@
 
 Each worker is one `bwrap` process, started once, whose PID 1 is `sandbox_runner` (standard library only,
 run by the system interpreter): it forks one child per function, with rlimits and a seccomp filter, and
-answers each job with one outcome per assertion. The sandbox has no network (`--unshare-all`), sees only
+answers each job with one outcome per assertion and, for a job that names the function under test (`Job.calls`),
+a digest of the values its calls returned in each assertion (`Run.values`): candidates can agree on behaviour
+even where an assertion's expected value is wrong. The sandbox has no network (`--unshare-all`), sees only
 the system's read-only directories and a private, size-capped `/tmp` (emptied after each job), gets a clean
 environment, and dies with its parent. With `execution.sandbox: none-unsafe` the same runner runs as a plain
 process instead.
@@ -16,6 +18,7 @@ An answer that does not fit its job fails the step: it is never recorded as outc
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import json
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evoselfcode.config import Execution
-from evoselfcode.datagen.sandbox_runner import OUTCOME
+from evoselfcode.datagen.sandbox_runner import OUTCOME, RECORDER, VALUE
 
 log = logging.getLogger("evoselfcode.sandbox")
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
@@ -66,6 +69,34 @@ class SandboxError(RuntimeError):
 class Job:
     code: str
     tests: tuple[str, ...]
+    calls: str | None = None  # the function under test: the values its calls return are digested
+
+
+@dataclass(frozen=True)
+class Run:
+    """A job's result: per assertion its outcome, and the digest of the values the function's calls returned."""
+
+    outcomes: list[str]  # pass, fail, error:<Type>, timeout
+    values: list[str | None]  # None: no call returned, or a value that is not plain data (see sandbox_runner)
+
+
+class _Probe(ast.NodeTransformer):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id == self.name:
+            return ast.Call(ast.Name(RECORDER, ast.Load()), [node], [])
+        return node
+
+
+def probed(test: str, name: str) -> str:
+    """`test` with each call of `name` passed through the runner's recorder, which digests the value it returns."""
+    try:
+        return ast.unparse(ast.fix_missing_locations(_Probe(name).visit(ast.parse(test))))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # it fails the same way in the sandbox
+        return test
 
 
 def interpreter() -> Path:
@@ -162,8 +193,9 @@ class _Worker:
         text = self._stderr.read().decode(errors="replace").strip()
         return f"exit status {self._proc.returncode}" + (f": {text[-2000:]}" if text else "")
 
-    def run(self, job: Job) -> list[str]:
-        self._send({"code": job.code, "tests": list(job.tests)})
+    def run(self, job: Job) -> Run:
+        tests = [probed(t, job.calls) for t in job.tests] if job.calls else list(job.tests)
+        self._send({"code": job.code, "tests": tests})
         budget = self._ex.timeout_s * (len(job.tests) + 1) + HOST_SLACK_S
         # one line answers one job, so nothing waits in stdout's buffer and select sees all there is
         if not select.select([self._proc.stdout], [], [], budget)[0]:
@@ -172,15 +204,15 @@ class _Worker:
             self._proc.kill()
             self.close()
             self._start()
-            return ["timeout"] * len(job.tests)
+            return Run(["timeout"] * len(job.tests), [None] * len(job.tests))
         line = self._proc.stdout.readline()
         if not line:
             raise SandboxError(f"the sandbox worker stopped: {self._error()}")
-        outcomes, last = _answer(line, len(job.tests))
+        run, last = _answer(line, len(job.tests))
         if last:  # it could not clean up after the job
             self.close()
             self._start()
-        return outcomes
+        return run
 
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError):  # it died already; run() said why
@@ -196,32 +228,39 @@ class _Worker:
             self._scratch.cleanup()
 
 
-def _answer(line: str, tests: int) -> tuple[list[str], bool]:
-    """The outcomes in a runner's answer, and whether the runner ends after it.
+def _answer(line: str, tests: int) -> tuple[Run, bool]:
+    """The outcomes and values in a runner's answer, and whether the runner ends after it.
 
     An answer that does not fit its job is never recorded as outcomes: the step fails.
     """
     try:
         answer = json.loads(line)
-        outcomes, last = answer["outcomes"], answer.get("last", False)
+        outcomes, values, last = answer["outcomes"], answer["values"], answer.get("last", False)
     except (ValueError, TypeError, KeyError, AttributeError):
-        outcomes, last = None, None
+        outcomes, values, last = None, None, None
     if not (isinstance(outcomes, list) and len(outcomes) == tests and isinstance(last, bool)
-            and all(isinstance(o, str) and OUTCOME.fullmatch(o) for o in outcomes)):  # fmt: skip
+            and all(isinstance(o, str) and OUTCOME.fullmatch(o) for o in outcomes)
+            and isinstance(values, list) and len(values) == tests
+            and all(v is None or isinstance(v, str) and v != "-" and VALUE.fullmatch(v) for v in values)):  # fmt: skip
         raise SandboxError(f"the sandbox worker answered {line[:300]!r} to a job of {tests} assertions")
-    return outcomes, last
+    return Run(outcomes, values), last
 
 
 def run_jobs(jobs: Sequence[Job], ex: Execution, workers: int) -> list[list[str]]:
     """Each job's outcomes (one per assertion), in the order of `jobs`, by `workers` sandboxes at once."""
+    return [run.outcomes for run in execute(jobs, ex, workers)]
+
+
+def execute(jobs: Sequence[Job], ex: Execution, workers: int) -> list[Run]:
+    """Each job's outcomes and values (one per assertion), in the order of `jobs`, by `workers` sandboxes at once."""
     _warn_unfiltered()
     if ex.sandbox == UNSAFE:
         log.warning("execution.sandbox is %s: generated code runs WITHOUT a sandbox, with this job's rights", UNSAFE)
-    results: list[list[str] | None] = [None] * len(jobs)
+    results: list[Run | None] = [None] * len(jobs)
     todo = deque(i for i, job in enumerate(jobs) if job.tests)
     for i, job in enumerate(jobs):
         if not job.tests:
-            results[i] = []
+            results[i] = Run([], [])
     errors: list[BaseException] = []
     lock = threading.Lock()
 

@@ -2,24 +2,27 @@
 
 Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the
 system's interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`,
-answered with one stdout line, `{"outcomes": [...], "last": false}`: per assertion `pass`, `fail`, `error:<Type>` or
-`timeout`. A function's assertions run one after another in one child, sharing its namespace; a child that
+answered with one stdout line, `{"outcomes": [...], "values": [...], "last": false}`: per assertion `pass`,
+`fail`, `error:<Type>` or `timeout`, and the digest of the values it passed to `__evo_value__` (the host wraps
+each call of the function under test in it, see sandbox.py), or null when it passed none or one that cannot be
+digested. A function's assertions run one after another in one child, sharing its namespace; a child that
 runs out of time (`timeout_s` wall clock per assertion, `cpu_s` CPU for the child: the function's loading and
 every assertion it runs) or dies is killed with its process group, and a fresh child goes on with the next
 assertion, so one endless assertion hides none of the others. A whole job never takes longer than
 `timeout_s * (assertions + 1)`.
 
 Limit: the code runs in the process that judges its assertions, so it can forge passes for its own function:
-by returning an object equal to anything, or by writing `<index> pass` lines to the child's report pipe for
-the assertion being run and the ones after it (lines for earlier assertions, or not shaped like an outcome,
-are ignored). It cannot touch another function's outcomes: each function has its own child and pipe, and the
-runner is not dumpable, so the child can neither open the runner's pipes under /proc/1/fd nor trace it. A
-verdict the code cannot touch would need each assertion's result from outside the child (e.g. one process
-per assertion), which costs a fork and a load per assertion.
+by returning an object equal to anything, by calling or replacing `__evo_value__` (its values), or by writing
+`<index> pass -` lines to the child's report pipe for the assertion being run and the ones after it (lines for
+earlier assertions, or not shaped like a report, are ignored). It cannot touch another function's outcomes:
+each function has its own child and pipe, and the runner is not dumpable, so the child can neither open the
+runner's pipes under /proc/1/fd nor trace it. A verdict the code cannot touch would need each assertion's
+result from outside the child (e.g. one process per assertion), which costs a fork and a load per assertion.
 """
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import platform
@@ -31,9 +34,14 @@ import shutil
 import signal
 import sys
 import time
+from collections import Counter, OrderedDict, defaultdict
 
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
 OUTCOME = re.compile(r"pass|fail|timeout|error:[A-Za-z0-9_.]{1,40}")  # what _outcome writes
+VALUE = re.compile(r"-|[0-9a-f]{32}")  # an assertion's value digest, `-` for none
+RECORDER = "__evo_value__"  # the tests call it around each call of the function under test
+_MAX_DEPTH, _MAX_ITEMS = 32, 100_000  # deeper or larger values (and self-containing ones) are not digested
+_MAPPINGS = (dict, OrderedDict, defaultdict, Counter)  # equal to each other as `==` sees them
 # seccomp: fork, vfork and clone without CLONE_THREAD fail with EAGAIN (threads stay possible), clone3 with ENOSYS
 # so that libc falls back to clone. As root, RLIMIT_NPROC is not enforced, so this is what stops a fork bomb.
 _AUDIT_ARCH_X86_64, _ALLOW, _EAGAIN, _ENOSYS = 0xC000003E, 0x7FFF0000, 0x00050000 | 11, 0x00050000 | 38
@@ -100,6 +108,74 @@ def _empty(directory: str) -> bool:
         return False
 
 
+def _digest(value, depth: int, budget: list) -> bytes | None:
+    """A digest of `value` that equal values share, in any process; None for what cannot be digested.
+
+    Only builtin types count (no user code runs here): any other object's repr may hold an address and its
+    `__eq__` may say anything. Sets and mappings are sorted by their items' digests (hash order varies with
+    PYTHONHASHSEED), integral floats count as ints (2.0 == 2) and other floats are cut to 12 digits, so that
+    two ways of summing agree.
+    """
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        return None
+    kind = type(value)
+    if value is None:
+        data = b"n"
+    elif kind is bool:
+        data = b"b1" if value else b"b0"
+    elif kind is int:
+        data = b"i" + format(value, "x").encode()  # hex: str() of a huge int raises
+    elif kind is float:
+        data = (b"i" + format(int(value), "x").encode() if value.is_integer()
+                else b"f" + format(value, ".12g").encode())  # fmt: skip
+    elif kind is complex:
+        parts = [_digest(value.real, depth + 1, budget), _digest(value.imag, depth + 1, budget)]
+        if value.imag == 0:
+            return parts[0]
+        data = b"c" + b"".join(parts)
+    elif kind is str:
+        data = b"s" + value.encode("utf-8", "surrogatepass")
+    elif kind in (bytes, bytearray):
+        data = b"y" + bytes(value)
+    elif kind in (list, tuple, set, frozenset, *_MAPPINGS):
+        items = [x for pair in value.items() for x in pair] if kind in _MAPPINGS else value
+        parts = []
+        for item in items:
+            part = _digest(item, depth + 1, budget)
+            if part is None:  # one item is enough: stop before walking the rest of a large value
+                return None
+            parts.append(part)
+        if kind in (list, tuple):
+            data = (b"l" if kind is list else b"t") + b"".join(parts)
+        elif kind in _MAPPINGS:  # unordered, as == compares them: sorted by (key, value) pairs
+            data = b"m" + b"".join(sorted(k + v for k, v in zip(parts[::2], parts[1::2], strict=True)))
+        else:
+            data = b"S" + b"".join(sorted(parts))
+    else:
+        return None
+    return hashlib.sha256(data).digest()
+
+
+def _recorder(values: list):
+    """The function the tests wrap around each call: notes the value's digest, returns the value itself."""
+
+    def record(value):
+        try:
+            values.append(_digest(value, 0, [_MAX_ITEMS]))
+        except Exception:  # noqa: BLE001 (too deep for the interpreter, out of memory: not digested)
+            values.append(None)
+        return value
+
+    return record
+
+
+def _value(values: list) -> str:
+    if not values or None in values:
+        return "-"
+    return hashlib.sha256(b"".join(values)).hexdigest()[:32]
+
+
 def _limit(limits: dict) -> None:
     mb = 1024 * 1024
     # soft < hard: the soft CPU limit sends SIGXCPU (a `timeout`), the hard one SIGKILL to code that catches it
@@ -131,7 +207,8 @@ def _child(code: str, tests: list, start: int, limits: dict, out: int) -> None:
     _limit(limits)
     _no_fork()
     random.seed(0)
-    namespace = {"__name__": "__sandbox__"}
+    values: list = []
+    namespace = {"__name__": "__sandbox__", RECORDER: _recorder(values)}
     try:
         exec(compile(code, "<function>", "exec"), namespace)
         failed = None
@@ -140,13 +217,14 @@ def _child(code: str, tests: list, start: int, limits: dict, out: int) -> None:
     os.write(out, b"loaded\n")
     for i in range(start, len(tests)):
         outcome = failed
+        values.clear()
         if outcome is None:
             try:
                 exec(compile(tests[i], "<test>", "exec"), namespace)
                 outcome = "pass"
             except BaseException as exc:
                 outcome = _outcome(exc)
-        os.write(out, f"{i} {outcome}\n".encode())
+        os.write(out, f"{i} {outcome} {_value(values)}\n".encode())
 
 
 def _death(status: int) -> str:
@@ -162,11 +240,12 @@ def _death(status: int) -> str:
     return "error:Exit"
 
 
-_LONGEST_REPORT = 128  # "<index> error:<Type>": the type is cut at 40 characters
+_LONGEST_REPORT = 128  # "<index> error:<Type> <digest>": the type is cut at 40 characters, the digest has 32
 
 
-def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, job_end: float) -> None:
-    """One child for assertions `start`...; fills `outcomes` with what it reports, kills it when it overstays."""
+def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, values: list, job_end: float) -> None:
+    """One child for assertions `start`...; fills `outcomes` and `values` with what it reports, kills it when it
+    overstays."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -202,10 +281,13 @@ def _run_from(code: str, tests: list, start: int, limits: dict, outcomes: list, 
             if line == b"loaded":
                 loaded = True
                 continue
-            index, _, outcome = line.decode(errors="replace").partition(" ")
-            if index != str(current) or current >= len(tests) or not OUTCOME.fullmatch(outcome):
+            fields = line.decode(errors="replace").split(" ")
+            index, outcome, value = fields if len(fields) == 3 else ("", "", "")
+            if (index != str(current) or current >= len(tests) or not OUTCOME.fullmatch(outcome)
+                    or not VALUE.fullmatch(value)):  # fmt: skip
                 continue  # the code wrote to the report pipe itself: not the outcome the runner waits for
             outcomes[current] = outcome
+            values[current] = None if value == "-" else value
             current += 1
             deadline = time.monotonic() + limits["timeout_s"]  # the budget is per assertion
     os.close(read)
@@ -218,12 +300,13 @@ def _kill(pid: int) -> int:
     return os.waitpid(pid, 0)[1]
 
 
-def run_job(code: str, tests: list, limits: dict) -> list:
-    outcomes = [None] * len(tests)
+def run_job(code: str, tests: list, limits: dict) -> tuple[list, list]:
+    """Each assertion's outcome and value digest."""
+    outcomes, values = [None] * len(tests), [None] * len(tests)
     job_end = time.monotonic() + limits["timeout_s"] * (len(tests) + 1)
     while None in outcomes:
         start = outcomes.index(None)
-        _run_from(code, tests, start, limits, outcomes, job_end)
+        _run_from(code, tests, start, limits, outcomes, values, job_end)
         if outcomes[start] is None:  # the child went without reporting it: each round settles one at least
             outcomes[start] = "error:Exit"
         if limits["sandboxed"]:
@@ -231,7 +314,7 @@ def run_job(code: str, tests: list, limits: dict) -> list:
             # and only inside the sandbox's own PID namespace
             with contextlib.suppress(ProcessLookupError):  # nothing left
                 os.kill(-1, signal.SIGKILL)
-    return outcomes
+    return outcomes, values
 
 
 def main() -> None:
@@ -246,7 +329,7 @@ def main() -> None:
     for line in sys.stdin:
         job = json.loads(line)
         os.mkdir(limits["workdir"], 0o700)
-        outcomes = run_job(job["code"], job["tests"], limits)
+        outcomes, values = run_job(job["code"], job["tests"], limits)
         if limits["sandboxed"]:
             while True:  # reap what the kill left (orphans come to PID 1)
                 try:
@@ -256,7 +339,7 @@ def main() -> None:
                     break
         clean = _empty(base)
         # `last`: this runner ends, and a fresh one (a fresh /tmp) takes the next job
-        sys.stdout.write(json.dumps({"outcomes": outcomes, "last": not clean}) + "\n")
+        sys.stdout.write(json.dumps({"outcomes": outcomes, "values": values, "last": not clean}) + "\n")
         sys.stdout.flush()
         if not clean:
             return

@@ -158,6 +158,72 @@ class CodeTestsReject(Record):
     reason: str
 
 
+class DescTests(Record):
+    """The model's tests of one description, written from the description and a signature only (no candidate's
+    body): every candidate of the description runs them (`pipeline/selection.py`)."""
+
+    desc_id: str
+    desc: str
+    func_name: str  # the name the tests call; candidates named otherwise are bound to it
+    signature: str  # the `def` line the prompt showed (`prompts.signature_for`)
+    answers: list[str] = []  # each sample's whole text: `assert {func_name}(` + the continuation
+    tokens: int = 0  # completion tokens of the request
+    error: str | None = None  # the request failed after its retries
+
+
+class SelectionReject(Record):
+    """A candidate that was not chosen: `code/tests/rejects/{shard}.jsonl` with `tests.selection` set."""
+
+    desc_id: str
+    desc: str
+    func_name: str
+    source: Mode
+    sample_index: int
+    code: str
+    tests: list[str]  # the description's assertions, as they call the tests' function name
+    outcomes: list[str]  # per assertion: pass, fail, error:<Type>, timeout
+    values: list[str | None]  # per assertion: digest of the values its calls returned (sandbox.Run)
+    group_size: int = 0  # candidates (duplicates included) that behaved as this one; 0: not run
+    reason: str
+
+
+class DescSelection(Record):
+    """How one description's candidates were chosen: `code/tests/selection/{shard}.jsonl`."""
+
+    desc_id: str
+    selection: Literal["agreement", "per_function"]
+    candidates: int  # that ran, duplicates included (each a vote in `agreement`)
+    duplicates: int
+    asserts: int  # usable assertions parsed from the answers (filters/asserts.py)
+    dropped: dict[str, int] = {}  # assertions of the answers left out, per reason
+    wrong: int = 0  # assertions no candidate passed: not counted
+    non_discriminating: int = 0  # passed by every candidate and by the trivial ones: not counted
+    groups: int = 0  # distinct behaviours among the candidates
+    winner_size: int = 0
+    winner_score: float = 0.0  # passed x sqrt(size)
+    winner_passed: int = 0
+    evidence: str | None = None  # why the winner could win: asserts, values, single (one candidate, judged alone)
+    kept: int = 0
+    reason: str | None = None  # why nothing was kept (tests_request_failed, no_tests, no_evidence, ...)
+
+
+class SelectionStats(Record):
+    """A shard's selection in numbers, for metrics, report and card (`pipeline.selection.shard_stats`)."""
+
+    selection: Literal["agreement", "per_function"]
+    descriptions: int
+    candidates: int
+    kept: int
+    candidates_per_description: dict[str, int]  # {"2": 5}: five descriptions had two candidates
+    winner_sizes: dict[str, int]  # {"3": 4}: four winning groups had three members
+    mean_winner_score: float  # over descriptions with a winner
+    asserts: int
+    wrong: int
+    non_discriminating: int
+    evidence: dict[str, int]  # winners per evidence
+    reasons: dict[str, int]  # descriptions without a kept function, per reason
+
+
 class GlobalReject(Record):
     """A function dropped by the merge's global dedup (in `code/rejects.jsonl`, beside the shard rejects)."""
 

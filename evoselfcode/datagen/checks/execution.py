@@ -23,6 +23,8 @@ TESTS_FAILED = "tests_failed"
 EXEC_TIMEOUT = "exec_timeout"
 EXEC_ERROR = "exec_error:"  # + the exception type, e.g. exec_error:TypeError
 TESTS_REQUEST_FAILED = "tests_request_failed"
+# by agreement (pipeline/selection.py): another group of the description's candidates won; no group may win
+OUTVOTED, NO_EVIDENCE = "outvoted", "no_evidence"
 
 
 def verdict(outcomes: list[str], ex: Execution) -> str | None:
@@ -50,7 +52,9 @@ class PassesTests(Check):
     """Runs each function with its model-written assertions in the sandbox; too few passing drops it."""
 
     stage, rule = "tested", "execute_tests"
-    reasons = (NO_TESTS, TOO_FEW_TESTS, TESTS_FAILED, EXEC_TIMEOUT, EXEC_ERROR, TESTS_REQUEST_FAILED)
+    # the rule's reasons, those of tests.selection: agreement as well: the funnel's stage `tested` holds them all
+    reasons = (NO_TESTS, TOO_FEW_TESTS, TESTS_FAILED, EXEC_TIMEOUT, EXEC_ERROR, TESTS_REQUEST_FAILED, OUTVOTED,
+               NO_EVIDENCE)  # fmt: skip
 
     def __init__(self, tests: Tests, execution: Execution, workers: int = 1) -> None:
         self.tests, self.execution, self.workers = tests, execution, workers

@@ -158,3 +158,14 @@ def parse_asserts(
             else:
                 dropped[reason] += 1
     return kept, dropped
+
+
+def renamed(test: str, old: str, new: str) -> str:
+    """`test` with the name `old` read as `new`: a description's assertion, as it calls a candidate named otherwise."""
+    if old == new:
+        return test
+    tree = ast.parse(test)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == old:
+            node.id = new
+    return ast.unparse(tree)
