@@ -141,20 +141,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
 
-    s = step("generate-tests", "ask the model for assert-style tests of a shard's checked functions")
-    s.add_argument("kept", help="code/filtered/{shard}.jsonl")
+    s = step("generate-tests", "ask the model for assert tests of each description of a shard (not of a function)")
+    s.add_argument("raw", help="code/raw/{shard}.jsonl: the descriptions with candidates, and their signatures")
     s.add_argument("--out", required=True)
     s.add_argument("--failures", required=True)
     s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
 
     s = step(
         "execute-tests",
-        "run each function with its tests in the sandbox; a function that does not pass them "
-        f"gets one of: {_reasons('execute_tests')}",
+        "run every candidate of each description against its tests in the sandbox and keep the ones chosen "
+        f"(tests.selection); the others get one of: {_reasons('execute_tests')}",
     )
-    s.add_argument("raw", help="code/tests/raw/{shard}.jsonl")
+    s.add_argument("kept", help="code/filtered/{shard}.jsonl")
+    s.add_argument("--static-rejects", required=True, help="code/rejects/{shard}.jsonl (its duplicates are votes)")
+    s.add_argument("--tests", required=True, help="code/tests/raw/{shard}.jsonl")
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
+    s.add_argument("--selection", required=True, help="how each description's candidates were chosen (JSONL)")
     s.add_argument("--workers", type=int, default=1, help="sandboxes at once (the rule's threads)")
 
     s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
@@ -163,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--failures", nargs="+", required=True, help="failed code requests, then the tests' (if on)")
     for flag in ("--raw", "--names-metrics", "--out", "--rejects", "--metrics"):
         s.add_argument(flag, required=True)
+    s.add_argument("--selection", nargs="*", default=[], help="code/tests/selection/{shard}.jsonl (tests on)")
 
     s = step("score", "score kept functions with the model's own log-probs (perplexity given their prompt)")
     s.add_argument("records")
@@ -320,16 +324,18 @@ def run(args: argparse.Namespace) -> int | None:
         case "generate-tests":
             from evoselfcode.datagen.pipeline.testgen import generate_tests_step
 
-            generate_tests_step(cfg, _client(cfg), args.kept, args.out, args.failures, args.timing)
+            generate_tests_step(cfg, _client(cfg), args.raw, args.out, args.failures, args.timing)
         case "execute-tests":
-            from evoselfcode.datagen.pipeline.testgen import execute_tests_step
+            from evoselfcode.datagen.pipeline.selection import execute_tests_step
 
-            execute_tests_step(cfg, args.raw, args.out, args.rejects, args.workers)
+            execute_tests_step(cfg, args.kept, args.static_rejects, args.tests, args.out, args.rejects,
+                               args.selection, args.workers)  # fmt: skip
         case "merge-code":
             from evoselfcode.datagen.pipeline.merge import merge_code
 
             out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
-            merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out)
+            merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out,
+                       args.selection)  # fmt: skip
         case "score":
             from evoselfcode.datagen.pipeline.scoring import score_step
 

@@ -55,6 +55,7 @@ rule merge_code:
         raw=f"{CODE}/raw.jsonl",
         failures=f"{CODE}/failures.jsonl",
         test_failures=expand(f"{CODE}/tests/failures/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
+        selection=expand(f"{CODE}/tests/selection/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
         names_metrics=rules.names_metrics.output[0],
     output:
         kept=f"{CODE}/filtered.jsonl",
@@ -68,7 +69,8 @@ rule merge_code:
     shell:
         "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
         "--failures {input.failures} {input.test_failures} --names-metrics {input.names_metrics} --out {output.kept} "
-        "--rejects {output.rejects} --metrics {output.metrics} --config {CONFIG_FILE} --log {log}"
+        "--rejects {output.rejects} --metrics {output.metrics} --selection {input.selection} --config {CONFIG_FILE} "
+        "--log {log}"
 
 
 rule merge_code_parts:

@@ -1,10 +1,11 @@
-# Stage B, validation by execution (tests.enabled): per shard, the model writes tests for each checked function,
-# then each function runs with them in the bubblewrap sandbox; merge_code takes the functions that passed.
+# Stage B, choosing by execution (tests.enabled): per shard, the model writes tests of each description from the
+# description and a signature; every candidate of the description runs every test in the bubblewrap sandbox, and
+# the candidates that agree win (tests.selection); merge_code takes the chosen functions.
 
 
 rule generate_tests:
     input:
-        kept=rules.filter_code.output.kept,
+        raw=rules.generate_code.output.raw,
     output:
         raw=f"{CODE}/tests/raw/{{shard}}.jsonl",
         failures=f"{CODE}/tests/failures/{{shard}}.jsonl",
@@ -18,16 +19,19 @@ rule generate_tests:
     benchmark:
         "benchmarks/generate_tests/{shard}.tsv"
     shell:
-        "{EVO} generate-tests {input.kept} --out {output.raw} --failures {output.failures} "
+        "{EVO} generate-tests {input.raw} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
 
 
 rule execute_tests:
     input:
-        raw=rules.generate_tests.output.raw,
+        kept=rules.filter_code.output.kept,
+        rejects=rules.filter_code.output.rejects,  # duplicates among them are votes
+        tests=rules.generate_tests.output.raw,
     output:
         kept=f"{CODE}/tested/{{shard}}.jsonl",
         rejects=f"{CODE}/tests/rejects/{{shard}}.jsonl",
+        selection=f"{CODE}/tests/selection/{{shard}}.jsonl",
     params:
         spec=spec("execute_tests"),
     # one sandbox per thread
@@ -37,5 +41,5 @@ rule execute_tests:
     benchmark:
         "benchmarks/execute_tests/{shard}.tsv"
     shell:
-        "{EVO} execute-tests {input.raw} --out {output.kept} --rejects {output.rejects} --workers {threads} "
-        "--config {CONFIG_FILE} --log {log}"
+        "{EVO} execute-tests {input.kept} --static-rejects {input.rejects} --tests {input.tests} --out {output.kept} "
+        "--rejects {output.rejects} --selection {output.selection} --workers {threads} --config {CONFIG_FILE} --log {log}"

@@ -131,9 +131,19 @@ def _scripted(prompt: str, max_tokens: int) -> str | None:
     return None
 
 
+def _tests_for(prompt: str) -> tuple[list[str], list[str]]:
+    """The tests of the body whose docstring is in the prompt, or else whose parameters the signature shows."""
+    if found := next((t for key, t in TESTS.items() if key in prompt), None):
+        return found
+    for body in BODIES:
+        if f"({body.split('):', 1)[0]}):" in prompt:  # a description's tests show a candidate's `def` line only
+            return next((t for key, t in TESTS.items() if key in body), (["0) is not None"], ["0) is None"]))
+    return ["0) is not None"], ["0) is None"]
+
+
 def fake_tests(prompt: str, name: str, h: int) -> str:
     """Asserts about the function in a test prompt (which ends with `assert {name}(`), that head left out."""
-    good, bad = next((t for key, t in TESTS.items() if key in prompt), (["0) is not None"], ["0) is None"]))
+    good, bad = _tests_for(prompt)
     lines = [f"assert {name}({t}" for t in ([*good, bad[0]] if h % 4 else [good[0], *bad])]
     if h % 3 == 0:  # a call compared with itself and one that never calls the function: the parser drops both
         call = lines[0].split(" ==")[0].removeprefix("assert ")

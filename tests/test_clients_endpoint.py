@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from evoselfcode.datagen.pipeline.journal import Journal
 from fakeserver import FakeServer, Options
 
 from evoselfcode.clients import make_client, make_scorer
@@ -18,7 +19,6 @@ from evoselfcode.clients.endpoint import EndpointClient, get_path, resolve_field
 from evoselfcode.clients.errors import ResponseFormatError, ScoringUnsupported
 from evoselfcode.clients.probe import format_table, probe
 from evoselfcode.config import Api, ConfigError
-from evoselfcode.datagen.pipeline.journal import Journal
 
 CODE_ARGS = {"max_tokens": 64, "temperature": 0.2, "top_p": 1.0, "stop": ["\ndef ", "\nclass "]}
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import urllib3
+from evoselfcode.datagen.pipeline.journal import Journal
 from fakeserver import FakeServer, Faults, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_client, make_scorer
@@ -30,7 +31,6 @@ from evoselfcode.clients.errors import (
 )
 from evoselfcode.clients.openai import OpenAIClient
 from evoselfcode.config import Api, ConfigError, deep_merge
-from evoselfcode.datagen.pipeline.journal import Journal
 
 NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
 

@@ -4,10 +4,10 @@ SIGKILL at the middle of one write, so these write the leftovers a kill leaves a
 from pathlib import Path
 
 import pytest
+from evoselfcode.datagen.pipeline.journal import Journal
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.config import load_config
-from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import FailureBudgetExceeded
 from evoselfcode.datagen.pipeline.steps import filter_names_step, generate_names, journal_path
 from evoselfcode.datagen.pipeline.testgen import execute_tests_step, generate_tests_step

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WHERE = "evoselfcode/rule_settings.py"
 # Read by no step today, yet in score_code's list: it has one value (`echo`); a second method is read by the step.
 # execute_tests: the rule still runs testgen's step, which judges each function alone; selection.py's step reads it.
-UNREAD = {"score_code": {"scoring.method"}, "execute_tests": {"tests.selection"}}
+UNREAD = {"score_code": {"scoring.method"}}
 DESCRIPTIONS = [
     "Return the items of a list without duplicates, keeping their order.",
     "Count how often each word occurs in a text.",

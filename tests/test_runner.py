@@ -4,10 +4,10 @@ import threading
 import time
 
 import pytest
+from evoselfcode.datagen.pipeline.journal import Journal, request_key
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen, ServerError
-from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.datagen.pipeline.runner import MAX_THREADS_PER_SLOT, Request, request_seed, run_requests
 
 

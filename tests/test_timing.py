@@ -1,9 +1,9 @@
 """Request timings: recorded per request apart from the data, summarised per mode in `timing.json`."""
 
 import pytest
+from evoselfcode.datagen.pipeline.journal import Journal
 
 from evoselfcode.clients.base import Choice, CompletionClient
-from evoselfcode.datagen.pipeline.journal import Journal
 from evoselfcode.datagen.pipeline.runner import Request, run_requests
 from evoselfcode.datagen.pipeline.timing import timing_summary
 from evoselfcode.datagen.schemas import RequestTiming

@@ -113,8 +113,9 @@ def test_timings_sit_apart_from_the_data_one_per_request(done):
     assert sum(names[m]["kept"] for m in names) == len(kept)
     code = json.loads((done / timing[1]).read_text())["by_mode"]
     assert sum(code[m]["kept"] for m in code) == len(list(read_jsonl(done / TARGET)))
-    checked = [r for p in sorted((done / "data/generated/code/filtered").glob("*.jsonl")) for r in read_jsonl(p)]
-    assert sum(code[m]["tests"]["requests"] for m in code) == len(checked) > 0  # one test request per function
+    raw = [r for p in sorted((done / "data/generated/code/raw").glob("*.jsonl")) for r in read_jsonl(p)]
+    tests = json.loads((done / timing[1]).read_text())["tests"]
+    assert tests["requests"] == len({r["desc_id"] for r in raw}) > 0  # one test request per description
     assert all(v["latency_s"]["max"] >= v["latency_s"]["p50"] > 0 for v in [*names.values(), *code.values()])
     assert not any("latency" in r for r in read_jsonl(done / "data/generated/names/raw.jsonl"))
 
@@ -159,7 +160,8 @@ def test_kept_functions_passed_their_generated_tests_in_the_sandbox(done):
     assert all(set(o) == {"pass"} for o in outcomes)  # run again, each kept test passes
     assert all(r.meta.model_extra["tests"]["passed"] == len(r.tests) for r in records)
     rejects = [r for p in sorted((done / "data/generated/code/tests/rejects").glob("*.jsonl")) for r in read_jsonl(p)]
-    assert rejects and all(r["reason"] == "tests_failed" or r["reason"].startswith("exec_error:") for r in rejects)
+    assert {r["reason"] for r in rejects} <= {"outvoted", "no_evidence", "tests_failed"} and rejects
+    assert all(r["desc"] for r in rejects)
     metrics = json.loads((done / "data/generated/code/metrics.json").read_text())
     across = sum(1 for r in read_jsonl(done / "data/generated/code/rejects.jsonl") if r.get("scope") == "global")
     assert funnel_stages()[-2:] == ["tested", "unique_across_shards"]
@@ -170,6 +172,9 @@ def test_kept_functions_passed_their_generated_tests_in_the_sandbox(done):
     assert execution["functions"] - execution["passed"] == sum(execution["reasons"].values()) == len(rejects)
     assert execution["passed"] >= len(records)  # the global dedup comes after the tests
     assert metrics["completion_tokens"]["tests"] > 0
+    selection = metrics["selection"]  # tests.selection: agreement, the default
+    assert selection["selection"] == "agreement" and selection["kept"] == execution["passed"]
+    assert selection["asserts"] > selection["wrong"] + selection["non_discriminating"] > 0
 
 
 def test_same_seeds_same_tests_outcomes_and_files(done, tmp_path, server):

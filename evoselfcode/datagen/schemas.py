@@ -195,6 +195,7 @@ class DescSelection(Record):
     candidates: int  # that ran, duplicates included (each a vote in `agreement`)
     duplicates: int
     asserts: int  # usable assertions parsed from the answers (filters/asserts.py)
+    tokens: int = 0  # completion tokens of the description's test request
     dropped: dict[str, int] = {}  # assertions of the answers left out, per reason
     wrong: int = 0  # assertions no candidate passed: not counted
     non_discriminating: int = 0  # passed by every candidate and by the trivial ones: not counted
@@ -265,7 +266,7 @@ class RequestTiming(Record):
     """
 
     desc_id: str
-    mode: Mode  # for code requests, the mode that produced the name
+    mode: Mode | None = None  # for code requests, the mode that produced the name; tests' serve both: None
     func_name: str | None = None
     choices: int
     latency: float  # seconds until the request's last choice arrived

@@ -9,6 +9,8 @@ from itertools import chain, repeat
 
 from evoselfcode.datagen.checks import funnel
 from evoselfcode.datagen.checks.execution import PassesTests
+from evoselfcode.datagen.pipeline.selection import shard_stats
+from evoselfcode.datagen.schemas import DescSelection
 
 
 def _quantiles(values: list[int]) -> dict:
@@ -37,6 +39,7 @@ class CodeMetrics:
         self.tokens: Counter[str] = Counter()  # completion tokens: of code requests, of test requests
         self.passed_tests = 0  # functions that passed their tests (kept, or dropped later by the global dedup)
         self.failed_tests: Counter[str] = Counter()  # per reason of the tests stage
+        self.selections: list[DescSelection] = []  # per description, with the tests stage on
 
     def add_raw(self, sample: dict) -> None:
         self.generated[sample["source"]] += 1
@@ -49,16 +52,19 @@ class CodeMetrics:
         self.code_lines.append(record["code"].count("\n") + 1)
 
     def add_tested(self, record: dict) -> None:
-        """A record that passed its tests, kept or not by the global dedup: its test tokens were spent either way."""
+        """A record that passed its tests, kept or not by the global dedup."""
         if "tests" in record["meta"]:
             self.passed_tests += 1
-            self.tokens["tests"] += record["meta"]["tests"].get("completion_tokens", 0)
+
+    def add_selection(self, record: dict) -> None:
+        """How one description's candidates were chosen; its test request's tokens were spent whatever won."""
+        self.selections.append(DescSelection.model_validate(record))
+        self.tokens["tests"] += record.get("tokens", 0)
 
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1
         if reject.get("scope") == "global":
             self.rejected_across_shards[reject["reason"]] += 1
-        self.tokens["tests"] += reject.get("test_tokens", 0)
         if PassesTests.declares(reject["reason"]):
             self.failed_tests[reject["reason"]] += 1
 
@@ -95,16 +101,21 @@ class CodeMetrics:
             "pass_rate": round(kept / generated, 4) if generated else None,
             "trimmed": self.trimmed,
             "failed_requests": self.failures,
-            # GPU time is what the tests cost (DESIGN decision 7): completion tokens, all and per kept function
+            # GPU time is the cost: completion tokens, all and per kept function
             "completion_tokens": {
                 "code": self.tokens["code"],
                 "tests": self.tokens["tests"],
                 "per_kept_function": round(self.tokens.total() / kept, 1) if kept else None,
             },
             **({"execution": self._execution()} if self.passed_tests or self.failed_tests else {}),
+            **({"selection": self._selection()} if self.selections else {}),
             "code_chars": _quantiles(self.code_chars.tolist()),
             "code_lines": _quantiles(self.code_lines.tolist()),
         }
+
+    def _selection(self) -> dict:
+        """Candidates per description, the winning groups, the assertions set aside (pipeline/selection.py)."""
+        return shard_stats(self.selections, self.selections[0].selection).model_dump()
 
     def _execution(self) -> dict:
         """The tests stage: functions tested in the sandbox, how many passed, why the others did not."""

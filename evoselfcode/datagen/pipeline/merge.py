@@ -118,6 +118,7 @@ def merge_code(
     failures: Sequence[str],
     names_metrics: str,
     out: dict[str, str],
+    selections: Sequence[str] = (),
 ) -> None:
     """Merge shards, deduplicate across all of them (the first copy in sorted order survives), and measure.
 
@@ -158,6 +159,8 @@ def merge_code(
                 metrics.add_raw(sample)
             for failure in (f for path in failures for f in read_jsonl(path)):  # code's and tests' requests
                 metrics.add_failure(failure)
+            for selection in (s for path in selections for s in read_jsonl(path)):
+                metrics.add_selection(selection)
             result = metrics.result()
     removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()
                if r.startswith(CONTAMINATED_PREFIX)}  # fmt: skip

@@ -29,6 +29,7 @@ from evoselfcode.datagen.agreement import NON_DISCRIMINATING, USABLE, WRONG, Cho
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.checks.execution import NO_EVIDENCE, NO_TESTS, OUTVOTED, TESTS_REQUEST_FAILED, verdict
 from evoselfcode.datagen.filters.asserts import parse_asserts, renamed
+from evoselfcode.datagen.pipeline.driver import drop_private_store
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, Run, execute
 from evoselfcode.datagen.schemas import (
@@ -198,7 +199,7 @@ def select(
         runs, start = flat[start : start + len(js)], start + len(js)
         stats = {"desc_id": plan.desc_id, "selection": cfg.tests.selection, "candidates": len(plan.candidates),
                  "duplicates": sum(c.record is None for c in plan.candidates), "asserts": len(plan.asserts),
-                 "dropped": plan.dropped}  # fmt: skip
+                 "tokens": plan.tests.tokens if plan.tests else 0, "dropped": plan.dropped}  # fmt: skip
         if plan.reason is not None:
             new_kept = []
             new_rejects = [_reject(c, plan, None, plan.reason) for c in plan.candidates if c.record is not None]
@@ -256,5 +257,6 @@ def execute_tests_step(
     write_jsonl(out_kept, chosen)
     write_jsonl(out_rejects, rejects)
     write_jsonl(out_stats, stats)
+    drop_private_store(tests)
     log.info("kept %d of %d functions (%s); rejected: %s", len(chosen), len(records), cfg.tests.selection,
              dict(sorted(Counter(r.reason for r in rejects).items())))  # fmt: skip

@@ -1,103 +1,70 @@
-"""Stage B, validation by execution: the model writes tests for each checked function, which runs them in a sandbox.
+"""Stage B, tests: the model writes assert tests of each description from the description and a signature only.
 
-`generate-tests` asks for assert-style tests (a model stage like `generate-code`, run by `driver.py`);
-`execute-tests` runs the stage-B check of its rule (`checks/execution.py`: each function with its assertions
-in bubblewrap) and writes the functions that pass with the assertions they passed.
+One request per description (`tests.n` samples, their assertions pooled), never showing a candidate's body,
+so the tests are evidence that does not come from the code they judge; `pipeline/selection.py` runs every
+candidate of the description against them. The signature is chosen from the description's raw candidates
+(`prompts.signature_for`), so no change to a code filter changes a test request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
+from itertools import groupby
 
 from evoselfcode.clients.base import Choice
 from evoselfcode.config import Config
-from evoselfcode.datagen.checks import checks_for
-from evoselfcode.datagen.checks.base import run_checks
-from evoselfcode.datagen.pipeline.driver import ModelStage, drop_private_store, open_store, run_stage, write_stage
+from evoselfcode.datagen.pipeline.driver import ModelStage, open_store, run_stage, write_stage
 from evoselfcode.datagen.pipeline.runner import Request, request_seed, sampling_params
-from evoselfcode.datagen.prompts import head_of_tests, prompt_for_tests
+from evoselfcode.datagen.prompts import head_of_tests, prompt_for_desc_tests, signature_for
 from evoselfcode.datagen.readers import read_models
-from evoselfcode.datagen.schemas import CodeRecord, CodeTests, CodeTestsReject
-from evoselfcode.datagen.writers import write_jsonl
+from evoselfcode.datagen.schemas import CodeSample, DescTests
 
 log = logging.getLogger("evoselfcode")
 
 
-def _key(r: CodeRecord) -> tuple:
-    return (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index", 0))
+def tests_to_ask(samples: Sequence[CodeSample]) -> list[DescTests]:
+    """One tests record to fill per description that has a candidate, in the order of the descriptions' ids."""
+    ordered = sorted(samples, key=lambda s: s.desc_id)  # stable: each description's samples keep their order
+    out = []
+    for desc_id, group in groupby(ordered, key=lambda s: s.desc_id):
+        candidates = list(group)
+        func_name, signature = signature_for(candidates)
+        out.append(DescTests(desc_id=desc_id, desc=candidates[0].desc, func_name=func_name, signature=signature))
+    return out
 
 
-def requests_for_tests(records: Sequence[CodeRecord], cfg: Config) -> list[Request]:
+def requests_for_tests(todo: Sequence[DescTests], cfg: Config) -> list[Request]:
     t = cfg.tests
     return [
         Request(
-            key=_key(r),
-            prompt=prompt_for_tests(r.desc, r.func_name, r.code, cfg.codegen, t),
-            params=sampling_params(t, request_seed(cfg.meta.seed, *_key(r), "tests")),
-            item=r,
+            key=(d.desc_id,),
+            prompt=prompt_for_desc_tests(d.desc, d.func_name, d.signature, cfg.codegen, t),
+            params=sampling_params(t, request_seed(cfg.meta.seed, d.desc_id, "tests")),
+            item=d,
         )
-        for r in records
+        for d in todo
     ]
 
 
-def _tests(request: Request, choices: list[Choice]) -> list[CodeTests]:
-    record: CodeRecord = request.item
-    head = head_of_tests(record.func_name)
+def _tests(request: Request, choices: list[Choice]) -> list[DescTests]:
+    d: DescTests = request.item
+    head = head_of_tests(d.func_name)
     tokens = sum(len(c.tokens) or c.usage.get("completion_tokens") or 0 for c in choices)
-    return [CodeTests(record=record, answers=[head + c.text for c in choices], tokens=tokens)]
-
-
-def _about(request: Request) -> dict:
-    r: CodeRecord = request.item
-    return {"desc_id": r.meta.desc_id, "mode": r.source, "func_name": r.func_name, "sample_index": _key(r)[2]}
+    return [d.model_copy(update={"answers": [head + c.text for c in choices], "tokens": tokens})]
 
 
 TESTS = ModelStage(
     name="tests",
     requests=requests_for_tests,
     records=_tests,
-    about=_about,
-    failed_records=lambda r, exc: [CodeTests(record=r.item, error=type(exc).__name__)],  # execution rejects it
+    about=lambda r: {"desc_id": r.item.desc_id, "mode": None, "func_name": r.item.func_name},
+    failed_records=lambda r, exc: [r.item.model_copy(update={"error": type(exc).__name__})],  # selection rejects
 )
 
 
-def execute_tests(
-    samples: list[CodeTests], cfg: Config, workers: int
-) -> tuple[list[CodeRecord], list[CodeTestsReject]]:
-    """The functions that pass their tests (the check `PassesTests`), with them; the others with their reason."""
-    (check,) = checks_for("execute_tests", cfg)
-    check.workers = workers
-    reasons = run_checks([check], samples)
-    kept, rejects = [], []
-    for s, run, reason in zip(samples, check.runs, reasons, strict=True):
-        r = s.record
-        if reason is None:
-            counts = {"passed": run.outcomes.count("pass"), "run": len(run.outcomes),
-                      "outcomes": dict(sorted(Counter(run.outcomes).items())), "dropped": run.dropped,
-                      "completion_tokens": s.tokens}  # fmt: skip
-            passing = [t for t, o in zip(run.tests, run.outcomes, strict=True) if o == "pass"]
-            kept.append(r.model_copy(update={"meta": r.meta.model_copy(update={"tests": counts}), "tests": passing}))
-        else:
-            rejects.append(CodeTestsReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source,
-                                           sample_index=_key(r)[2], code=r.code, tests=run.tests,
-                                           outcomes=run.outcomes, test_tokens=s.tokens, reason=reason))  # fmt: skip
-    return kept, rejects
-
-
-def generate_tests_step(cfg: Config, client, kept: str, out_raw: str, out_failures: str, out_timing: str) -> None:
-    records = read_models(kept, CodeRecord)
-    result = run_stage(TESTS, records, cfg, client, open_store(cfg, out_raw))
+def generate_tests_step(cfg: Config, client, raw_code: str, out_raw: str, out_failures: str, out_timing: str) -> None:
+    todo = tests_to_ask(read_models(raw_code, CodeSample))
+    result = run_stage(TESTS, todo, cfg, client, open_store(cfg, out_raw))
     write_stage(cfg, TESTS, result, {"raw": out_raw, "failures": out_failures, "timing": out_timing})
-    log.info("tests for %d functions, %d failed requests", len(records), len(result.failures))
-
-
-def execute_tests_step(cfg: Config, raw: str, out_kept: str, out_rejects: str, workers: int) -> None:
-    samples = read_models(raw, CodeTests)
-    kept, rejects = execute_tests(samples, cfg, workers)
-    write_jsonl(out_kept, kept)
-    write_jsonl(out_rejects, rejects)
-    drop_private_store(raw)
-    reasons = Counter(r.reason for r in rejects)
-    log.info("kept %d of %d functions that passed their tests; rejected: %s", len(kept), len(samples), dict(reasons))
+    log.info("tests for %d descriptions, %d failed requests", len(todo), len(result.failures))

@@ -43,20 +43,20 @@ def timing_summary(
     """Per mode: requests, their latency, and the request-seconds spent per record kept in the end.
 
     `kept_modes` holds the mode of every kept record (a name's `source`, a function's `source`); `test_timings`
-    the requests for the functions' tests (their mode: the function's source), when that stage ran.
+    the requests for the descriptions' tests, which serve both modes (a `tests` entry of their own).
     """
     latencies, resumed = _latencies(timings)
-    test_latencies, test_resumed = _latencies(test_timings or [])
     kept = Counter(kept_modes)
     by_mode = {}
-    for mode in sorted(latencies.keys() | kept.keys() | test_latencies.keys()):
+    for mode in sorted(latencies.keys() | kept.keys()):
         entry = _requests(latencies[mode], resumed[mode])
-        if test_timings is not None:
-            entry["tests"] = _requests(test_latencies[mode], test_resumed[mode])
-        # what one usable record costs: the time of every answered request of its mode, its tests' included, over
-        # the records kept (a request that failed after its retries is in failures.jsonl, without a time)
-        seconds = math.fsum(latencies[mode] + test_latencies[mode])
+        # what one usable record costs: the time of every answered request of its mode over the records kept
+        # (a request that failed after its retries is in failures.jsonl, without a time)
         entry["kept"] = kept[mode]
-        entry["seconds_per_kept"] = round(seconds / kept[mode], 4) if kept[mode] else None
+        entry["seconds_per_kept"] = round(math.fsum(latencies[mode]) / kept[mode], 4) if kept[mode] else None
         by_mode[mode] = entry
-    return {"by_mode": by_mode}
+    out: dict = {"by_mode": by_mode}
+    if test_timings is not None:
+        test_latencies, test_resumed = _latencies(test_timings)
+        out["tests"] = _requests([s for values in test_latencies.values() for s in values], test_resumed.total())
+    return out
