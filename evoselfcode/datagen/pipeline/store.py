@@ -94,8 +94,11 @@ class AnswerStore:
             if path.name.endswith(TMP_SUFFIX):
                 temporary += 1
             elif path.suffix == ".json":
+                try:
+                    size += path.stat().st_size
+                except FileNotFoundError:  # pruned by another process since it was listed
+                    continue
                 answers += 1
-                size += path.stat().st_size
         return StoreSize(answers, size, temporary)
 
     def prune(self, used: Iterable[str], *, tmp_older_than_s: float = 3600.0) -> int:
@@ -105,10 +108,17 @@ class AnswerStore:
         cutoff = time.time() - tmp_older_than_s
         for path in (self.root / "answers").glob("*/*/*"):
             if path.name.endswith(TMP_SUFFIX):
-                if path.stat().st_mtime < cutoff:  # a younger one may be a write in progress
+                try:
+                    stale = path.stat().st_mtime < cutoff  # a younger one may be a write in progress
+                except FileNotFoundError:  # that write has just been renamed into place
+                    continue
+                if stale:
                     path.unlink(missing_ok=True)
             elif path.suffix == ".json" and path.stem not in keep:
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink()
+                except FileNotFoundError:  # another prune was first: not this one's to count
+                    continue
                 removed += 1
         return removed
 
