@@ -52,7 +52,7 @@ def test_down_then_hung_then_back(tmp_path, clean):
         stats = back.stats()
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert outputs(root) == clean
-    assert stats["successes"] == reference_requests() - answered  # the 5 answers came from the journal
+    assert stats["successes"] == reference_requests() - answered  # the 5 answers came from the answer store
 
 
 BROKEN = [{"id": f"ok{i}", "desc": f"Return the {w} of a list."} for i, w in enumerate(["sum", "mean", "median"])]
@@ -76,7 +76,7 @@ def test_failures_outlasting_retries_are_recorded_and_the_budget_decides(tmp_pat
         assert proc.returncode == 0, proc.stderr[-4000:]
         second = srv.stats()
     assert first["requests"] == 6 + 2 * 3  # 6 answered at once; 2 failing, each tried 1 + max_retries times
-    assert second["requests"] - first["requests"] == 2 * 3  # the 6 answers came from the journal
+    assert second["requests"] - first["requests"] == 2 * 3  # the 6 answers came from the answer store
     failures = read_jsonl(root / "data/generated/names/failures.jsonl")
     assert sorted((f["desc_id"], f["mode"], f["error"]) for f in failures) == [
         ("broken", "FIM", "ServerError"),
