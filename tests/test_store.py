@@ -157,3 +157,13 @@ def test_a_server_that_is_down_has_the_identity_recorded_when_it_was_up(tmp_path
         up = identity(url, store)
     assert identity(url, store) == up  # nothing listens now: the report recorded before stands in
     assert identity(url, AnswerStore(tmp_path / "fresh")) != up  # no report recorded there
+
+
+def test_credentials_in_the_address_are_no_part_of_the_identity(tmp_path):
+    # a rotated password reaches the same server: its answers must stay in use (and no secret goes in a key)
+    store = AnswerStore(tmp_path)
+    with FakeServer(Options()) as srv:
+        plain = identity(srv.url, store)
+        for user in ("evo:hunter2", "evo:rotated-password"):
+            url = srv.url.replace("http://", f"http://{user}@")
+            assert identity(url, store) == plain

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -160,7 +161,9 @@ def server_identity(cfg, client, store: AnswerStore) -> str:
     from evoselfcode.embedded import PRESETS
 
     api = cfg.api
-    configured = {"base_url": api.base_url, "mode": api.mode, "route": api.route, "model": api.model,
+    # without the user and password in the address: a rotated one reaches the same server (and no secret is hashed)
+    address = re.sub(r"//[^/@]+@", "//", api.base_url)
+    configured = {"base_url": address, "mode": api.mode, "route": api.route, "model": api.model,
                   "field_map": api.field_map}  # fmt: skip
     if api.base_url == EMBEDDED:  # its address changes per start; its weights do not
         configured["weights"] = PRESETS[cfg.embedded.model].sha256
