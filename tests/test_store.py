@@ -1,5 +1,6 @@
 """The answer store: request keys, one checked file per answer, pruning, and the server's identity."""
 
+import dataclasses
 import json
 import os
 import time
@@ -167,3 +168,27 @@ def test_credentials_in_the_address_are_no_part_of_the_identity(tmp_path):
         for user in ("evo:hunter2", "evo:rotated-password"):
             url = srv.url.replace("http://", f"http://{user}@")
             assert identity(url, store) == plain
+
+
+def test_an_embedded_server_is_known_by_its_weights_not_its_address(tmp_path, monkeypatch):
+    from evoselfcode import embedded
+
+    model = "qwen2.5-coder-0.5b"
+    cfg = load_config(overrides={"api": {"base_url": "embedded", "model": model, "max_retries": 0},
+                                 "embedded": {"model": model}})  # fmt: skip
+    store = AnswerStore(tmp_path)
+
+    def started() -> str:
+        """The identity of a fresh start, on a new port (a fake server stands in for llama.cpp's)."""
+        with FakeServer(Options(models=(model,))) as srv:
+            client = make_client(cfg.api, base_url=srv.url, concurrency=1)
+            try:
+                return server_identity(cfg, client, store)
+            finally:
+                client.close()
+
+    first = started()
+    assert started() == first
+    other = dataclasses.replace(embedded.PRESETS[model], sha256="0" * 64)
+    monkeypatch.setitem(embedded.PRESETS, model, other)  # other weights under the same name
+    assert started() != first
