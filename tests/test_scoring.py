@@ -118,6 +118,13 @@ def test_scores_are_the_servers_log_probs_of_the_function_tokens(server, tmp_pat
         assert s.model_dump(exclude={"score"}) == r.model_dump()
 
 
+@pytest.mark.parametrize("server", [Options(latency_s=0.05)], indirect=True)
+def test_a_score_request_times_how_long_its_answer_took(server, tmp_path):
+    out = score(server, [record(i) for i in range(3)], tmp_path)
+    assert [t.desc_id for t in out.timings] == ["d0", "d1", "d2"]
+    assert all(0.05 <= t.latency < 5 for t in out.timings), out.timings  # the server takes 50 ms per answer
+
+
 def test_output_keeps_the_input_order_under_concurrency(server, tmp_path):
     records = [record(i, desc=f"Task number {i}") for i in range(24)]
     out = score(server, records, tmp_path, io={"concurrency": 8})
