@@ -13,6 +13,7 @@ from evoselfcode.clients import make_client
 from evoselfcode.clients.base import Choice
 from evoselfcode.config import load_config
 from evoselfcode.datagen.pipeline.store import TMP_SUFFIX, AnswerStore, request_key, server_identity
+from evoselfcode.datagen.writers import write_jsonl
 
 PARAMS = {"max_tokens": 8, "temperature": 0.2, "top_p": 0.9, "n": 2, "seed": 1, "stop": ["\n"]}
 
@@ -192,3 +193,26 @@ def test_an_embedded_server_is_known_by_its_weights_not_its_address(tmp_path, mo
     other = dataclasses.replace(embedded.PRESETS[model], sha256="0" * 64)
     monkeypatch.setitem(embedded.PRESETS, model, other)  # other weights under the same name
     assert started() != first
+
+
+def test_the_store_command_prunes_what_no_run_used_and_reports_the_hit_rate(tmp_path):
+    from evoselfcode.store_command import show_store
+
+    cfg = load_config(overrides={"io": {"out_names_dir": str(tmp_path / "run/names"),
+                                        "out_code_dir": str(tmp_path / "run/code")},
+                                 "store": {"dir": str(tmp_path / "store")}})  # fmt: skip
+    store = AnswerStore(cfg.store.dir)
+    ours, theirs, nobodys = key(prompt="ours"), key(prompt="theirs"), key(prompt="nobody's")
+    for k in (ours, theirs, nobodys):
+        store.put(k, choices())
+    timing = {"desc_id": "d", "mode": "FIM", "choices": 2, "latency": 0.1}
+    write_jsonl(tmp_path / "run/names/timing/00000.jsonl", [{**timing, "key": ours, "resumed": True}])
+    write_jsonl(tmp_path / "run/code/score_timing.jsonl", [{**timing, "key": None, "resumed": False}])
+    write_jsonl(tmp_path / "other/code/timing/00000.jsonl", [{**timing, "key": theirs, "resumed": False}])
+
+    shown = show_store(cfg).splitlines()
+    assert shown[0].startswith(f"{cfg.store.dir}: 3 answers")
+    assert shown[1] == "this run's last jobs: 2 answered requests, 1 from the store, 1 asked (50% from the store)"
+    shown = show_store(cfg, prune=True, keep=[str(tmp_path / "other")])
+    assert f"pruned 1 answers that no output of this run or of {tmp_path / 'other'} used" in shown
+    assert sorted(store.keys()) == sorted([ours, theirs])
