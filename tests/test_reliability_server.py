@@ -67,7 +67,7 @@ def test_failures_outlasting_retries_are_recorded_and_the_budget_decides(tmp_pat
         configs = ("configs/test.yaml", "configs/budget.yaml")
         proc = snakemake(root, "data/generated/names/failures.jsonl", configs=configs)
         assert proc.returncode != 0  # 2 of 8 requests failed: 25% > 20%
-        assert "2 of 8 name requests failed after retries, more than io.max_failure_rate=0.2" in proc.stderr
+        assert "2 of 8 names requests failed after retries, more than io.max_failure_rate=0.2" in proc.stderr
         assert f"ServerError: {srv.url}/v1/completions answered 500" in proc.stderr
         first = srv.stats()
 
