@@ -123,13 +123,13 @@ def test_a_file_gone_while_pruning_or_counting_is_no_error(tmp_path, monkeypatch
     assert store.prune([k]) == 0 and store.get(k) == choices()
 
 
-def cfg_for(url: str, store_dir: Path):
-    api = {"base_url": url, "model": "fake-coder", "max_retries": 0, "timeout": {"connect": 0.5, "read": 0.5}}
+def cfg_for(url: str, store_dir: Path, model: str = "fake-coder"):
+    api = {"base_url": url, "model": model, "max_retries": 0, "timeout": {"connect": 0.5, "read": 0.5}}
     return load_config("configs/datagen.yaml", overrides={"api": api, "store": {"dir": str(store_dir)}})
 
 
-def identity(url: str, store: AnswerStore) -> str:
-    cfg = cfg_for(url, store.root)
+def identity(url: str, store: AnswerStore, model: str = "fake-coder") -> str:
+    cfg = cfg_for(url, store.root, model)
     client = make_client(cfg.api, base_url=url, concurrency=1)
     try:
         return server_identity(cfg, client, store)
@@ -143,6 +143,7 @@ def test_the_servers_own_report_is_part_of_its_identity(tmp_path):
         url = srv.url
         first = identity(url, store)
         assert identity(url, store) == first
+        assert identity(url, store, model="fake-coder-instruct") != first  # another configured model
     port = int(url.rsplit(":", 1)[1])
     # the same address and configuration, but the server reports another model list: other weights answer
     with FakeServer(Options(models=("fake-coder-v2",)), port=port):
