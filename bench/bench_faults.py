@@ -5,7 +5,7 @@ drives it, with the default retry policy (6 retries, full-jitter backoff from 0.
 Two rates: over the whole batch, and in steady state (answers while requests were still waiting to be sent;
 what follows is the batch's drain, whose length is set by the unluckiest request's chain of retries).
 
-    python bench/bench_faults.py [--repeat 3] [--seconds 6]
+    python bench/bench_faults.py [--repeat 3] [--seconds 6] [--store DIR]
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench_generation import LATENCY, PARAMS, PROMPT, api, timed
+import bench_generation
+from bench_generation import LATENCY, PARAMS, PROMPT, api, fresh_store, timed
 from common import get_json, latency_server, median, save
 
 from evoselfcode.clients import make_client
@@ -41,8 +42,11 @@ def run(url: str, concurrency: int, count: int) -> dict:
     reqs = [Request((i,), PROMPT, dict(PARAMS, seed=i)) for i in range(count)]
     get_json(url + "/reset", "POST")
     out: list = []
+    store = fresh_store()
     start = time.perf_counter()
-    wall, cpu = timed(lambda: out.extend(run_requests(clocked, reqs, concurrency=concurrency, every=1e9)), count)
+    wall, cpu = timed(
+        lambda: out.extend(run_requests(clocked, reqs, concurrency=concurrency, store=store, every=1e9)), count
+    )
     last_sent = max(clocked.first_sent) - start  # from here on, only retries of requests already sent remain
     steady = sum(t - start <= last_sent for t in clocked.answered) / last_sent
     stats = client.stats()
@@ -69,7 +73,9 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
     p.add_argument("--name", default="faults")
+    p.add_argument("--store", metavar="DIR", help="write every answer to a fresh answer store under DIR, as jobs do")
     a = p.parse_args()
+    bench_generation.STORE_ROOT = a.store
     args = ["--latency", str(LATENCY), "--p500", "0.1", "--p429", "0.05", "--preset", "0.02", "--retry-after", "1"]
     rows = []
     with latency_server(*args) as url:

@@ -6,6 +6,7 @@ Figures: requests/s against Little's law (min(concurrency, capacity) / latency) 
 
     python bench/bench_generation.py [--repeat 3] [--seconds 3] [--alternatives]
     python bench/bench_generation.py --concurrency 32 64 128 --unlimited-only --skip-server   # a quick check
+    python bench/bench_generation.py --store /tmp/bench-store ...   # each answer also written to an answer store
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ from common import latency_server, median, save
 from evoselfcode.clients import make_client
 from evoselfcode.config import Api
 from evoselfcode.datagen.pipeline.runner import Request, run_requests
+from evoselfcode.datagen.pipeline.store import AnswerStore
 
 LATENCY = 0.05
 CONCURRENCY = (1, 8, 32, 64, 128)
@@ -30,6 +33,15 @@ CAPPED = 32
 PROMPT = "# Return the words of a text, most frequent first.\ndef "
 PARAMS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "n": 1, "stop": ["(", " ", "\n"], "logprobs": 1}
 BODY = json.dumps({"model": "m", "prompt": PROMPT, **PARAMS}).encode()
+
+
+# --store: a folder under which every run writes its answers to a fresh answer store, as the pipeline does
+STORE_ROOT: str | None = None
+
+
+def fresh_store() -> AnswerStore | None:
+    """An empty store per run (else a repeat would read its answers back and ask nothing), or None."""
+    return AnswerStore(tempfile.mkdtemp(dir=STORE_ROOT)) if STORE_ROOT else None
 
 
 def api(url: str, **overrides) -> Api:
@@ -63,7 +75,10 @@ def drive(client, concurrency: int, count: int) -> dict:
     run_requests(client, warm, concurrency=concurrency, every=1e9)  # connections open before the clock starts
     reqs = [Request((i,), PROMPT, dict(PARAMS, seed=i)) for i in range(count)]
     out: list = []
-    wall, cpu = timed(lambda: out.extend(run_requests(client, reqs, concurrency=concurrency, every=1e9)), count)
+    store = fresh_store()
+    wall, cpu = timed(
+        lambda: out.extend(run_requests(client, reqs, concurrency=concurrency, store=store, every=1e9)), count
+    )
     ok = sum(o.error is None for o in out)
     client.close()
     return {"requests": count, "ok": ok, "wall_s": wall, "rps": ok / wall, "cpu_ms_per_req": 1000 * cpu / count}
@@ -195,7 +210,9 @@ if __name__ == "__main__":
     p.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="client levels to sweep")
     p.add_argument("--unlimited-only", action="store_true", help="skip the sweep against the capped server")
     p.add_argument("--urllib3-pool", action="store_true", help="also the client over a urllib3 pool (as via a proxy)")
+    p.add_argument("--store", metavar="DIR", help="write every answer to a fresh answer store under DIR, as jobs do")
     a = p.parse_args()
+    STORE_ROOT = a.store
     figures = {"latency_s": LATENCY, "capped_at": CAPPED}
     if not a.skip_server:
         figures["server_capacity"] = server_capacity(a.repeat)

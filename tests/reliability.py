@@ -20,9 +20,10 @@ from pathlib import Path
 from conftest import make_workdir, snakemake
 from fakeserver import ServerProcess
 
-from evoselfcode.datagen.pipeline.steps import journal_path
+from evoselfcode.datagen.pipeline.store import AnswerStore
 
 TARGET = "data/generated/code/filtered.jsonl"
+STORE = "data/store"  # the answer store, store.dir's default, under the workflow's working directory
 # Absolute paths hostile model output aims at; fixed for the session, so every run sees the same prompts.
 PWNED = Path(tempfile.gettempdir()) / f"evoselfcode-pwned-{os.getpid()}"
 VICTIM = Path(tempfile.gettempdir()) / f"evoselfcode-victim-{os.getpid()}"
@@ -52,7 +53,7 @@ DESCRIPTIONS += [{"id": i, "desc": f"Name it {name!r}. {_script('name', name)}"}
 MODES = 2  # FIM and L2R: name requests per description
 SHARD_SIZE = 4
 # Wall-clock files: the only ones allowed to differ between two runs with the same seeds.
-TIMING_FILES = re.compile(r"^data/generated/(names|code)/(tests/)?timing(/|\.json$)")
+TIMING_FILES = re.compile(r"^data/generated/(names|code)/((tests/)?timing(/|\.json$)|score_timing\.jsonl$)")
 
 
 def config(url: str, extra: str = "", api: str = "") -> str:
@@ -78,12 +79,14 @@ def workdir(path: Path, url: str, extra: str = "", api: str = "", descriptions: 
 def outputs(root: Path) -> dict[str, str]:
     """Every data file a run made (shards and generated), as text, but the timings.
 
-    Hidden files (journals, temporary files) are not outputs.
+    Hidden files (private answer stores, temporary files) are not outputs, nor is the answer store: its
+    keys name the server's address and its answers their latency.
     """
     found = {}
     for path in sorted((root / "data").rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if not path.is_file() or rel.startswith("data/descriptions") or any(p.startswith(".") for p in path.parts):
+        skipped = rel.startswith(("data/descriptions/", f"{STORE}/")) or any(p.startswith(".") for p in path.parts)
+        if not path.is_file() or skipped:
             continue
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
@@ -146,11 +149,6 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: flo
         time.sleep(0.02)
 
 
-def journal_lines(path: Path) -> int:
-    """Answers in a request journal (a hidden file beside a generation job's output)."""
-    return sum(1 for line in path.read_bytes().split(b"\n") if line.strip().endswith(b"}")) if path.exists() else 0
-
-
 _reference: dict[str, dict[str, str]] = {}
 
 
@@ -181,12 +179,6 @@ def reference_requests() -> int:
     return _reference["requests"]["successes"]
 
 
-def saved_answers(root: Path, stage: str, n: int) -> int:
-    """Requests of a stage whose answers are on disk: in a shard's journal, or in its output (n per request);
-    a finished job's journal stays until its filter step, so a shard counts once."""
-    raw = root / f"data/generated/{stage}/raw"
-    journaled = {raw / f"{p.name.split('.')[1]}.jsonl" for p in raw.glob(".*.journal.jsonl")}
-    return sum(
-        max(journal_lines(journal_path(str(out))), len(read_jsonl(out)) // n if out.exists() else 0)
-        for out in journaled | set(raw.glob("[0-9]*.jsonl"))
-    )
+def saved_answers(root: Path) -> int:
+    """Requests whose answers are on disk: in the run's answer store (which keeps them across jobs and stages)."""
+    return AnswerStore(root / STORE).size().answers

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from evoselfcode.datagen.pipeline.journal import Journal
 from fakeserver import FakeServer, Options
 
 from evoselfcode.clients import make_client, make_scorer
@@ -19,6 +18,7 @@ from evoselfcode.clients.endpoint import EndpointClient, get_path, resolve_field
 from evoselfcode.clients.errors import ResponseFormatError, ScoringUnsupported
 from evoselfcode.clients.probe import format_table, probe
 from evoselfcode.config import Api, ConfigError
+from evoselfcode.datagen.pipeline.store import AnswerStore
 
 CODE_ARGS = {"max_tokens": 64, "temperature": 0.2, "top_p": 1.0, "stop": ["\ndef ", "\nclass "]}
 
@@ -49,15 +49,14 @@ def test_tgi_preset_omits_top_p_1_fans_out_and_strips_stop(server):
 
 
 def test_half_a_character_in_an_answer_becomes_a_replacement_character(server, tmp_path):
-    # as in the OpenAI client (test_clients_openai): else the journal cannot take the answer, on every resume
+    # as in the OpenAI client (test_clients_openai): else the answer store cannot take the answer, on every resume
     text = "def f():\n    return '\udfff'\n"
     prompt = f"[[code:{base64.b64encode(text.encode('utf-8', 'surrogatepass')).decode()}]]\ndef f"
     client = make_client(endpoint_api("tgi"), base_url=server.url, concurrency=1)
     (choice,) = client.complete(prompt, n=1, seed=1, **{**CODE_ARGS, "stop": []})
     assert choice.text == "def f():\n    return '\ufffd'\n" and "\udfff" not in "".join(choice.tokens)
-    journal = Journal(tmp_path / "journal.jsonl")
-    journal.record("key", [choice])
-    journal.close()
+    AnswerStore(tmp_path).put("key", [choice])
+    assert AnswerStore(tmp_path).get("key")[0].text == choice.text
 
 
 def test_a_retry_sleeps_inside_the_callers_retry_wait(server):

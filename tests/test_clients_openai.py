@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import urllib3
-from evoselfcode.datagen.pipeline.journal import Journal
 from fakeserver import FakeServer, Faults, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_client, make_scorer
@@ -31,6 +30,7 @@ from evoselfcode.clients.errors import (
 )
 from evoselfcode.clients.openai import OpenAIClient
 from evoselfcode.config import Api, ConfigError, deep_merge
+from evoselfcode.datagen.pipeline.store import AnswerStore
 
 NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
 
@@ -70,16 +70,14 @@ def test_completion_fields_and_determinism(server):
 
 
 def test_half_a_character_in_an_answer_becomes_a_replacement_character(server, tmp_path):
-    # JSON may escape a lone surrogate ("\\ud800"): the journal and the writers could not encode it, and the seeded
+    # JSON may escape a lone surrogate ("\\ud800"): the answer store and the writers could not encode it, and the seeded
     # rerun got the same answer, so the job failed on every resume
     text = "def f():\n    return '\ud800' + '\U0001f600'\n"
     prompt = f"[[code:{base64.b64encode(text.encode('utf-8', 'surrogatepass')).decode()}]]\ndef f"
     (choice,) = client_for(server).complete(prompt, max_tokens=64, temperature=0.0, top_p=1.0, n=1, seed=1)
     assert choice.text == "def f():\n    return '\ufffd' + '\U0001f600'\n"  # a whole pair stays as it was
-    journal = Journal(tmp_path / "journal.jsonl")
-    journal.record("key", [choice])
-    journal.close()
-    assert Journal(tmp_path / "journal.jsonl").get("key")[0].text == choice.text
+    AnswerStore(tmp_path).put("key", [choice])
+    assert AnswerStore(tmp_path).get("key")[0].text == choice.text
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,14 @@ from evoselfcode.config import load_config
 from evoselfcode.datagen.filters.names import filter_names
 from evoselfcode.datagen.inputs import read_descriptions
 from evoselfcode.datagen.pipeline.abtest import name_metrics
-from evoselfcode.datagen.pipeline.namegen import generate_names
+from evoselfcode.datagen.pipeline.driver import run_stage
+from evoselfcode.datagen.pipeline.namegen import NAMES
+from evoselfcode.datagen.pipeline.store import AnswerStore
 
 pytestmark = pytest.mark.embedded
 
 
-def test_both_arms_of_the_default_config_are_mostly_compliant(embedded_url):
+def test_both_arms_of_the_default_config_are_mostly_compliant(embedded_url, tmp_path):
     # configs/datagen.yaml as shipped (templates, stops, FIM preset, n, temperature); only the server differs
     over = {"api": {"base_url": embedded_url, "model": "qwen2.5-coder-0.5b"}, "namegen": {"logprobs": False},
             "io": {"concurrency": 2}}  # fmt: skip
@@ -24,7 +26,8 @@ def test_both_arms_of_the_default_config_are_mostly_compliant(embedded_url):
     descs = [d for _, d in good[::6]]  # 8 of the 48, across the topics
     client = make_client(cfg.api, base_url=embedded_url, concurrency=2)
     try:
-        samples, failures, _ = generate_names(descs, cfg, client)
+        result = run_stage(NAMES, descs, cfg, client, AnswerStore(tmp_path))  # a fresh store: every name is asked
+        samples, failures = result.records, result.failures
     finally:
         client.close()
     assert failures == []

@@ -18,7 +18,7 @@ def test_log_lines_give_done_failed_rate_and_the_last_line_once(caplog):
     for failed in (False, True, False, True):
         progress.step(failed)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == "2 of 6 requests answered before, from the journal"
+    assert lines[0] == "2 of 6 requests answered before, from the answer store"
     assert lines[1].startswith("2/6 requests, failed=0 [")
     assert lines[-1].startswith("6/6 requests, failed=2 [") and "req/s]" in lines[-1]
     assert len(lines) == 3
@@ -36,7 +36,7 @@ def test_an_answered_shard_logs_once_and_needs_no_step(caplog):
     caplog.set_level(logging.INFO, logger="evoselfcode.runner")
     Progress(total=3, resumed=3, every=10)
     assert [r.getMessage().split(" [")[0] for r in caplog.records] == [
-        "3 of 3 requests answered before, from the journal",
+        "3 of 3 requests answered before, from the answer store",
         "3/3 requests, failed=0",
     ]
 

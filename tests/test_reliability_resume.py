@@ -3,7 +3,7 @@
 One story, told once: kill during name generation, rerun and kill during code generation, rerun and kill during
 the final merge, rerun to the end (each rerun after `snakemake --unlock`, as Snakemake asks after a kill).
 The server answers a set number of requests and then holds the rest unanswered, so at each kill exactly
-those answers exist, and the journal must have kept every one of them.
+those answers exist, and the answer store must have kept every one of them.
 """
 
 import pytest
@@ -42,16 +42,14 @@ def kill_when_held(root, srv, proc, answered: int) -> None:
     held = srv.stats()["held"]
 
     def ready() -> bool:
-        saved = saved_answers(root, "names", 2) + saved_answers(root, "code", 1)
-        return saved >= answered and srv.stats()["held"] > held
+        return saved_answers(root) >= answered and srv.stats()["held"] > held
 
     wait_for(ready, proc, what=f"{answered} answers saved and the server holding the next")
     kill_tree(proc)
 
 
 def after_kill(root, srv) -> dict:
-    saved = {stage: saved_answers(root, stage, n) for stage, n in (("names", 2), ("code", 1))}
-    return {"outputs": outputs(root), "hidden": hidden_files(root), "stats": srv.stats(), "saved": saved}
+    return {"outputs": outputs(root), "hidden": hidden_files(root), "stats": srv.stats(), "saved": saved_answers(root)}
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +89,11 @@ def test_a_kill_leaves_no_file_that_looks_complete_but_is_not(story, point):
     assert {name: clean.get(name) for name in files} == files
 
 
-def test_the_journal_holds_the_answers_at_each_generation_kill(story):
+def test_the_store_holds_the_answers_at_each_generation_kill(story):
     _, seen = story
-    assert any(".journal.jsonl" in f for f in seen["names"]["hidden"])
-    assert any(".journal.jsonl" in f for f in seen["code"]["hidden"])
-    assert seen["code"]["saved"]["code"] > 0  # the second kill came during code generation
+    assert seen["names"]["saved"] == ANSWERED_BEFORE_KILL  # every answer the server gave, and only those
+    assert seen["code"]["saved"] == NAME_REQUESTS + ANSWERED_BEFORE_KILL  # the second kill came during code generation
+    assert not any(f.endswith(".answers") for point in ("names", "code") for f in seen[point]["hidden"])  # shared
     assert "data/generated/code/raw.jsonl" not in seen["code"]["outputs"]
     assert seen["code"]["stats"]["held"] > seen["names"]["stats"]["held"] > 0  # killed while waiting on the server
 
@@ -103,7 +101,7 @@ def test_the_journal_holds_the_answers_at_each_generation_kill(story):
 def test_the_final_outputs_equal_an_uninterrupted_run(story):
     clean, seen = story
     assert seen["end"]["outputs"] == clean
-    assert not [f for f in seen["end"]["hidden"] if f.endswith(".journal.jsonl")]
+    assert not [f for f in seen["end"]["hidden"] if f.endswith(".answers")]
 
 
 def test_no_request_answered_before_a_kill_is_asked_again(story):

@@ -52,7 +52,7 @@ def test_down_then_hung_then_back(tmp_path, clean):
         stats = back.stats()
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert outputs(root) == clean
-    assert stats["successes"] == reference_requests() - answered  # the 5 answers came from the journal
+    assert stats["successes"] == reference_requests() - answered  # the 5 answers came from the answer store
 
 
 BROKEN = [{"id": f"ok{i}", "desc": f"Return the {w} of a list."} for i, w in enumerate(["sum", "mean", "median"])]
@@ -67,7 +67,7 @@ def test_failures_outlasting_retries_are_recorded_and_the_budget_decides(tmp_pat
         configs = ("configs/test.yaml", "configs/budget.yaml")
         proc = snakemake(root, "data/generated/names/failures.jsonl", configs=configs)
         assert proc.returncode != 0  # 2 of 8 requests failed: 25% > 20%
-        assert "2 of 8 name requests failed after retries, more than io.max_failure_rate=0.2" in proc.stderr
+        assert "2 of 8 names requests failed after retries, more than io.max_failure_rate=0.2" in proc.stderr
         assert f"ServerError: {srv.url}/v1/completions answered 500" in proc.stderr
         first = srv.stats()
 
@@ -76,7 +76,7 @@ def test_failures_outlasting_retries_are_recorded_and_the_budget_decides(tmp_pat
         assert proc.returncode == 0, proc.stderr[-4000:]
         second = srv.stats()
     assert first["requests"] == 6 + 2 * 3  # 6 answered at once; 2 failing, each tried 1 + max_retries times
-    assert second["requests"] - first["requests"] == 2 * 3  # the 6 answers came from the journal
+    assert second["requests"] - first["requests"] == 2 * 3  # the 6 answers came from the answer store
     failures = read_jsonl(root / "data/generated/names/failures.jsonl")
     assert sorted((f["desc_id"], f["mode"], f["error"]) for f in failures) == [
         ("broken", "FIM", "ServerError"),

@@ -14,6 +14,8 @@ import pytest
 from conftest import make_workdir, snakemake
 from fakeserver import FakeServer, Options
 
+from evoselfcode.datagen.readers import read_jsonl
+
 pytestmark = pytest.mark.workflow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -135,6 +137,14 @@ def test_every_job_log_starts_with_version_config_digest_and_server_without_secr
     for path in [*logs, *(run / ".snakemake/log").glob("*.log")]:
         text = path.read_text()
         assert SECRET not in text and KEY not in text, path
+
+
+def test_the_answer_store_holds_every_answer_and_no_secret(run):
+    files = [p for p in (run / "data/store").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if SECRET.encode() in p.read_bytes() or KEY.encode() in p.read_bytes()]
+    scored = read_jsonl(run / "data/generated/code/score_timing.jsonl")  # scoring's answers are stored too
+    assert scored and all((run / "data/store/answers" / t["key"][:2] / t["key"][2:4] / f"{t['key']}.json").exists()
+                          for t in scored)  # fmt: skip
 
 
 def test_generation_logs_show_progress(run):

@@ -138,7 +138,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             "shard", "quarantine", "names_raw", "names_failures", "names_timing", "names_kept", "names_rejects",
             "code_raw", "code_failures", "code_timing", "code_kept", "code_rejects", "kept", "rejects",
             "tests_raw", "tests_failures", "tests_timing", "tested", "tests_rejects",
-            "scored", "score_rejects", "score_failures", "contaminated",
+            "scored", "score_rejects", "score_failures", "score_timing", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
         run("benchmark_index", decontam.benchmark_index, cfg.decontamination, tmp)
@@ -161,7 +161,8 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         run("merge_code", merge.merge_code, cfg, [p["tested"]], [p["code_rejects"], p["tests_rejects"]], p["code_raw"],
             [p["code_failures"], p["tests_failures"]], metrics, out)  # fmt: skip
         score = with_client(cli._scorer, scoring.score_step)
-        out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"]}
+        out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"],
+               "timing": p["score_timing"]}  # fmt: skip
         run("score_code", score, cfg, p["kept"], out)
         inputs = dataset.Inputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))
         run("export_dataset", dataset.export, cfg, inputs, tmp / "dataset")

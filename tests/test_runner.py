@@ -1,4 +1,4 @@
-"""The shard runner and its request journal, with an in-memory client."""
+"""The shard runner and the answer store it reads and fills, with an in-memory client."""
 
 import threading
 import time
@@ -9,6 +9,7 @@ from evoselfcode.datagen.pipeline.journal import Journal, request_key
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen, ServerError
 from evoselfcode.datagen.pipeline.runner import MAX_THREADS_PER_SLOT, Request, request_seed, run_requests
+from evoselfcode.datagen.pipeline.store import AnswerStore
 
 
 class ScriptedClient(CompletionClient):
@@ -53,34 +54,56 @@ def test_an_open_circuit_fails_the_whole_run():
         run_requests(ScriptedClient(fail={"p1"}, error=CircuitOpen), requests(4), concurrency=2)
 
 
-def test_a_rerun_asks_only_what_the_journal_lacks(tmp_path):
-    path = tmp_path / "j.jsonl"
+def test_a_fatal_error_stops_the_other_workers_at_once():
+    # concurrency 1: p1's fatal error is raised before p2.. are sent, not after every request
+    client = ScriptedClient(fail={"p1"}, error=CircuitOpen)
+    with pytest.raises(CircuitOpen):
+        run_requests(client, requests(8), concurrency=1)
+    assert client.calls == ["p0", "p1"]
+
+
+def test_fatal_names_which_errors_stop_the_run():
+    out = run_requests(ScriptedClient(fail={"p1"}, error=CircuitOpen), requests(3), concurrency=2, fatal=())
+    assert isinstance(out[1].error, CircuitOpen) and out[0].choices and out[2].choices
+    with pytest.raises(ServerError):
+        run_requests(ScriptedClient(fail={"p1"}), requests(3), concurrency=2, fatal=(ServerError,))
+
+
+def test_a_rerun_asks_only_what_the_store_lacks(tmp_path):
     first = ScriptedClient(fail={"p2", "p4"})
-    run_requests(first, requests(6), concurrency=3, journal=Journal(path), model="m")
+    run_requests(first, requests(6), concurrency=3, store=AnswerStore(tmp_path), server="s")
     assert sorted(first.calls) == [f"p{i}" for i in range(6)]
 
     second = ScriptedClient()
-    out = run_requests(second, requests(6), concurrency=3, journal=Journal(path), model="m")
+    out = run_requests(second, requests(6), concurrency=3, store=AnswerStore(tmp_path), server="s")
     assert sorted(second.calls) == ["p2", "p4"]
     assert [o.choices[0].text for o in out] == [f"text:p{i}:0" for i in range(6)]
+    assert [o.resumed for o in out] == [True, True, False, True, False, True]
     assert out[0].choices[0].token_logprobs == (-0.5,)
 
 
-def test_the_journal_ignores_a_line_cut_short_by_a_kill(tmp_path):
-    path = tmp_path / "j.jsonl"
-    journal = Journal(path)
-    journal.record("k1", [Choice(text="one")])
-    journal.close()
-    with open(path, "a") as fh:
-        fh.write('{"key": "k2", "choices": [{"te')
-    assert Journal(path).get("k1") == [Choice(text="one")]
-    assert Journal(path).get("k2") is None
+def test_another_server_is_asked_again(tmp_path):
+    run_requests(ScriptedClient(), requests(3), concurrency=2, store=AnswerStore(tmp_path), server="a")
+    other = ScriptedClient()
+    out = run_requests(other, requests(3), concurrency=2, store=AnswerStore(tmp_path), server="b")
+    assert sorted(other.calls) == ["p0", "p1", "p2"] and not any(o.resumed for o in out)
 
 
-def test_another_model_or_parameter_is_another_request():
-    assert request_key("p", PARAMS, "a") != request_key("p", PARAMS, "b")
-    assert request_key("p", PARAMS, "a") != request_key("p", {**PARAMS, "seed": 2}, "a")
-    assert request_key("p", dict(reversed(PARAMS.items())), "a") == request_key("p", PARAMS, "a")
+def test_a_killed_run_keeps_what_was_answered(tmp_path):
+    # Ctrl-C (or a fatal error) after 3 answers: those 3 are in the store, the rerun asks only the rest
+    class Interrupted(ScriptedClient):
+        def complete(self, prompt, **params):
+            if prompt == "p3":
+                raise KeyboardInterrupt
+            return super().complete(prompt, **params)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_requests(Interrupted(), requests(6), concurrency=1, store=AnswerStore(tmp_path), server="s")
+    assert AnswerStore(tmp_path).size().answers == 3
+    again = ScriptedClient()
+    out = run_requests(again, requests(6), concurrency=2, store=AnswerStore(tmp_path), server="s")
+    assert sorted(again.calls) == ["p3", "p4", "p5"]
+    assert [o.resumed for o in out] == [True] * 3 + [False] * 3
 
 
 def test_request_seeds_are_stable_and_distinct():
@@ -171,11 +194,11 @@ def test_threads_waiting_to_retry_are_capped_per_slot():
 
 
 def test_an_error_outside_a_request_stops_the_run_and_is_raised(tmp_path):
-    class FullDisk(Journal):
-        def record(self, key, choices):
+    class FullDisk(AnswerStore):
+        def put(self, key, choices):
             raise OSError(28, "No space left on device")
 
     client = SleepyClient()
     with pytest.raises(OSError, match="No space left"):
-        run_requests(client, requests(50), concurrency=4, journal=FullDisk(tmp_path / "j.jsonl"))
+        run_requests(client, requests(50), concurrency=4, store=FullDisk(tmp_path))
     assert len(client.order) <= 4  # each worker stopped after its first answer

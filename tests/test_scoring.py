@@ -6,15 +6,19 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from conftest import make_workdir, snakemake
 from fakeserver import FakeServer, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_scorer
+from evoselfcode.clients.base import ScoringClient
 from evoselfcode.clients.errors import ScoringUnsupported
 from evoselfcode.config import Config
-from evoselfcode.datagen.pipeline.scoring import HIGH_PERPLEXITY, score_records, scored_span
+from evoselfcode.datagen.pipeline.driver import run_stage
+from evoselfcode.datagen.pipeline.scoring import HIGH_PERPLEXITY, SCORE, scored_span, split_by_ppl
+from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.prompts import code_prompt
 from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
@@ -45,10 +49,12 @@ def record(i: int, *, desc: str | None = None, code: str | None = None) -> CodeR
     )
 
 
-def cfg_for(url: str, **sections) -> Config:
+def cfg_for(url: str, store: str, **sections) -> Config:
     base = {
         "api": {"base_url": url, "model": "fake-coder", "max_retries": 1, "backoff": {"base": 0.01, "max": 0.02}},
         "io": {"concurrency": 4},
+        # never the project's data/store: a test must not answer from another test's run
+        "store": {"dir": store},
     }
     return Config.model_validate({**base, **sections})
 
@@ -70,13 +76,16 @@ def server(request):
         yield srv
 
 
-def score(srv: FakeServer, records, **sections):
-    cfg = cfg_for(srv.url, **sections)
+def score(srv: FakeServer, records, store, **sections):
+    """The scoring stage as `score_step` runs it: kept, rejects (by scoring.max_ppl) and failures."""
+    cfg = cfg_for(srv.url, str(store), **sections)
     client = make_scorer(cfg.api, base_url=srv.url, concurrency=cfg.io.concurrency)
     try:
-        return score_records(records, cfg, client)
+        result = run_stage(SCORE, records, cfg, client, AnswerStore(cfg.store.dir))
     finally:
         client.close()
+    split = split_by_ppl(result.records, cfg.scoring.max_ppl)
+    return SimpleNamespace(kept=split.kept, rejects=split.rejects, failures=result.failures, timings=result.timings)
 
 
 def test_the_scored_text_is_the_code_after_the_prompts_head():
@@ -95,9 +104,9 @@ def test_code_without_the_head_is_scored_whole_in_the_heads_place():
     assert prompt + "def gcd(" == code_prompt(r.desc, r.func_name, cfg.codegen)
 
 
-def test_scores_are_the_servers_log_probs_of_the_function_tokens(server):
+def test_scores_are_the_servers_log_probs_of_the_function_tokens(server, tmp_path):
     records = [record(i) for i in range(5)] + [record(5, code="@cache\ndef gcd(a, b):\n    return a\n")]
-    out = score(server, records)
+    out = score(server, records, tmp_path)
     assert not out.failures and not out.rejects
     cg = Config().codegen
     for r, s in zip(records, out.kept, strict=True):
@@ -109,49 +118,94 @@ def test_scores_are_the_servers_log_probs_of_the_function_tokens(server):
         assert s.model_dump(exclude={"score"}) == r.model_dump()
 
 
-def test_output_keeps_the_input_order_under_concurrency(server):
+@pytest.mark.parametrize("server", [Options(latency_s=0.05)], indirect=True)
+def test_a_score_request_times_how_long_its_answer_took(server, tmp_path):
+    out = score(server, [record(i) for i in range(3)], tmp_path)
+    assert [t.desc_id for t in out.timings] == ["d0", "d1", "d2"]
+    assert all(0.05 <= t.latency < 5 for t in out.timings), out.timings  # the server takes 50 ms per answer
+
+
+def test_output_keeps_the_input_order_under_concurrency(server, tmp_path):
     records = [record(i, desc=f"Task number {i}") for i in range(24)]
-    out = score(server, records, io={"concurrency": 8})
+    out = score(server, records, tmp_path, io={"concurrency": 8})
     assert [(s.meta.desc_id, s.func_name) for s in out.kept] == [(r.meta.desc_id, r.func_name) for r in records]
 
 
-def test_max_ppl_drops_the_worst_into_rejects_with_a_reason(server):
+def test_max_ppl_drops_the_worst_into_rejects_with_a_reason(server, tmp_path):
     records = [record(i) for i in range(5)]
-    ppls = sorted(s.score.ppl for s in score(server, records).kept)
+    ppls = sorted(s.score.ppl for s in score(server, records, tmp_path / "a").kept)
     threshold = (ppls[1] + ppls[2]) / 2
-    out = score(server, records, scoring={"enabled": True, "max_ppl": threshold})
+    out = score(server, records, tmp_path / "b", scoring={"enabled": True, "max_ppl": threshold})
     assert len(out.kept) == 2 and len(out.rejects) == 3
     assert all(s.score.ppl <= threshold for s in out.kept)
     assert all(r.reason == HIGH_PERPLEXITY and r.score.ppl > threshold and r.max_ppl == threshold for r in out.rejects)
     assert {r.meta.desc_id for r in out.rejects} | {s.meta.desc_id for s in out.kept} == {f"d{i}" for i in range(5)}
 
 
-def test_a_request_failing_after_retries_becomes_a_failure_with_its_cause(server):
+def test_a_request_failing_after_retries_becomes_a_failure_with_its_cause(server, tmp_path):
     records = [record(0), record(1, desc="[[always:500]] Task 1"), record(2)]
-    out = score(server, records)
+    out = score(server, records, tmp_path)
     assert [s.meta.desc_id for s in out.kept] == ["d0", "d2"]
     (failure,) = out.failures
-    assert (failure.stage, failure.desc_id, failure.func_name) == ("score", "d1", "is_palindrome")
+    assert (failure.stage, failure.desc_id, failure.mode, failure.func_name) == ("score", "d1", "L2R", "is_palindrome")
+    assert failure.sample_index == 0
     assert failure.error == "ServerError"
     assert "500" in failure.message
 
 
 @pytest.mark.parametrize("server", [Options(logprobs="missing"), Options(logprobs="error")], indirect=True)
-def test_a_server_that_cannot_score_fails_the_step_once_and_clearly(server):
+def test_a_server_that_cannot_score_fails_the_step_once_and_clearly(server, tmp_path):
     records = [record(i, desc=f"Task number {i}") for i in range(20)]
     with pytest.raises(ScoringUnsupported, match="set scoring.enabled: false"):
-        score(server, records, io={"concurrency": 4})
+        score(server, records, tmp_path, io={"concurrency": 4})
     assert server.stats()["requests"] <= 4  # the ones already in flight; nothing after the first answer
+
+
+class StopsAfter(ScoringClient):
+    """Scores like `inner` for `answers` requests, then raises `error` (Ctrl-C, or a server that stops scoring)."""
+
+    def __init__(self, inner: ScoringClient, answers: int, error: BaseException):
+        self.inner, self.answers, self.error, self.asked = inner, answers, error, []
+        self.transport = inner.transport  # the same server identity as the real client's
+
+    def token_logprobs(self, text, *, prompt="", **kwargs):
+        if len(self.asked) >= self.answers:
+            raise self.error
+        self.asked.append(text)
+        return self.inner.token_logprobs(text, prompt=prompt, **kwargs)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), ScoringUnsupported("the server stopped scoring", url="x")])
+def test_a_killed_scoring_job_resumes_without_asking_the_scored_ones_again(server, tmp_path, error):
+    records = [record(i, desc=f"Task number {i}") for i in range(8)]
+    cfg = cfg_for(server.url, str(tmp_path / "store"), io={"concurrency": 1})  # in order: the first 3 are answered
+    real = make_scorer(cfg.api, base_url=server.url, concurrency=1)
+    try:
+        with pytest.raises(type(error)):
+            run_stage(SCORE, records, cfg, StopsAfter(real, 3, error), AnswerStore(cfg.store.dir))
+        assert AnswerStore(cfg.store.dir).size().answers == 3
+
+        rerun = StopsAfter(real, len(records), RuntimeError("asked more than once"))
+        result = run_stage(SCORE, records, cfg, rerun, AnswerStore(cfg.store.dir))
+    finally:
+        real.close()
+    assert rerun.asked == [scored_span(r, cfg.codegen)[1] for r in records[3:]]
+    assert [t.resumed for t in result.timings] == [True] * 3 + [False] * 5
+    assert result.from_store == 3 and not result.failures
+    whole = score(server, records, tmp_path / "whole")  # an uninterrupted run, with a store of its own
+    assert result.records == whole.kept
 
 
 def _write_cli_inputs(tmp_path, url: str, max_ppl: float | None = None):
     records = [record(i) for i in range(4)]
     write_jsonl(tmp_path / "filtered.jsonl", records)
     config = tmp_path / "config.json"
-    sections = cfg_for(url, scoring={"enabled": True, "max_ppl": max_ppl}).model_dump(mode="json")
+    sections = cfg_for(url, str(tmp_path / "store"), scoring={"enabled": True, "max_ppl": max_ppl}).model_dump(
+        mode="json"
+    )
     config.write_text(json.dumps(sections))
     args = [sys.executable, "-m", "evoselfcode", "score", str(tmp_path / "filtered.jsonl"), "--config", str(config)]
-    paths = [f"--{k}={tmp_path / k}.jsonl" for k in ("out", "rejects", "failures")]
+    paths = [f"--{k}={tmp_path / k}.jsonl" for k in ("out", "rejects", "failures", "timing")]
     return records, [*args, *paths, "--log", str(tmp_path / "score.log")]
 
 
@@ -163,6 +217,17 @@ def test_the_cli_step_writes_scored_records_rejects_and_failures(tmp_path, serve
     assert [s.func_name for s in scored] == [r.func_name for r in records]
     assert list(read_jsonl(tmp_path / "rejects.jsonl")) == list(read_jsonl(tmp_path / "failures.jsonl")) == []
     assert "scored 4 of 4 functions" in (tmp_path / "score.log").read_text()
+    timings = read_jsonl(tmp_path / "timing.jsonl")
+    assert [(t["desc_id"], t["func_name"], t["resumed"]) for t in timings] == [
+        (r.meta.desc_id, r.func_name, False) for r in records
+    ]
+    assert all(AnswerStore(tmp_path / "store").get(t["key"]) for t in timings)  # what `store --prune` keeps
+
+    asked = server.stats()["requests"]
+    assert subprocess.run(args, capture_output=True).returncode == 0  # a rerun: every score from the store
+    assert server.stats()["requests"] == asked
+    assert [ScoredRecord.model_validate(r) for r in read_jsonl(tmp_path / "out.jsonl")] == scored
+    assert all(t["resumed"] for t in read_jsonl(tmp_path / "timing.jsonl"))
 
 
 @pytest.mark.parametrize("server", [Options(logprobs="missing")], indirect=True)

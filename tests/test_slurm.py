@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import make_workdir, snakemake
 
+from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, NameCandidate
 
@@ -99,6 +100,10 @@ def test_outputs_exist_and_validate(done):
     kept = [NameCandidate.model_validate(r) for r in read_jsonl(workdir / "data/generated/names/filtered.jsonl")]
     assert {k.desc_id for k in kept} == {d["id"] for d in DESCRIPTIONS}
     assert (workdir / "data/generated/code/metrics.json").exists()
+    # every node's jobs wrote their answers to the one store on shared storage, keyed as the timings say
+    timings = [r for p in (workdir / "data/generated").rglob("timing/*.jsonl") for r in read_jsonl(p)]
+    store = AnswerStore(workdir / "data/store")
+    assert timings and all(store.get(t["key"]) for t in timings)
 
 
 @pytest.mark.slurm

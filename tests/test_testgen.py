@@ -16,7 +16,9 @@ from evoselfcode.datagen.checks.execution import (
     verdict,
 )
 from evoselfcode.datagen.filters.asserts import parse_asserts
-from evoselfcode.datagen.pipeline.testgen import execute_tests, execute_tests_step, generate_tests
+from evoselfcode.datagen.pipeline.driver import run_stage
+from evoselfcode.datagen.pipeline.store import AnswerStore
+from evoselfcode.datagen.pipeline.testgen import TESTS, execute_tests, execute_tests_step
 from evoselfcode.datagen.prompts import code_prompt, prompt_for_tests
 from evoselfcode.datagen.schemas import CodeRecord, CodeTests
 from evoselfcode.datagen.writers import write_jsonl
@@ -202,15 +204,19 @@ def test_same_tests_same_files_byte_for_byte(tmp_path):
     assert outputs[0][0].count(b"\n") == 6
 
 
-def test_generation_asks_once_per_function_with_its_own_seed_and_records_failures():
-    cfg = Config()
+def test_generation_asks_once_per_function_with_its_own_seed_and_records_failures(tmp_path):
     body = record().code
     with FakeServer(Options(seed=3)) as srv:
-        api = cfg.api.model_copy(update={"base_url": srv.url, "max_retries": 0})
-        client = make_client(api, base_url=srv.url, concurrency=4)
+        cfg = Config.model_validate({"api": {"base_url": srv.url, "max_retries": 0}})
+        client = make_client(cfg.api, base_url=srv.url, concurrency=4)
         bad = record(body.replace("Clamp value", "[[always:400]] Clamp value"), index=1)
-        samples, failures, timings = generate_tests([record(), bad], cfg, client)
+        result = run_stage(TESTS, [record(), bad], cfg, client, AnswerStore(tmp_path))
+        asked = srv.stats()["requests"]
+    samples, failures, timings = result.records, result.failures, result.timings
+    assert asked == 2 and result.requests == 2 and result.from_store == 0
     assert [s.error for s in samples] == [None, "BadRequest"]
     assert samples[0].answers[0].startswith("assert clamp(") and samples[0].tokens > 0
-    assert [(f.stage, f.sample_index) for f in failures] == [("tests", 1)]
-    assert len(timings) == 1
+    assert [(f.stage, f.desc_id, f.mode, f.func_name, f.sample_index) for f in failures] == [
+        ("tests", "d1", "L2R", "clamp", 1)
+    ]
+    assert [(t.desc_id, t.mode, t.func_name, t.resumed) for t in timings] == [("d1", "L2R", "clamp", False)]

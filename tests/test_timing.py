@@ -5,6 +5,7 @@ from evoselfcode.datagen.pipeline.journal import Journal
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.datagen.pipeline.runner import Request, run_requests
+from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.pipeline.timing import timing_summary
 from evoselfcode.datagen.schemas import RequestTiming
 
@@ -24,19 +25,20 @@ def timing(mode, latency, resumed=False):
 def test_a_request_takes_as_long_as_its_slowest_choice_and_knows_if_it_was_resumed(tmp_path):
     reqs = [Request(key=(f"d{i}",), prompt=f"p{i}", params={"n": 2, "max_tokens": 4, "temperature": 0.0,
                                                             "top_p": 1.0}) for i in range(3)]  # fmt: skip
-    journal = Journal(tmp_path / "j.jsonl")
-    run_requests(TimedClient(), reqs[:1], concurrency=1, journal=journal, model="m")
-    out = run_requests(TimedClient(), reqs, concurrency=2, journal=Journal(tmp_path / "j.jsonl"), model="m")
+    run_requests(TimedClient(), reqs[:1], concurrency=1, store=AnswerStore(tmp_path), server="s")
+    out = run_requests(TimedClient(), reqs, concurrency=2, store=AnswerStore(tmp_path), server="s")
     timings = [o.timing(f"d{i}", "FIM") for i, o in enumerate(out)]
     assert [(t.latency, t.choices, t.resumed) for t in timings] == [(1.25, 2, True), (1.25, 2, False),
                                                                     (1.25, 2, False)]  # fmt: skip
+    # the key names the stored answer, so `evoselfcode store --prune` keeps what this run used
+    assert [t.key for t in timings] == [o.key for o in out] and all(AnswerStore(tmp_path).get(t.key) for t in timings)
 
 
 def test_summary_per_mode_with_known_answers():
     timings = [timing("FIM", 1.0), timing("FIM", 2.0), timing("FIM", 3.0, resumed=True), timing("L2R", 0.5)]
     summary = timing_summary(timings, ["FIM", "FIM", "L2R", "L2R", "L2R", "L2R"])["by_mode"]
     fim, l2r = summary["FIM"], summary["L2R"]
-    assert (fim["requests"], fim["resumed"], fim["kept"]) == (3, 1, 2)
+    assert (fim["requests"], fim["resumed"], fim["asked"], fim["kept"]) == (3, 1, 2, 2)
     assert fim["request_seconds"] == 6.0 and fim["seconds_per_kept"] == 3.0
     assert fim["latency_s"] == {"mean": 2.0, "p50": 2.0, "p95": pytest.approx(2.9), "max": 3.0}
     assert l2r["seconds_per_kept"] == 0.125 and l2r["latency_s"]["p95"] == 0.5
@@ -54,6 +56,7 @@ def test_the_tests_requests_have_their_own_section_and_count_in_the_cost_of_a_ke
     fim, l2r = summary["FIM"], summary["L2R"]
     assert (fim["requests"], fim["request_seconds"]) == (1, 1.0)
     assert (fim["tests"]["requests"], fim["tests"]["resumed"], fim["tests"]["request_seconds"]) == (2, 1, 2.0)
+    assert fim["tests"]["asked"] == 1
     assert fim["seconds_per_kept"] == 1.5  # (1.0 + 0.5 + 1.5) / 2
     assert l2r["tests"]["requests"] == 0 and l2r["seconds_per_kept"] is None
     assert "tests" not in timing_summary(code, ["FIM"])["by_mode"]["FIM"]  # the stage did not run

@@ -3,6 +3,9 @@
 import ast
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -144,6 +147,7 @@ def test_appending_descriptions_runs_only_the_new_and_changed_shards(tmp_path, s
         ("namegen: {temperature: 0.1}", {"generate_names", "generate_code"}, {"split_descriptions"}),
         ("tests: {temperature: 0.5}", {"generate_tests", "execute_tests", "merge_code"}, {"generate_code"}),
         ("execution: {min_pass_rate: 0.9}", {"execute_tests", "merge_code"}, {"generate_tests", "filter_code"}),
+        ("store: {enabled: false, dir: elsewhere}", set(), set()),
     ],
 )
 def test_a_setting_reruns_only_what_depends_on_it(done, change, reruns, keeps):
@@ -192,3 +196,30 @@ def test_with_tests_disabled_the_dag_is_as_before(tmp_path, server):
     workdir = make_workdir(tmp_path, DESCRIPTIONS, config(server.url, "tests: {enabled: false}"))
     jobs = planned(snakemake(workdir, "-n", TARGET))
     assert "generate_tests" not in jobs and "execute_tests" not in jobs and jobs["merge_code"] == 1
+
+
+def test_deleted_outputs_are_made_again_from_the_answer_store_without_a_request(done, server, tmp_path):
+    again = tmp_path / "again"
+    shutil.copytree(done, again, symlinks=True)
+    before = {p.relative_to(again): p.read_bytes() for p in (again / "data/generated").rglob("*.jsonl")
+              if "timing" not in p.name and "timing" not in p.parent.name}  # fmt: skip
+    shutil.rmtree(again / "data/generated")
+    asked = server.stats()["requests"]
+    proc = snakemake(again, TARGET)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert server.stats()["requests"] == asked  # every answer came from data/store
+    after = {p.relative_to(again): p.read_bytes() for p in (again / "data/generated").rglob("*.jsonl")
+             if "timing" not in p.name and "timing" not in p.parent.name}  # fmt: skip
+    assert after == before
+    timings = [r for p in (again / "data/generated").rglob("timing/*.jsonl") for r in read_jsonl(p)]
+    assert timings and all(t["resumed"] and t["key"] for t in timings)
+
+    cmd = [sys.executable, "-m", "evoselfcode", "store", "--config", "configs/datagen.yaml", "--config",
+           "configs/test.yaml"]  # fmt: skip
+    shown = subprocess.run(cmd, cwd=again, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    answers = len({t["key"] for t in timings})
+    assert f"data/store: {answers} answers" in shown.stdout
+    assert f"{len(timings)} answered requests, {len(timings)} from the store, 0 asked (100% from the store)" in (
+        shown.stdout
+    )

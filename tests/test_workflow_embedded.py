@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 
 import pytest
 from conftest import make_workdir, snakemake
@@ -19,6 +20,8 @@ DESCRIPTIONS = [
     {"id": "reverse", "desc": "Reverse the order of the words in a sentence."},
 ]
 
+TARGET = "data/generated/code/filtered.jsonl"
+CONFIGS = ("configs/local.yaml", "configs/test.yaml")
 CONFIG = """
 namegen: {n: 2}
 codegen: {max_new_tokens: 128, n: 2}
@@ -29,7 +32,7 @@ io: {shard_size: 3, concurrency: 2}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("embedded"), DESCRIPTIONS, CONFIG)
-    proc = snakemake(workdir, "data/generated/code/filtered.jsonl", configs=("configs/local.yaml", "configs/test.yaml"))
+    proc = snakemake(workdir, TARGET, configs=CONFIGS)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir
 
@@ -72,3 +75,15 @@ def test_code_metrics_account_for_every_raw_sample(run):
     raw = list(read_jsonl(run / "data/generated/code/raw.jsonl"))
     assert metrics["funnel"]["generated"] == len(raw)
     assert metrics["accounting"]["adds_up"]
+
+
+def test_a_rerun_on_a_new_server_start_answers_every_request_from_the_store(run, tmp_path):
+    # the embedded server starts on another port each time: its answers are known by its weights, not its address
+    again = tmp_path / "again"
+    shutil.copytree(run, again, symlinks=True)
+    shutil.rmtree(again / "data/generated")
+    proc = snakemake(again, TARGET, configs=CONFIGS)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    timings = [r for p in (again / "data/generated").rglob("timing/*.jsonl") for r in read_jsonl(p)]
+    assert timings and all(t["resumed"] for t in timings)
+    assert (again / TARGET).read_bytes() == (run / TARGET).read_bytes()

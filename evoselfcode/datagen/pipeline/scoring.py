@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,10 +63,12 @@ def score_requests(records: Sequence[CodeRecord], cfg: Config) -> list[Request]:
 
 
 def _ask(client: ScoringClient, request: Request, retry_wait) -> list[Choice]:
+    started = time.monotonic()
     logprobs = client.token_logprobs(request.params["text"], prompt=request.prompt, retry_wait=retry_wait)
     if not logprobs:
         raise ValueError("the server returned no log-probs for the function's tokens")
-    return [Choice(text="", token_logprobs=tuple(logprobs))]
+    # token_logprobs returns no latency: timed here (retries included), else score_timing.jsonl says 0 s
+    return [Choice(text="", token_logprobs=tuple(logprobs), latency=time.monotonic() - started)]
 
 
 def _about(request: Request) -> dict:

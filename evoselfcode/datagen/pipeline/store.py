@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -94,8 +95,11 @@ class AnswerStore:
             if path.name.endswith(TMP_SUFFIX):
                 temporary += 1
             elif path.suffix == ".json":
+                try:
+                    size += path.stat().st_size
+                except FileNotFoundError:  # pruned by another process since it was listed
+                    continue
                 answers += 1
-                size += path.stat().st_size
         return StoreSize(answers, size, temporary)
 
     def prune(self, used: Iterable[str], *, tmp_older_than_s: float = 3600.0) -> int:
@@ -105,10 +109,17 @@ class AnswerStore:
         cutoff = time.time() - tmp_older_than_s
         for path in (self.root / "answers").glob("*/*/*"):
             if path.name.endswith(TMP_SUFFIX):
-                if path.stat().st_mtime < cutoff:  # a younger one may be a write in progress
+                try:
+                    stale = path.stat().st_mtime < cutoff  # a younger one may be a write in progress
+                except FileNotFoundError:  # that write has just been renamed into place
+                    continue
+                if stale:
                     path.unlink(missing_ok=True)
             elif path.suffix == ".json" and path.stem not in keep:
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink()
+                except FileNotFoundError:  # another prune was first: not this one's to count
+                    continue
                 removed += 1
         return removed
 
@@ -150,7 +161,9 @@ def server_identity(cfg, client, store: AnswerStore) -> str:
     from evoselfcode.embedded import PRESETS
 
     api = cfg.api
-    configured = {"base_url": api.base_url, "mode": api.mode, "route": api.route, "model": api.model,
+    # without the user and password in the address: a rotated one reaches the same server (and no secret is hashed)
+    address = re.sub(r"//[^/@]+@", "//", api.base_url)
+    configured = {"base_url": address, "mode": api.mode, "route": api.route, "model": api.model,
                   "field_map": api.field_map}  # fmt: skip
     if api.base_url == EMBEDDED:  # its address changes per start; its weights do not
         configured["weights"] = PRESETS[cfg.embedded.model].sha256
