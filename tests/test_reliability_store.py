@@ -12,11 +12,12 @@ from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.config import load_config
 from evoselfcode.datagen.pipeline.driver import private_store_dir
 from evoselfcode.datagen.pipeline.runner import FailureBudgetExceeded, Request, run_requests
-from evoselfcode.datagen.pipeline.steps import filter_names_step, generate_names
+from evoselfcode.datagen.pipeline.selection import execute_tests_step
+from evoselfcode.datagen.pipeline.steps import filter_names_step, final_record, generate_names
 from evoselfcode.datagen.pipeline.store import TMP_SUFFIX, AnswerStore, request_key
-from evoselfcode.datagen.pipeline.testgen import execute_tests_step, generate_tests_step
+from evoselfcode.datagen.pipeline.testgen import generate_tests_step
 from evoselfcode.datagen.readers import read_jsonl
-from evoselfcode.datagen.schemas import CodeRecord, Description
+from evoselfcode.datagen.schemas import CodeSample, Description
 from evoselfcode.datagen.writers import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,27 +164,37 @@ class DownAfter(CompletionClient):
 def test_a_failed_test_generation_job_asks_again_only_what_was_not_answered(tmp_path, enabled):
     cfg = config(tmp_path, enabled=enabled)
     cfg = cfg.model_copy(update={"io": cfg.io.model_copy(update={"concurrency": 1})})  # answered in order
-    kept = tmp_path / "code/filtered/00000.jsonl"
-    kept.parent.mkdir(parents=True)
-    write_jsonl(kept, [CodeRecord(desc="add two numbers", func_name=f"add{i}", source="L2R",
-                                  code=f"def add{i}(a, b):\n    return a + b\n",
-                                  meta={"desc_id": f"d{i}", "params": {}, "seed": 1, "sample_index": 0})
-                       for i in range(4)])  # fmt: skip
+    code = tmp_path / "code/raw/00000.jsonl"
+    code.parent.mkdir(parents=True)
+    samples = [
+        CodeSample(
+            desc_id=f"d{i}",
+            desc="add two numbers",
+            func_name=f"add{i}",
+            source="L2R",
+            sample_index=0,
+            seed=1,
+            completion="",
+            code=f"def add{i}(a, b):\n    return a + b\n",
+        )
+        for i in range(4)
+    ]
+    write_jsonl(code, samples)  # fmt: skip
     raw, failures, timing = (str(tmp_path / f"code/tests/{part}/00000.jsonl") for part in ("raw", "failures", "timing"))
     with pytest.raises(FailureBudgetExceeded):
-        generate_tests_step(cfg, DownAfter(answers=2), str(kept), raw, failures, timing)
+        generate_tests_step(cfg, DownAfter(answers=2), str(code), raw, failures, timing)
     assert not Path(raw).exists()
     assert AnswerStore(cfg.store.dir if enabled else private_store_dir(raw)).size().answers == 2
-    assert [(f["desc_id"], f["mode"], f["func_name"]) for f in read_jsonl(failures)] == [
-        ("d2", "L2R", "add2"),
-        ("d3", "L2R", "add3"),
-    ]
+    assert [(f["desc_id"], f["func_name"]) for f in read_jsonl(failures)] == [("d2", "add2"), ("d3", "add3")]
 
     client = DownAfter()
-    generate_tests_step(cfg, client, str(kept), raw, failures, timing)  # the rerun
+    generate_tests_step(cfg, client, str(code), raw, failures, timing)  # the rerun
     assert client.calls == 2
     assert [t["resumed"] for t in read_jsonl(timing)] == [True, True, False, False]
-    out = tmp_path / "code/tested/00000.jsonl"
-    execute_tests_step(cfg, raw, str(out), str(tmp_path / "code/tests/rejects/00000.jsonl"), workers=1)
+    kept = tmp_path / "code/filtered/00000.jsonl"
+    write_jsonl(kept, [final_record(s, cfg) for s in samples])
+    out, rejects, chosen = (str(tmp_path / f"code/tests/{p}/00000.jsonl") for p in ("tested", "rejects", "selection"))
+    write_jsonl(tmp_path / "code/rejects/00000.jsonl", [])
+    execute_tests_step(cfg, str(kept), str(tmp_path / "code/rejects/00000.jsonl"), raw, out, rejects, chosen, 1)
     assert [r["tests"] for r in read_jsonl(out)] == [[f"assert add{i}(1, 2) == 3"] for i in range(4)]
     assert not private_store_dir(raw).exists()

@@ -17,14 +17,15 @@ from fakeserver import FakeServer, Options
 from evoselfcode import cli, dataset
 from evoselfcode.config import Config, Strict, load_config
 from evoselfcode.datagen import decontam
-from evoselfcode.datagen.pipeline import merge, scoring, steps, testgen
+from evoselfcode.datagen.pipeline import merge, scoring, selection, steps, testgen
 from evoselfcode.rule_settings import AFFECTS_NO_OUTPUT, RULE_SETTINGS, rule_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 WHERE = "evoselfcode/rule_settings.py"
 # Read by no step today, yet in score_code's list: it has one value (`echo`); a second method is read by the step.
 # execute_tests: the rule still runs testgen's step, which judges each function alone; selection.py's step reads it.
-UNREAD = {"score_code": {"scoring.method"}}
+# execute_tests reads the pass thresholds for a lone candidate or with tests.selection: per_function only
+UNREAD = {"score_code": {"scoring.method"}, "execute_tests": {"execution.min_passed", "execution.min_pass_rate"}}
 DESCRIPTIONS = [
     "Return the items of a list without duplicates, keeping their order.",
     "Count how often each word occurs in a text.",
@@ -130,14 +131,16 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             {
                 "api": {"base_url": srv.url, "model": "fake-coder"},
                 "namegen": {"n": 2},
-                "scoring": {"max_ppl": 7.0},  # the fake server's perplexities are 6.6-8.6 here: some kept, some not
+                "scoring": {
+                    "max_ppl": 6.67
+                },  # the fake server's perplexities are 6.64 and 6.69 here: one kept, one not
                 "io": {"concurrency": 2, "on_bad_line": "skip"},
             }
         )
         p = {name: str(tmp / f"{name}.jsonl") for name in (
             "shard", "quarantine", "names_raw", "names_failures", "names_timing", "names_kept", "names_rejects",
             "code_raw", "code_failures", "code_timing", "code_kept", "code_rejects", "kept", "rejects",
-            "tests_raw", "tests_failures", "tests_timing", "tested", "tests_rejects",
+            "tests_raw", "tests_failures", "tests_timing", "tested", "tests_rejects", "tests_selection",
             "scored", "score_rejects", "score_failures", "score_timing", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
@@ -154,12 +157,13 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         run("generate_code", generate_code, cfg, p["names_kept"], p["code_raw"], p["code_failures"], p["code_timing"])
         run("filter_code", steps.filter_code_step, cfg, p["code_raw"], index, p["code_kept"], p["code_rejects"])
         generate_tests = with_client(cli._client, testgen.generate_tests_step)
-        run("generate_tests", generate_tests, cfg, p["code_kept"], p["tests_raw"], p["tests_failures"],
+        run("generate_tests", generate_tests, cfg, p["code_raw"], p["tests_raw"], p["tests_failures"],
             p["tests_timing"])  # fmt: skip
-        run("execute_tests", testgen.execute_tests_step, cfg, p["tests_raw"], p["tested"], p["tests_rejects"], 1)
+        run("execute_tests", selection.execute_tests_step, cfg, p["code_kept"], p["code_rejects"], p["tests_raw"],
+            p["tested"], p["tests_rejects"], p["tests_selection"], 1)  # fmt: skip
         out = {"kept": p["kept"], "rejects": p["rejects"], "metrics": str(tmp / "code_metrics.json")}
         run("merge_code", merge.merge_code, cfg, [p["tested"]], [p["code_rejects"], p["tests_rejects"]], p["code_raw"],
-            [p["code_failures"], p["tests_failures"]], metrics, out)  # fmt: skip
+            [p["code_failures"], p["tests_failures"]], metrics, out, [p["tests_selection"]])  # fmt: skip
         score = with_client(cli._scorer, scoring.score_step)
         out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"],
                "timing": p["score_timing"]}  # fmt: skip

@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-from evoselfcode.datagen.pipeline.journal import Journal, request_key
 
 from evoselfcode.clients.base import Choice, CompletionClient
 from evoselfcode.clients.errors import CircuitOpen, ServerError

@@ -11,17 +11,15 @@ from evoselfcode.datagen.checks.execution import (
     EXEC_TIMEOUT,
     NO_TESTS,
     TESTS_FAILED,
-    TESTS_REQUEST_FAILED,
     TOO_FEW_TESTS,
     verdict,
 )
 from evoselfcode.datagen.filters.asserts import parse_asserts
 from evoselfcode.datagen.pipeline.driver import run_stage
 from evoselfcode.datagen.pipeline.store import AnswerStore
-from evoselfcode.datagen.pipeline.testgen import TESTS, execute_tests, execute_tests_step
-from evoselfcode.datagen.prompts import code_prompt, prompt_for_tests
-from evoselfcode.datagen.schemas import CodeRecord, CodeTests
-from evoselfcode.datagen.writers import write_jsonl
+from evoselfcode.datagen.pipeline.testgen import TESTS, descriptions_to_test, requests_for_tests
+from evoselfcode.datagen.prompts import code_prompt
+from evoselfcode.datagen.schemas import CodeRecord, CodeSample
 
 CLAMP = 'def clamp(value, low, high):\n    """Clamp value into [low, high]."""\n    return max(low, min(value, high))\n'
 
@@ -31,12 +29,27 @@ def record(code: str = CLAMP, name: str = "clamp", index: int = 0) -> CodeRecord
                       meta={"params": {}, "seed": 1, "desc_id": "d1", "sample_index": index})  # fmt: skip
 
 
-def test_the_test_prompt_begins_with_the_code_prompt_and_the_function_verbatim():
+def sample(code: str = CLAMP, name: str = "clamp", desc_id: str = "d1", index: int = 0) -> CodeSample:
+    return CodeSample(desc_id=desc_id, desc="Clamp a value into a range.", func_name=name, source="L2R",
+                      sample_index=index, seed=1, completion=code, code=code)  # fmt: skip
+
+
+def test_the_test_prompt_shows_the_description_and_a_signature_but_no_candidate_body():
     cfg = Config()
-    prompt = prompt_for_tests("Clamp a value into a range.", "clamp", CLAMP, cfg.codegen, cfg.tests)
-    code_part = code_prompt("Clamp a value into a range.", "clamp", cfg.codegen) + CLAMP.removeprefix("def clamp(")
-    assert prompt.startswith(code_part.rstrip("\n"))
-    assert prompt.endswith("\nassert clamp(")
+    (todo,) = descriptions_to_test([sample(), sample(CLAMP.replace("min(", "sorted(["), index=1)])
+    (request,) = requests_for_tests([todo], cfg)
+    start = code_prompt("Clamp a value into a range.", "clamp", cfg.codegen).removesuffix("def clamp(")
+    assert request.prompt.startswith(start + "def clamp(value, low, high):\n")
+    assert "return max" not in request.prompt and "sorted" not in request.prompt
+    assert request.prompt.endswith("\nassert clamp(")
+
+
+def test_one_test_request_per_description_with_a_candidate_and_the_commonest_name():
+    clip = sample(desc_id="d2", name="clip", code=CLAMP.replace("clamp", "clip"))
+    todo = descriptions_to_test(
+        [clip, sample(desc_id="d1"), sample(desc_id="d2", index=1), sample(desc_id="d2", index=2)]
+    )
+    assert [(t.desc_id, t.func_name) for t in todo] == [("d1", "clamp"), ("d2", "clamp")]
 
 
 def test_asserts_are_kept_when_they_parse_call_the_function_and_can_fail():
@@ -168,55 +181,18 @@ def test_min_passed_counts_assertions_not_shares():
     assert verdict(["pass", "pass", "fail", "fail", "fail"], Execution(min_passed=2, min_pass_rate=0.4)) is None
 
 
-def test_execution_keeps_functions_that_pass_with_their_passing_tests():
-    cfg = Config(execution=Execution(timeout_s=1.0))
-    loops = "def clamp(value, low, high):\n    while True:\n        pass\n"
-    samples = [
-        CodeTests(record=record(), answers=["assert clamp(5, 0, 3) == 3\nassert clamp(-1, 0, 3) == 0\n"
-                                             "assert clamp(1, 0, 3) == 2"], tokens=30),
-        CodeTests(record=record(index=1), answers=["assert clamp(5, 0, 3) == 5\nassert clamp(1, 0, 3) == 2"]),
-        CodeTests(record=record(loops, index=2), answers=["assert clamp(1, 0, 3) == 1"]),
-        CodeTests(record=record(index=3), answers=["assert True"]),
-        CodeTests(record=record(index=4), error="ServerError"),
-    ]  # fmt: skip
-    kept, rejects = execute_tests(samples, cfg, workers=2)
-    assert [r.tests for r in kept] == [["assert clamp(5, 0, 3) == 3", "assert clamp(-1, 0, 3) == 0"]]
-    assert kept[0].meta.model_extra["tests"] == {"passed": 2, "run": 3, "outcomes": {"fail": 1, "pass": 2},
-                                                 "dropped": {}, "completion_tokens": 30}  # fmt: skip
-    assert [(r.sample_index, r.reason, r.outcomes) for r in rejects] == [
-        (1, TESTS_FAILED, ["fail", "fail"]),
-        (2, EXEC_TIMEOUT, ["timeout"]),
-        (3, NO_TESTS, []),
-        (4, TESTS_REQUEST_FAILED, []),
-    ]
-
-
-def test_same_tests_same_files_byte_for_byte(tmp_path):
-    answers = [f"assert clamp({i}, 0, 3) == {min(i, 3)}\nassert clamp({i}, 0, 3) == {i}" for i in range(6)]
-    samples = [CodeTests(record=record(index=i), answers=[a]) for i, a in enumerate(answers)]
-    write_jsonl(tmp_path / "raw.jsonl", samples)
-    outputs = []
-    for run in range(2):
-        kept, rejects = tmp_path / f"kept{run}.jsonl", tmp_path / f"rejects{run}.jsonl"
-        execute_tests_step(Config(), str(tmp_path / "raw.jsonl"), str(kept), str(rejects), workers=1 + run)
-        outputs.append((kept.read_bytes(), rejects.read_bytes()))
-    assert outputs[0] == outputs[1]
-    assert outputs[0][0].count(b"\n") == 6
-
-
-def test_generation_asks_once_per_function_with_its_own_seed_and_records_failures(tmp_path):
-    body = record().code
+def test_generation_asks_once_per_description_with_its_own_seed_and_records_failures(tmp_path):
+    bad = sample(CLAMP.replace("value, low", "value, low, ignored"), desc_id="d2")
+    bad = bad.model_copy(update={"desc": "[[always:400]] Clamp a value."})
     with FakeServer(Options(seed=3)) as srv:
         cfg = Config.model_validate({"api": {"base_url": srv.url, "max_retries": 0}})
         client = make_client(cfg.api, base_url=srv.url, concurrency=4)
-        bad = record(body.replace("Clamp value", "[[always:400]] Clamp value"), index=1)
-        result = run_stage(TESTS, [record(), bad], cfg, client, AnswerStore(tmp_path))
+        todo = descriptions_to_test([sample(), sample(index=1), bad])
+        result = run_stage(TESTS, todo, cfg, client, AnswerStore(tmp_path))
         asked = srv.stats()["requests"]
-    samples, failures, timings = result.records, result.failures, result.timings
+    tests, failures, timings = result.records, result.failures, result.timings
     assert asked == 2 and result.requests == 2 and result.from_store == 0
-    assert [s.error for s in samples] == [None, "BadRequest"]
-    assert samples[0].answers[0].startswith("assert clamp(") and samples[0].tokens > 0
-    assert [(f.stage, f.desc_id, f.mode, f.func_name, f.sample_index) for f in failures] == [
-        ("tests", "d1", "L2R", "clamp", 1)
-    ]
-    assert [(t.desc_id, t.mode, t.func_name, t.resumed) for t in timings] == [("d1", "L2R", "clamp", False)]
+    assert [t.error for t in tests] == [None, "BadRequest"]
+    assert tests[0].answers[0].startswith("assert clamp(") and tests[0].tokens > 0
+    assert [(f.stage, f.desc_id, f.func_name) for f in failures] == [("tests", "d2", "clamp")]
+    assert [(t.desc_id, t.func_name, t.resumed) for t in timings] == [("d1", "clamp", False)]

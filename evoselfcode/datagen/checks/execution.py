@@ -1,21 +1,16 @@
-"""The last stage-B check: each function runs with the assertions parsed from the model's tests, in bubblewrap.
+"""The last stage of stage B: the reasons a candidate is not chosen after running the description's tests.
 
-A function passes when at least `execution.min_passed` of its assertions pass and at least
-`execution.min_pass_rate` of them. The rule `execute_tests` runs it (`pipeline/testgen.py`); the
-check keeps, per sample, the assertions it ran and their outcomes, which the step writes out.
+`verdict` judges one function on its assertions (a lone candidate, or `tests.selection: per_function`): it passes
+with at least `execution.min_passed` of them and at least `execution.min_pass_rate` of them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from evoselfcode.config import Config, Execution, Tests
-from evoselfcode.datagen.checks.base import Check, Prepared
-from evoselfcode.datagen.filters.asserts import parse_asserts
-from evoselfcode.datagen.sandbox import Job, run_jobs
-from evoselfcode.datagen.schemas import CodeTests
+from evoselfcode.config import Config, Execution
+from evoselfcode.datagen.checks.base import Check
 
 NO_TESTS = "no_tests"  # no assertion that parses, calls the function and can fail
 TOO_FEW_TESTS = "too_few_tests"  # every assertion passed, but fewer than execution.min_passed
@@ -41,34 +36,17 @@ def verdict(outcomes: list[str], ex: Execution) -> str | None:
     return min(wrong, key=lambda reason: (-wrong[reason], reason))  # the commonest; a tie by name
 
 
-@dataclass(frozen=True)
-class TestRun:
-    tests: list[str]  # the assertions that were run
-    dropped: dict[str, int]  # assertions of the answers left out, per reason (filters/asserts.py)
-    outcomes: list[str]  # per assertion: pass, fail, error:<Type>, timeout
-
-
 class PassesTests(Check):
-    """Runs each function with its model-written assertions in the sandbox; too few passing drops it."""
+    """The funnel's `tested` stage and its reasons; `pipeline/selection.py` decides it, per description.
+
+    A description's candidates are judged together (every candidate against every test), which a check of one
+    shard's samples in a row cannot do, so this check is declared for the funnel and never run by `run_checks`.
+    """
 
     stage, rule = "tested", "execute_tests"
-    # the rule's reasons, those of tests.selection: agreement as well: the funnel's stage `tested` holds them all
     reasons = (NO_TESTS, TOO_FEW_TESTS, TESTS_FAILED, EXEC_TIMEOUT, EXEC_ERROR, TESTS_REQUEST_FAILED, OUTVOTED,
                NO_EVIDENCE)  # fmt: skip
 
-    def __init__(self, tests: Tests, execution: Execution, workers: int = 1) -> None:
-        self.tests, self.execution, self.workers = tests, execution, workers
-        self.runs: list[TestRun] = []  # of the samples of the last `check`, in order
-
     @classmethod
     def build(cls, cfg: Config, inputs: Mapping[str, str]) -> Check | None:
-        return cls(cfg.tests, cfg.execution) if cfg.tests.enabled else None
-
-    def check(self, samples: Sequence[CodeTests], prepared: Prepared) -> list[str | None]:
-        parsed = [parse_asserts(s.answers, s.func_name, self.tests.max_asserts, s.code) for s in samples]
-        jobs = [Job(s.code, tuple(tests)) for s, (tests, _) in zip(samples, parsed, strict=True)]
-        results = run_jobs(jobs, self.execution, self.workers)
-        self.runs = [TestRun(tests, dict(sorted(dropped.items())), outcomes)
-                     for (tests, dropped), outcomes in zip(parsed, results, strict=True)]  # fmt: skip
-        return [TESTS_REQUEST_FAILED if s.error else verdict(run.outcomes, self.execution)
-                for s, run in zip(samples, self.runs, strict=True)]  # fmt: skip
+        return None

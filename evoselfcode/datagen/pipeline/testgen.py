@@ -23,7 +23,7 @@ from evoselfcode.datagen.schemas import CodeSample, DescTests
 log = logging.getLogger("evoselfcode")
 
 
-def tests_to_ask(samples: Sequence[CodeSample]) -> list[DescTests]:
+def descriptions_to_test(samples: Sequence[CodeSample]) -> list[DescTests]:
     """One tests record to fill per description that has a candidate, in the order of the descriptions' ids."""
     ordered = sorted(samples, key=lambda s: s.desc_id)  # stable: each description's samples keep their order
     out = []
@@ -64,7 +64,7 @@ TESTS = ModelStage(
 
 
 def generate_tests_step(cfg: Config, client, raw_code: str, out_raw: str, out_failures: str, out_timing: str) -> None:
-    todo = tests_to_ask(read_models(raw_code, CodeSample))
+    todo = descriptions_to_test(read_models(raw_code, CodeSample))
     result = run_stage(TESTS, todo, cfg, client, open_store(cfg, out_raw))
     write_stage(cfg, TESTS, result, {"raw": out_raw, "failures": out_failures, "timing": out_timing})
     log.info("tests for %d descriptions, %d failed requests", len(todo), len(result.failures))
