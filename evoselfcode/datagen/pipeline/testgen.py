@@ -79,7 +79,7 @@ def execute_tests(
             passing = [t for t, o in zip(run.tests, run.outcomes, strict=True) if o == "pass"]
             kept.append(r.model_copy(update={"meta": r.meta.model_copy(update={"tests": counts}), "tests": passing}))
         else:
-            rejects.append(CodeTestsReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source,
+            rejects.append(CodeTestsReject(desc_id=r.meta.desc_id, desc=r.desc, func_name=r.func_name, source=r.source,
                                            sample_index=_key(r)[2], code=r.code, tests=run.tests,
                                            outcomes=run.outcomes, test_tokens=s.tokens, reason=reason))  # fmt: skip
     return kept, rejects
