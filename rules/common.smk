@@ -11,7 +11,7 @@ from evoselfcode.datagen.decontam import BenchmarkError, benchmark_index
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.datagen.sandbox import sandbox_problem
 from evoselfcode.rule_settings import rule_digest
-from evoselfcode.summary import summary
+from evoselfcode.summary import remember_report_command, report_command, summary
 from evoselfcode.workflow import (
     RESUME_HINT,
     builds_final_records,
@@ -41,6 +41,7 @@ EVO = f"{sys.executable} -m evoselfcode"
 SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
+LOGS = CFG.io.logs_dir
 
 
 wildcard_constraints:
@@ -55,7 +56,7 @@ def spec(rule):
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
         # without log-probs to serve, the server reads prompts faster
-        url = embedded.start(CFG.embedded, logprobs=needs_logprobs(CFG, workflow.dag))
+        url = embedded.start(CFG.embedded, logprobs=needs_logprobs(CFG, workflow.dag), log_path=f"{LOGS}/embedded_server.log")
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 
@@ -75,7 +76,9 @@ def check_before_start():
 
 def print_summary():
     if builds_final_records(workflow.dag, CODE) and os.path.exists(f"{CODE}/metrics.json"):  # not on remote storage
-        print(summary(NAMES, CODE), file=sys.stderr)
+        collect = report_command(sys.argv)  # the next command; `report` is a Snakemake keyword
+        remember_report_command(CODE, collect)
+        print(summary(NAMES, CODE, collect), file=sys.stderr)
 
 
 def say_how_to_resume():

@@ -14,7 +14,7 @@ rule score_code:
     resources:
         llm_slots=1,
     log:
-        "logs/score_code/all.log",
+        f"{LOGS}/score_code/all.log",
     benchmark:
         "benchmarks/score_code/all.tsv"
     shell:

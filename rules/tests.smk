@@ -14,7 +14,7 @@ rule generate_tests:
     resources:
         llm_slots=1,
     log:
-        "logs/generate_tests/{shard}.log",
+        f"{LOGS}/generate_tests/{{shard}}.log",
     benchmark:
         "benchmarks/generate_tests/{shard}.tsv"
     shell:
@@ -33,7 +33,7 @@ rule execute_tests:
     # one sandbox per thread
     threads: 2
     log:
-        "logs/execute_tests/{shard}.log",
+        f"{LOGS}/execute_tests/{{shard}}.log",
     benchmark:
         "benchmarks/execute_tests/{shard}.tsv"
     shell:
