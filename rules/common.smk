@@ -15,12 +15,20 @@ from evoselfcode.summary import remember_report_command, report_command, summary
 from evoselfcode.workflow import (
     RESUME_HINT,
     builds_final_records,
+    cluster_profile_problem,
     config_sources,
+    image_problem,
     needs_logprobs,
+    not_ready,
     profile_placeholders,
     unresolved_default_server,
     write_resolved_config,
 )
+
+
+# A cluster profile's placeholders and storage credentials: before the rules and the DAG ask the storage anything.
+if problem := cluster_profile_problem(workflow, sys.argv):
+    raise WorkflowError(problem)
 
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
@@ -67,7 +75,8 @@ def stop_embedded_server():
 
 def check_before_start():
     """Problems a dry run need not know: profile placeholders; when jobs run here, no default server or sandbox."""
-    problem = profile_placeholders(workflow.resource_settings)
+    image = image_problem(workflow.remote_execution_settings.container_image)  # known only now, not when parsed
+    problem = profile_placeholders(workflow.resource_settings) or (image and not_ready(image))
     problem = problem or (workflow.local_exec and unresolved_default_server(CFG.api))
     problem = problem or (workflow.local_exec and CFG.tests.enabled and sandbox_problem(CFG.execution))
     if problem:
