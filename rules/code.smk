@@ -20,7 +20,7 @@ rule generate_code:
     log:
         f"{LOGS}/generate_code/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_code/{shard}.tsv"
+        f"{BENCHMARKS}/generate_code/{{shard}}.tsv"
     shell:
         "{EVO} generate-code {input.names} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"

@@ -50,6 +50,8 @@ SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
 LOGS = CFG.io.logs_dir
+# production keeps its benchmarks/ folder; a run with a logs folder of its own keeps its job benchmarks in it
+BENCHMARKS = "benchmarks" if os.path.normpath(LOGS) == "logs" else f"{LOGS}/benchmarks"
 
 
 wildcard_constraints:

@@ -22,7 +22,7 @@ rule generate_names:
     log:
         f"{LOGS}/generate_names/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_names/{shard}.tsv"
+        f"{BENCHMARKS}/generate_names/{{shard}}.tsv"
     shell:
         "{EVO} generate-names {input.shard} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"

@@ -16,7 +16,7 @@ rule score_code:
     log:
         f"{LOGS}/score_code/all.log",
     benchmark:
-        "benchmarks/score_code/all.tsv"
+        f"{BENCHMARKS}/score_code/all.tsv"
     shell:
         "{EVO} score {input.kept} --out {output.scored} --rejects {output.rejects} --failures {output.failures} "
         "--config {CONFIG_FILE} --log {log}"

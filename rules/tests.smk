@@ -16,7 +16,7 @@ rule generate_tests:
     log:
         f"{LOGS}/generate_tests/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_tests/{shard}.tsv"
+        f"{BENCHMARKS}/generate_tests/{{shard}}.tsv"
     shell:
         "{EVO} generate-tests {input.kept} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -35,7 +35,7 @@ rule execute_tests:
     log:
         f"{LOGS}/execute_tests/{{shard}}.log",
     benchmark:
-        "benchmarks/execute_tests/{shard}.tsv"
+        f"{BENCHMARKS}/execute_tests/{{shard}}.tsv"
     shell:
         "{EVO} execute-tests {input.raw} --out {output.kept} --rejects {output.rejects} --workers {threads} "
         "--config {CONFIG_FILE} --log {log}"
