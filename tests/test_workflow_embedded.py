@@ -29,7 +29,8 @@ io: {shard_size: 3, concurrency: 2}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("embedded"), DESCRIPTIONS, CONFIG)
-    proc = snakemake(workdir, "data/generated/code/filtered.jsonl", configs=("configs/local.yaml", "configs/test.yaml"))
+    target = "data/quickstart/code/filtered.jsonl"  # configs/local.yaml's folder
+    proc = snakemake(workdir, target, configs=("configs/local.yaml", "configs/test.yaml"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir
 
@@ -37,24 +38,24 @@ def run(tmp_path_factory):
 def test_every_stage_output_exists_per_shard_and_merged(run):
     for stage in ("names", "code"):
         for part in ("raw", "filtered", "rejects", "failures"):
-            assert (run / f"data/generated/{stage}/{part}/00000.jsonl").exists()
-            assert (run / f"data/generated/{stage}/{part}/00001.jsonl").exists()
+            assert (run / f"data/quickstart/{stage}/{part}/00000.jsonl").exists()
+            assert (run / f"data/quickstart/{stage}/{part}/00001.jsonl").exists()
     for path in ("names/raw.jsonl", "names/filtered.jsonl", "names/metrics.json", "code/filtered.jsonl"):
-        assert (run / "data/generated" / path).exists(), path
-    assert (run / "logs/generate_names/00000.log").read_text().strip()
+        assert (run / "data/quickstart" / path).exists(), path
+    assert (run / "data/quickstart/logs/generate_names/00000.log").read_text().strip()
 
 
 def test_names_come_from_both_modes_and_match_the_schema(run):
-    samples = [NameSample.model_validate(r) for r in read_jsonl(run / "data/generated/names/raw.jsonl")]
+    samples = [NameSample.model_validate(r) for r in read_jsonl(run / "data/quickstart/names/raw.jsonl")]
     assert {s.mode for s in samples} == {"FIM", "L2R"}
     assert len(samples) == len(DESCRIPTIONS) * 2 * 2  # descriptions x modes x n
-    kept = [NameCandidate.model_validate(r) for r in read_jsonl(run / "data/generated/names/filtered.jsonl")]
+    kept = [NameCandidate.model_validate(r) for r in read_jsonl(run / "data/quickstart/names/filtered.jsonl")]
     assert {k.source for k in kept} == {"FIM", "L2R"}, "both arms of the A/B give usable names"
     assert all(k.func_name.isidentifier() for k in kept)
 
 
 def test_final_records_are_valid_functions_named_as_recorded(run):
-    records = list(read_jsonl(run / "data/generated/code/filtered.jsonl"))
+    records = list(read_jsonl(run / "data/quickstart/code/filtered.jsonl"))
     for record in records:
         CodeRecord.model_validate(record)
         assert record["source"] in {"FIM", "L2R"}
@@ -68,7 +69,7 @@ def test_the_embedded_server_is_stopped_after_the_run(run):
 
 
 def test_code_metrics_account_for_every_raw_sample(run):
-    metrics = json.loads((run / "data/generated/code/metrics.json").read_text())
-    raw = list(read_jsonl(run / "data/generated/code/raw.jsonl"))
+    metrics = json.loads((run / "data/quickstart/code/metrics.json").read_text())
+    raw = list(read_jsonl(run / "data/quickstart/code/raw.jsonl"))
     assert metrics["funnel"]["generated"] == len(raw)
     assert metrics["accounting"]["adds_up"]
