@@ -62,6 +62,7 @@ rule merge_code:
         metrics=f"{CODE}/metrics.json",
     params:
         spec=spec("merge_code"),
+        formatter=formatter_version(),  # the kept functions' code is ruff format's
     threads: 2
     log:
         f"{LOGS}/merge_code/all.log",

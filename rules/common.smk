@@ -10,6 +10,7 @@ from evoselfcode.config import ConfigError, validate_config
 from evoselfcode.datagen.decontam import BenchmarkError, benchmark_index
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.datagen.sandbox import sandbox_problem
+from evoselfcode.datagen.utils.ruff import formatter_version
 from evoselfcode.rule_settings import rule_digest
 from evoselfcode.summary import remember_report_command, report_command, summary
 from evoselfcode.workflow import (

@@ -179,6 +179,17 @@ def _run_format(sources: Sequence[str], temp_root: str | None) -> list[str | Non
 _FORMAT_FAILED = re.compile(r"^error: Failed to (?:parse|format) (\S+?):", re.M)
 
 
+def formatter_version() -> str:
+    """Which formatter the kept functions go through, for merge_code's params: a ruff whose output may differ (or
+    an older run, whose functions were not formatted) writes the final records again."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"ruff format {version('ruff')}"
+    except PackageNotFoundError:  # ruff only on PATH: its version is not known without running it
+        return "ruff format"
+
+
 def ruff_format(sources: Sequence[str]) -> list[str]:
     """Each source as `ruff format` (its defaults, no project's config) writes it, with one `ruff format` process;
     a source ruff cannot format stays as it is. A source without a final newline gets none back.
