@@ -120,7 +120,9 @@ def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = No
     plots, dataset = code_dir.parent / "report", code_dir.parent / "dataset"
     if plots.is_dir():
         lines.append(f"Plots:   {plots}/")
-    if dataset.is_dir():
+    if dataset.is_dir() and not acc["kept"]:
+        lines.append(f"Dataset: {dataset}/ (empty: its card says why; datasets loads it with streaming=True)")
+    elif dataset.is_dir():
         lines.append(f"Dataset: {dataset}/ (Parquet and its card: datasets.load_dataset({str(dataset)!r}))")
     cli = cli_command()
     lines += ["Next:", f"  {cli} stats {final}", f"  {cli} sample {final} -n 5 --seed 1", f"  {report}"]

@@ -67,7 +67,8 @@ def spec(rule):
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
         # without log-probs to serve, the server reads prompts faster
-        url = embedded.start(CFG.embedded, logprobs=needs_logprobs(CFG, workflow.dag), log_path=f"{LOGS}/embedded_server.log")
+        logprobs = needs_logprobs(CFG, workflow.dag)
+        url = embedded.start(CFG.embedded, logprobs=logprobs, log_path=f"{LOGS}/embedded_server.log")
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 

@@ -135,7 +135,7 @@ def test_a_run_that_keeps_nothing_finishes_with_its_summary_and_an_empty_dataset
     proc = snakemake(workdir)  # the default target, as `make run`
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "functions  0 kept of" in proc.stderr and "  why none   all " in proc.stderr
-    assert "Next:" in proc.stderr
+    assert "Dataset: data/generated/dataset/ (empty: its card says why" in proc.stderr and "Next:" in proc.stderr
     folder = workdir / "data/generated/dataset"
     assert "**This dataset is empty**: all " in (folder / "README.md").read_text()
     # datasets makes no in-memory split of zero rows ("corresponds to no data"); streamed, it loads, typed, empty
