@@ -42,11 +42,16 @@ io: {{shard_size: 2, concurrency: 2}}
 {extra}"""
 
 
-def make_run_config(descs: str) -> list[str]:
-    """The `--config io=...` that `make run DESCS=...` passes, read from `make -n`."""
-    out = subprocess.run(["make", "-n", "run", f"DESCS={descs}", f"VENV={VENV}"], cwd=ROOT, capture_output=True,
+def make_run_args(*variables: str) -> list[str]:
+    """The Snakemake arguments `make run VAR=...` passes, read from `make -n`."""
+    out = subprocess.run(["make", "-n", "run", *variables, f"VENV={VENV}"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
-    words = shlex.split([line for line in out.splitlines() if "snakemake" in line][-1])
+    return shlex.split([line for line in out.splitlines() if "snakemake" in line][-1])[1:]
+
+
+def make_run_config(descs: str) -> list[str]:
+    """The `--config io=...` that `make run DESCS=...` passes."""
+    words = make_run_args(f"DESCS={descs}")
     return words[words.index("--config") :]
 
 
@@ -104,6 +109,21 @@ def test_the_summary_names_next_commands_that_work_for_this_run(own):
     stats = [line.strip() for line in tail.splitlines() if " stats " in line][0]
     run = subprocess.run(shlex.split(stats), cwd=workdir, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_make_run_passes_settings_of_ones_own_with_config(tmp_path, server):
+    # the issue's wall: a bad line stopped `make run DESCS=` with no way to set io.on_bad_line
+    workdir = make_workdir(tmp_path, [], config(server.url))
+    (workdir / "bad.txt").write_text("Sum a list.\n" + "x" * 5000 + "\nReverse a string.\n")
+    (workdir / "my.yaml").write_text(f"api: {{base_url: '{server.url}'}}\nio: {{on_bad_line: skip}}\n")
+    args = make_run_args("DESCS=bad.txt", "CONFIG=my.yaml")
+    assert args[:5] == ["--profile", "profiles/local", "--configfile", "configs/local.yaml", "my.yaml"]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args, "-n"], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    without = [a if a != "my.yaml" else "configs/test.yaml" for a in args]  # the same server, no on_bad_line
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *without, "-n"], cwd=workdir, capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode != 0 and "bad.txt:2: desc_too_long" in proc.stdout + proc.stderr  # -n: stdout
 
 
 def test_kept_functions_are_formatted_and_raw_records_keep_the_models_text(tmp_path, server):
