@@ -24,13 +24,20 @@ chromium:
 sandbox:
 	@command -v bwrap >/dev/null || scripts/install-bubblewrap.sh
 
-# make run DESCS=my.txt: your own descriptions (.txt, one per line, or JSONL) on the local model, into data/own/my/.
+# make run DESCS=my.txt: your own descriptions (.txt, one per line, or JSONL) on the local model, into data/own/my/;
+# CONFIG=my.yaml adds your settings over configs/local.yaml (alone: the sample descriptions, into data/own/my/).
 DESCS ?=
-OWN_DIR = data/own/$(basename $(notdir $(DESCS)))
-OWN_IO = io='{input_desc_path: "$(DESCS)", shards_dir: "$(OWN_DIR)/shards", out_names_dir: "$(OWN_DIR)/names", \
-	out_code_dir: "$(OWN_DIR)/code"}'
-OWN = $(if $(DESCS),--config $(OWN_IO))
-REPORT = $(if $(DESCS),$(OWN_DIR)/report.html,report.html)
+CONFIG ?=
+OWN_NAME = $(basename $(notdir $(or $(DESCS),$(CONFIG))))
+OWN_DIR = data/own/$(OWN_NAME)
+COMMA := ,
+OWN_IO = io='{$(if $(DESCS),input_desc_path: "$(DESCS)"$(COMMA) )shards_dir: "$(OWN_DIR)/shards", \
+	out_names_dir: "$(OWN_DIR)/names", out_code_dir: "$(OWN_DIR)/code", logs_dir: "$(OWN_DIR)/logs"}'
+# a --configfile replaces the profile's, so configs/local.yaml is named again before yours
+OWN = $(strip $(if $(CONFIG),--configfile configs/local.yaml $(CONFIG)) $(if $(OWN_NAME),--config $(OWN_IO)))
+REPORT = $(if $(OWN_NAME),$(OWN_DIR)/report.html,report.html)
+# the run's closing summary then says `make report` with these variables, the next command that works for it
+run report: export EVOSELFCODE_MAKE_VARS = $(strip $(if $(DESCS),DESCS=$(DESCS)) $(if $(CONFIG),CONFIG=$(CONFIG)))
 
 # The default target: the records, metrics, timing and plots of the README's output table, and the dataset folder.
 run: install sandbox
@@ -45,7 +52,7 @@ test: install chromium sandbox lint
 test-slurm: install
 	trap scripts/slurm-down.sh EXIT; scripts/slurm-up.sh && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m slurm
 
-# The quick start's data plus the plots, collected into report.html (with DESCS=: into data/own/NAME/report.html).
+# The quick start's data plus the plots, collected into report.html (with DESCS= or CONFIG=: into data/own/NAME/report.html).
 report: install sandbox
 	$(BIN)/snakemake --profile profiles/local $(OWN)
 	$(BIN)/snakemake --profile profiles/local $(OWN) --report $(REPORT)
@@ -60,4 +67,4 @@ lint: install
 	$(BIN)/python scripts/lint-workflow.py
 
 clean:
-	rm -rf data/shards data/generated logs benchmarks .snakemake .evoselfcode
+	rm -rf data/shards data/generated data/quickstart logs benchmarks .snakemake .evoselfcode

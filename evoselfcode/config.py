@@ -452,6 +452,8 @@ class Io(Strict):
     """Where stage B writes (and the report's plots go beside it, in ../report)."""
     shards_dir: str = "data/shards"
     """Where the split descriptions go."""
+    logs_dir: str = "logs"
+    """Where each job writes its log: {logs_dir}/{rule}/{shard}.log (`make run DESCS=`: the run's own folder)."""
     concurrency: PositiveInt = 32
     """Requests in flight per generation job."""
     shard_size: PositiveInt = 1000
@@ -463,7 +465,7 @@ class Io(Strict):
     max_desc_chars: PositiveInt = 4000
     """Longest description, in characters (longer lines are bad lines)."""
 
-    @field_validator("input_desc_path", "out_names_dir", "out_code_dir", "shards_dir")
+    @field_validator("input_desc_path", "out_names_dir", "out_code_dir", "shards_dir", "logs_dir")
     @classmethod
     def _plain_path(cls, path: str) -> str:
         # the rules put paths into shell commands as they are: quoting them now would rerun every existing job

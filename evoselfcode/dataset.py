@@ -194,13 +194,12 @@ def scan(path: Path, scored: bool) -> Scan:
                 found.extra_meta[key] = unify(found.extra_meta.get(key), json_type(meta[key]))
             except TypeError as exc:
                 raise DatasetError(f"{path}:{number}: meta.{key}: {exc}; a meta key holds one kind of value") from None
-    if not found.rows:
-        raise DatasetError(f"{path} holds no records: nothing to export (code/metrics.json says why each was dropped)")
-    return found
+    return found  # no rows is a dataset too: an empty one, whose card says why (a run that kept nothing)
 
 
-def schema_for(found: Scan, scored: bool) -> pa.Schema:
-    """The record's fixed fields, meta keys as found, `score` with scoring on, and `tests` when records hold them."""
+def schema_for(found: Scan, scored: bool, tests: bool = False) -> pa.Schema:
+    """The record's fixed fields, meta keys as found, `score` with scoring on, and `tests` when records hold them
+    (or, with `tests`, when the run's records would: an empty dataset has the columns of a full one)."""
     extras = [pa.field(k, t) for k in sorted(found.extra_meta) if (t := settled(found.extra_meta[k])) is not None]
     fields = [
         pa.field("desc", pa.string()),
@@ -211,14 +210,16 @@ def schema_for(found: Scan, scored: bool) -> pa.Schema:
     ]
     if scored:
         fields.append(pa.field("score", SCORE))
-    if found.has_tests:
+    if found.has_tests or tests:
         fields.append(pa.field("tests", TESTS))
     return pa.schema(fields)
 
 
 def write_parquet(path: Path, schema: pa.Schema, rows: int, shard_rows: int, out: Path) -> int:
-    """The records as `data/train-{i:05d}-of-{n:05d}.parquet`, `shard_rows` rows a file; returns their Arrow bytes."""
-    shards = math.ceil(rows / shard_rows)
+    """The records as `data/train-{i:05d}-of-{n:05d}.parquet`, `shard_rows` rows a file; returns their Arrow bytes.
+
+    No records still make one file, with the columns and no rows, so that the folder loads as an empty dataset."""
+    shards = max(1, math.ceil(rows / shard_rows))
     (out / DATA_DIR).mkdir(parents=True)
     records = (record for _, record in _records(path))
     nbytes = 0
@@ -236,7 +237,7 @@ def write_parquet(path: Path, schema: pa.Schema, rows: int, shard_rows: int, out
 
 def examples(path: Path, rows: int) -> list[dict]:
     """Three records spread over the dataset: the first, the middle one and the last."""
-    picks = sorted({0, rows // 2, rows - 1})[:EXAMPLES]
+    picks = sorted({0, rows // 2, rows - 1})[:EXAMPLES] if rows else []
     return [record for i, (_, record) in enumerate(_records(path)) if i in picks]
 
 
@@ -275,12 +276,12 @@ def export(cfg: Config, inputs: Inputs, out: str | Path) -> int:
     out = Path(out)
     scored = cfg.scoring.enabled
     found = scan(inputs.records, scored)
-    if found.models != {cfg.api.model}:
+    if found.rows and found.models != {cfg.api.model}:
         made_by = ", ".join(sorted(map(str, found.models)))
         raise DatasetError(f"{inputs.records}: the records were made with {made_by}, but the config says "
                            f"{cfg.api.model}: pass the run's config files with --config")  # fmt: skip
     names, code = read_metrics(inputs.names_metrics), read_metrics(inputs.code_metrics)
-    schema = schema_for(found, scored)
+    schema = schema_for(found, scored, tests=cfg.tests.enabled and not found.rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed

@@ -16,6 +16,7 @@ import yaml
 
 from evoselfcode import __version__
 from evoselfcode.config import Config, redact_url
+from evoselfcode.summary import why_empty
 
 MARK = "<!-- written by evoselfcode export -->"  # an existing folder is replaced only when its card holds this
 SPLIT = "train"
@@ -168,6 +169,8 @@ def _funnel(run: Run) -> list[str]:
     stages = [["descriptions", names.get("descriptions")]]
     if names.get("quarantined_input_lines"):
         stages.append(["input lines quarantined (bad lines)", names["quarantined_input_lines"]])
+    if names.get("repeated_descriptions"):
+        stages.append(["repeated descriptions set aside (lines without an id)", names["repeated_descriptions"]])
     if set_aside := sum(names.get("contaminated_descriptions", {}).values()):
         stages.append(["descriptions set aside (they match a benchmark)", set_aside])
     for mode, m in names.get("modes", {}).items():
@@ -221,6 +224,16 @@ def _examples(records: list[dict]) -> list[str]:
     return lines
 
 
+def _empty(run: Run) -> list[str]:
+    """For a dataset without rows, why: a run that keeps nothing still ends in a dataset, and its card says so."""
+    if run.rows:
+        return []
+    why = why_empty(run.names_metrics, run.code_metrics)
+    return ["", f"**This dataset is empty**: {why}. The table below shows where the functions stopped; the run's "
+            "rejects files hold each one with its reason. It loads with `streaming=True` (`datasets` makes no "
+            "in-memory split of zero rows) or with pyarrow, with the columns below."]  # fmt: skip
+
+
 def _intro(run: Run) -> list[str]:
     cfg = run.cfg
     f = cfg.filters
@@ -246,6 +259,7 @@ def _intro(run: Run) -> list[str]:
         f"{run.rows:,} Python functions written by **{cfg.api.model}** for natural-language task descriptions with "
         f"EvoSelfCode {__version__}: function names sampled in two modes (FIM and L2R, compared as an A/B test), "
         f"continued into functions, then filtered ({checks}).",
+        *_empty(run),
         "",
         "```python",
         "from datasets import load_dataset",

@@ -132,6 +132,7 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "io.out_names_dir": "where the outputs go, not what they hold",
     "io.out_code_dir": "where the outputs go, not what they hold",
     "io.shards_dir": "where the outputs go, not what they hold",
+    "io.logs_dir": "where the job logs go, not what any output holds",
     "io.shard_size": "each shard's lines digest (split_descriptions' params.lines) follows it",
     "io.on_bad_line": "decided when the DAG is built; the bad lines' digest (quarantine's params.lines) follows them",
     "io.concurrency": "how many requests are in flight, not what they ask",

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from evoselfcode.datagen.inputs import STATE_DIR
+
+MAKE_VARS = "EVOSELFCODE_MAKE_VARS"  # set by `make run` / `make report` to the variables they were given
 
 
 def _load(path: Path) -> dict:
@@ -17,9 +27,63 @@ def _per_source(counts: dict[str, int]) -> str:
     return ", ".join(f"{source} {n}" for source, n in counts.items())
 
 
-def summary(names_dir: str | Path, code_dir: str | Path) -> str:
-    """A short report of the run whose metrics are in `names_dir` and `code_dir`; reads only metrics files."""
+def why_empty(names: dict, code: dict) -> str:
+    """Why a run kept no function, from its metrics: what stopped the functions, or that none was generated."""
+    generated = (code.get("accounting") or {}).get("generated", 0)
+    if generated:
+        reasons = sorted((code.get("reasons") or {}).items(), key=lambda item: (-item[1], item[0]))
+        shown = ", ".join(f"`{r}` {n:,}" for r, n in reasons[:5]) or "none recorded"
+        return f"all {generated:,} generated functions were dropped (most common reasons: {shown})"
+    if not names.get("descriptions"):
+        return "no description reached the model (every input line was set aside or quarantined)"
+    kept_names = sum(m.get("kept", 0) for m in (names.get("modes") or {}).values())
+    failed = (names.get("failed_requests") or 0) + (code.get("failed_requests") or 0)
+    if not kept_names:
+        return "no function name passed the name checks, so no code was asked for (see names/rejects.jsonl)"
+    return f"no function was generated ({failed:,} requests failed after retries: see the failures files)"
+
+
+def _shown(path: str | Path) -> str:
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def cli_command() -> str:
+    """How to call the CLI from this shell: `evoselfcode` when on PATH, else the script beside this interpreter."""
+    if shutil.which("evoselfcode"):
+        return "evoselfcode"
+    beside = Path(sys.executable).parent / "evoselfcode"
+    return _shown(beside) if beside.is_file() else f"{_shown(sys.executable)} -m evoselfcode"
+
+
+def report_command(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> str:
+    """The command that collects this run's report: `make report` with the variables of the `make run` that made
+    it, else Snakemake with this run's own arguments (its profile, config files and targets) and --report."""
+    if MAKE_VARS in environ:
+        return shlex.join(["make", "report", *environ[MAKE_VARS].split()])
+    args = [a for a in argv[1:] if a not in ("-n", "--dry-run", "--dryrun")]
+    return shlex.join(["snakemake", "--report", "report.html", *args])  # first: --configfile takes the words after it
+
+
+def _remembered(code_dir: Path) -> Path:
+    return STATE_DIR / f"report-command-{hashlib.sha256(os.path.normpath(code_dir).encode()).hexdigest()[:12]}.txt"
+
+
+def remember_report_command(code_dir: str | Path, command: str) -> None:
+    """Keep the run's report command, so that `evoselfcode summary` prints the same next steps as the run did."""
+    path = _remembered(Path(code_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(command + "\n", encoding="utf-8")
+
+
+def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = None) -> str:
+    """A short report of the run whose metrics are in `names_dir` and `code_dir`; reads only metrics files (and the
+    report command the run remembered, when `report` is not given)."""
     names_dir, code_dir = Path(names_dir), Path(code_dir)
+    if report is None:
+        remembered = _remembered(code_dir)
+        fallback = "snakemake --report report.html   (with the run's --profile and --configfile)"
+        report = remembered.read_text(encoding="utf-8").strip() if remembered.is_file() else fallback
     names, code = _load(names_dir / "metrics.json"), _load(code_dir / "metrics.json")
     modes = names["modes"]
     acc = code["accounting"]
@@ -32,11 +96,16 @@ def summary(names_dir: str | Path, code_dir: str | Path) -> str:
         f" ({_per_source({source: s['kept'] for source, s in code['by_source'].items()})})",
         f"  A/B        {names['verdict'] or 'no metric compared'}",
     ]
+    if not acc["kept"]:
+        lines.append(f"  why none   {why_empty(names, code)}".replace("`", ""))
     quarantined = names.get("quarantined_input_lines", 0)
+    repeated = names.get("repeated_descriptions", 0)
     set_aside = sum(names.get("contaminated_descriptions", {}).values())
     left_out = []  # input the count of descriptions leaves out
     if quarantined:
         left_out.append(f"{quarantined} lines quarantined (bad lines)")
+    if repeated:
+        left_out.append(f"{repeated} repeated descriptions set aside (repeated_desc)")
     if set_aside:
         left_out.append(f"{set_aside} descriptions set aside (benchmark matches)")
     if left_out:
@@ -51,12 +120,10 @@ def summary(names_dir: str | Path, code_dir: str | Path) -> str:
     plots, dataset = code_dir.parent / "report", code_dir.parent / "dataset"
     if plots.is_dir():
         lines.append(f"Plots:   {plots}/")
-    if dataset.is_dir():
+    if dataset.is_dir() and not acc["kept"]:
+        lines.append(f"Dataset: {dataset}/ (empty: its card says why; datasets loads it with streaming=True)")
+    elif dataset.is_dir():
         lines.append(f"Dataset: {dataset}/ (Parquet and its card: datasets.load_dataset({str(dataset)!r}))")
-    lines += [
-        "Next:",
-        f"  evoselfcode stats {final}",
-        f"  evoselfcode sample {final} -n 5 --seed 1",
-        "  snakemake --report report.html   (with this run's --profile and --configfile; or `make report`)",
-    ]
+    cli = cli_command()
+    lines += ["Next:", f"  {cli} stats {final}", f"  {cli} sample {final} -n 5 --seed 1", f"  {report}"]
     return "\n".join(lines)

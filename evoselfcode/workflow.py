@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,6 +59,108 @@ def profile_placeholders(resource_settings) -> str | None:
         "(profiles/slurm/config.yaml: `sacctmgr show assoc user=$USER` lists your accounts, `sinfo -s` the "
         "partitions; drop slurm_account if your site has none); a dry run (-n) works as it is"
     )
+
+
+S3_CREDENTIALS = (
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or SNAKEMAKE_STORAGE_S3_ACCESS_KEY and "
+    "SNAKEMAKE_STORAGE_S3_SECRET_KEY, or an AWS profile)"
+)
+
+
+def s3_credentials(settings) -> bool:
+    """Whether the S3 storage plugin will have credentials: its own settings' keys, or boto3's usual chain
+    (AWS_* variables, ~/.aws files, instance roles)."""
+    if settings is not None and getattr(settings, "access_key", None) and getattr(settings, "secret_key", None):
+        return True
+    import boto3
+
+    return boto3.Session().get_credentials() is not None
+
+
+def storage_problems(provider: str | None, prefix: str | None, credentials) -> list[str]:
+    """What a default storage provider still lacks: a prefix other than the shipped placeholder, and for S3
+    credentials (`credentials` is called only then: boto3's lookup may ask the network)."""
+    if provider is None:
+        return []
+    problems = []
+    if prefix is None or PLACEHOLDER in prefix:
+        problems.append(
+            f"default-storage-prefix (still {prefix}: your bucket and folder, e.g. s3://my-bucket/evoselfcode)"
+        )
+    if provider == "s3" and not credentials():
+        problems.append(f"S3 credentials: {S3_CREDENTIALS} in this shell")
+    return problems
+
+
+def image_problem(image: str | None) -> list[str]:
+    """The container image, when it is still the shipped placeholder (profiles/kubernetes)."""
+    return (
+        [f"container-image (still {image}: an image with evoselfcode installed)"]
+        if image and PLACEHOLDER in image
+        else []
+    )
+
+
+def profile_image(argv: list[str], environ=os.environ) -> str | None:
+    """The container image this command gives Snakemake (`--container-image`, else its profile's), which the
+    workflow is not told until after it is parsed; None if neither names one."""
+
+    def value(flag: str) -> str | None:
+        for i, arg in enumerate(argv):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+        return None
+
+    if image := value("--container-image"):
+        return image
+    profile = value("--profile") or environ.get("SNAKEMAKE_PROFILE")
+    path = Path(profile or "", "config.yaml")
+    if not profile or not path.is_file():
+        return None
+    return (read_yaml(path) or {}).get("container-image")
+
+
+def not_ready(problems: list[str]) -> str:
+    """The one line that stops a cluster run before any job, naming each key to set."""
+    return (
+        f"the profile is not ready for a real run: set {'; '.join(problems)}. See the README's Clusters section; "
+        "a dry run (-n) works as it is"
+    )
+
+
+def dry_run_without_storage(problems: list[str]) -> str:
+    """What a dry run says when it plans without the default storage, which it could not ask."""
+    return (
+        f"dry run without the default storage, which lacks {'; '.join(problems)}: the jobs below are planned from "
+        "the files in this folder, not from what the bucket holds"
+    )
+
+
+def plan_without_storage(workflow) -> None:
+    """Let a dry run plan from local files: no path (a rule's, an input function's, a target) goes to the default
+    storage, while the setting stays for Snakemake's check that a no-shared-FS executor has one."""
+    workflow.modifier.path_modifier.apply_default_storage = lambda path: path
+
+
+def cluster_profile_problem(workflow, argv: list[str]) -> str | None:
+    """Why a run with a cluster profile must not start (placeholders, storage credentials), checked while the
+    Snakefile is parsed: before the rules' paths are given to the default storage and before the DAG asks it what
+    exists. A dry run instead says what it lacks and plans from local files; a job on the cluster is not checked."""
+    if workflow.remote_exec:  # a job in a pod or on a node: the run that submitted it has checked
+        return None
+    settings = workflow.storage_settings
+    provider = workflow.storage_registry.default_storage_provider
+    problems = storage_problems(settings.default_storage_provider, settings.default_storage_prefix,
+                                lambda: s3_credentials(getattr(provider, "settings", None)))  # fmt: skip
+    if not problems:
+        return None
+    if workflow.output_settings.dryrun:
+        print(dry_run_without_storage(problems), file=sys.stderr)
+        plan_without_storage(workflow)
+        return None
+    return not_ready(image_problem(profile_image(argv)) + problems)
 
 
 def builds_final_records(dag, code_dir: str) -> bool:

@@ -18,9 +18,9 @@ rule generate_code:
     resources:
         llm_slots=1,
     log:
-        "logs/generate_code/{shard}.log",
+        f"{LOGS}/generate_code/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_code/{shard}.tsv"
+        f"{BENCHMARKS}/generate_code/{{shard}}.tsv"
     shell:
         "{EVO} generate-code {input.names} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -38,7 +38,7 @@ rule filter_code:
     # worker processes for large shards (Snakemake passes threads as OMP_NUM_THREADS); --set-threads for more
     threads: 2
     log:
-        "logs/filter_code/{shard}.log",
+        f"{LOGS}/filter_code/{{shard}}.log",
     shell:
         "{EVO} filter-code {input.raw} --index {input.index} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
@@ -63,9 +63,10 @@ rule merge_code:
         metrics=f"{CODE}/metrics.json",
     params:
         spec=spec("merge_code"),
+        formatter=formatter_version(),  # the kept functions' code is ruff format's
     threads: 2
     log:
-        "logs/merge_code/all.log",
+        f"{LOGS}/merge_code/all.log",
     shell:
         "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
         "--failures {input.failures} {input.test_failures} --names-metrics {input.names_metrics} --out {output.kept} "
@@ -81,7 +82,7 @@ rule merge_code_parts:
     wildcard_constraints:
         part="raw|failures",
     log:
-        "logs/merge_code_parts/{part}.log",
+        f"{LOGS}/merge_code_parts/{{part}}.log",
     shell:
         "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
@@ -94,7 +95,7 @@ rule code_timing:
     output:
         f"{CODE}/timing.json",
     log:
-        "logs/code_timing/all.log",
+        f"{LOGS}/code_timing/all.log",
     shell:
         "{EVO} timing --shards {input.shards} "
         + ("--test-shards {input.tests} " if CFG.tests.enabled else "")

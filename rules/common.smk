@@ -10,17 +10,26 @@ from evoselfcode.config import ConfigError, validate_config
 from evoselfcode.datagen.decontam import BenchmarkError, benchmark_index
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.datagen.sandbox import sandbox_problem
+from evoselfcode.datagen.utils.ruff import formatter_version
 from evoselfcode.rule_settings import rule_digest
-from evoselfcode.summary import summary
+from evoselfcode.summary import remember_report_command, report_command, summary
 from evoselfcode.workflow import (
     RESUME_HINT,
     builds_final_records,
+    cluster_profile_problem,
     config_sources,
+    image_problem,
     needs_logprobs,
+    not_ready,
     profile_placeholders,
     unresolved_default_server,
     write_resolved_config,
 )
+
+
+# A cluster profile's placeholders and storage credentials: before the rules and the DAG ask the storage anything.
+if problem := cluster_profile_problem(workflow, sys.argv):
+    raise WorkflowError(problem)
 
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
@@ -41,6 +50,9 @@ EVO = f"{sys.executable} -m evoselfcode"
 SHARD_DIR = CFG.io.shards_dir
 NAMES = CFG.io.out_names_dir
 CODE = CFG.io.out_code_dir
+LOGS = CFG.io.logs_dir
+# production keeps its benchmarks/ folder; a run with a logs folder of its own keeps its job benchmarks in it
+BENCHMARKS = "benchmarks" if os.path.normpath(LOGS) == "logs" else f"{LOGS}/benchmarks"
 
 
 wildcard_constraints:
@@ -55,7 +67,8 @@ def spec(rule):
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
         # without log-probs to serve, the server reads prompts faster
-        url = embedded.start(CFG.embedded, logprobs=needs_logprobs(CFG, workflow.dag))
+        logprobs = needs_logprobs(CFG, workflow.dag)
+        url = embedded.start(CFG.embedded, logprobs=logprobs, log_path=f"{LOGS}/embedded_server.log")
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 
@@ -66,7 +79,8 @@ def stop_embedded_server():
 
 def check_before_start():
     """Problems a dry run need not know: profile placeholders; when jobs run here, no default server or sandbox."""
-    problem = profile_placeholders(workflow.resource_settings)
+    image = image_problem(workflow.remote_execution_settings.container_image)  # known only now, not when parsed
+    problem = profile_placeholders(workflow.resource_settings) or (image and not_ready(image))
     problem = problem or (workflow.local_exec and unresolved_default_server(CFG.api))
     problem = problem or (workflow.local_exec and CFG.tests.enabled and sandbox_problem(CFG.execution))
     if problem:
@@ -75,7 +89,9 @@ def check_before_start():
 
 def print_summary():
     if builds_final_records(workflow.dag, CODE) and os.path.exists(f"{CODE}/metrics.json"):  # not on remote storage
-        print(summary(NAMES, CODE), file=sys.stderr)
+        collect = report_command(sys.argv)  # the next command; `report` is a Snakemake keyword
+        remember_report_command(CODE, collect)
+        print(summary(NAMES, CODE, collect), file=sys.stderr)
 
 
 def say_how_to_resume():

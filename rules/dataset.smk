@@ -15,7 +15,7 @@ rule export_dataset:
     params:
         spec=spec("export_dataset"),
     log:
-        "logs/export_dataset/all.log",
+        f"{LOGS}/export_dataset/all.log",
     shell:
         "{EVO} export --records {input.records} --code-metrics {input.code_metrics} "
         "--names-metrics {input.names_metrics} --out {output} --config {CONFIG_FILE} --log {log}"

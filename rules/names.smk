@@ -20,9 +20,9 @@ rule generate_names:
     resources:
         llm_slots=1,
     log:
-        "logs/generate_names/{shard}.log",
+        f"{LOGS}/generate_names/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_names/{shard}.tsv"
+        f"{BENCHMARKS}/generate_names/{{shard}}.tsv"
     shell:
         "{EVO} generate-names {input.shard} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -39,7 +39,7 @@ rule filter_names:
     params:
         spec=spec("filter_names"),
     log:
-        "logs/filter_names/{shard}.log",
+        f"{LOGS}/filter_names/{{shard}}.log",
     shell:
         "{EVO} filter-names {input.raw} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
@@ -53,7 +53,7 @@ rule merge_names:
     wildcard_constraints:
         part="raw|filtered|rejects|failures",
     log:
-        "logs/merge_names/{part}.log",
+        f"{LOGS}/merge_names/{{part}}.log",
     shell:
         "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
@@ -70,7 +70,7 @@ rule names_metrics:
     output:
         f"{NAMES}/metrics.json",
     log:
-        "logs/names_metrics/all.log",
+        f"{LOGS}/names_metrics/all.log",
     shell:
         "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
         "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} "
@@ -86,6 +86,6 @@ rule names_timing:
     output:
         f"{NAMES}/timing.json",
     log:
-        "logs/names_timing/all.log",
+        f"{LOGS}/names_timing/all.log",
     shell:
         "{EVO} timing --shards {input.shards} --kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"

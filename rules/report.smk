@@ -27,7 +27,7 @@ rule plot_metrics:
             f"--scored {input.scored} --perplexity {output.ppl}" if CFG.scoring.enabled else ""
         ),
     log:
-        "logs/plot_metrics/all.log",
+        f"{LOGS}/plot_metrics/all.log",
     shell:
         "{EVO} plot --names-metrics {input.names} --code-metrics {input.code} --records {input.kept} "
         "--ab {output.ab} --name-rejects {output.rejects} --funnel {output.funnel} --lengths {output.lengths} "

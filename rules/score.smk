@@ -15,9 +15,9 @@ rule score_code:
     resources:
         llm_slots=1,
     log:
-        "logs/score_code/all.log",
+        f"{LOGS}/score_code/all.log",
     benchmark:
-        "benchmarks/score_code/all.tsv"
+        f"{BENCHMARKS}/score_code/all.tsv"
     shell:
         "{EVO} score {input.kept} --out {output.scored} --rejects {output.rejects} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"

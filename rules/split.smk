@@ -17,7 +17,7 @@ rule split_descriptions:
         lines=lambda wc: INDEX.span(wc.shard).digest,
         spec=spec("split_descriptions"),
     log:
-        "logs/split_descriptions/{shard}.log",
+        f"{LOGS}/split_descriptions/{{shard}}.log",
     shell:
         "{EVO} split {input.source} --shard {wildcards.shard} --index {input.index} --out {output.shard} "
         "--contaminated {output.contaminated} --config {CONFIG_FILE} --log {log}"
@@ -32,6 +32,6 @@ rule quarantine_descriptions:
         lines=INDEX.bad_digest(),
         spec=spec("quarantine_descriptions"),
     log:
-        "logs/quarantine_descriptions/all.log",
+        f"{LOGS}/quarantine_descriptions/all.log",
     shell:
         "{EVO} quarantine {input} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -15,9 +15,9 @@ rule generate_tests:
     resources:
         llm_slots=1,
     log:
-        "logs/generate_tests/{shard}.log",
+        f"{LOGS}/generate_tests/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_tests/{shard}.tsv"
+        f"{BENCHMARKS}/generate_tests/{{shard}}.tsv"
     shell:
         "{EVO} generate-tests {input.raw} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -37,9 +37,9 @@ rule execute_tests:
     # one sandbox per thread
     threads: 2
     log:
-        "logs/execute_tests/{shard}.log",
+        f"{LOGS}/execute_tests/{{shard}}.log",
     benchmark:
-        "benchmarks/execute_tests/{shard}.tsv"
+        f"{BENCHMARKS}/execute_tests/{{shard}}.tsv"
     shell:
         "{EVO} execute-tests {input.kept} --static-rejects {input.rejects} --tests {input.tests} --out {output.kept} "
         "--rejects {output.rejects} --selection {output.selection} --workers {threads} --config {CONFIG_FILE} --log {log}"

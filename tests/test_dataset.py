@@ -279,7 +279,6 @@ def _first_record(lines: list[str], **change) -> list[str]:
 
 BAD = {  # what is done to code/filtered.jsonl's lines, and the error's start
     "missing": (None, "filtered.jsonl does not exist"),
-    "empty": (lambda lines: [], "filtered.jsonl holds no records"),
     "bad-json": (lambda lines: [*lines, "{not json"], "filtered.jsonl:{last}: not valid JSON"),
     "no-code": (lambda lines: [*lines, '{"desc": "d", "func_name": "f", "source": "FIM"}'],
                 "filtered.jsonl:{last}: code: Field required"),
@@ -309,6 +308,17 @@ def test_bad_input_names_file_and_line_and_writes_nothing(done, outputs, tmp_pat
     with pytest.raises(DatasetError, match=re.escape(message)):
         export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds")
     _no_folder(tmp_path / "ds")
+
+
+def test_no_records_make_an_empty_dataset_whose_card_says_why(done, outputs, tmp_path):
+    (outputs / "code/filtered.jsonl").write_text("")
+    cfg = run_config(done)
+    assert export(cfg, Inputs.under(outputs, cfg), tmp_path / "ds") == 0
+    (data,) = (tmp_path / "ds/data").iterdir()
+    table = pq.read_table(data)
+    assert table.num_rows == 0 and "tests" in table.schema.names  # the columns of a full run's dataset
+    card = (tmp_path / "ds/README.md").read_text()
+    assert "**This dataset is empty**: all " in card and "generated functions were dropped" in card
 
 
 def test_records_of_another_model_need_the_runs_config(done, outputs, tmp_path):

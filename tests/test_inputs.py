@@ -10,6 +10,7 @@ from evoselfcode.datagen.inputs import (
     cached_index,
     index_descriptions,
     index_input,
+    quarantine_counts,
     read_descriptions,
     read_shard,
 )
@@ -111,6 +112,29 @@ def test_duplicate_descriptions_are_flagged(tmp_path):
     good, bad = read_descriptions(path, max_chars=100)
     assert [d.id for _, d in good] == ["t0"]
     assert bad[0].reason == "duplicate_desc" and "line 1" in bad[0].detail
+
+
+@pytest.mark.parametrize("name", ["in.txt", "in.jsonl"])
+def test_a_repeated_description_without_an_id_is_set_aside_not_an_error(tmp_path, name):
+    lines = ["sort a list", "reverse a string", "sort a list", "sort a list"]
+    if name.endswith(".jsonl"):
+        lines = [json.dumps({"desc": text}) for text in lines]
+    cfg = Config.model_validate({"io": {"input_desc_path": str(jsonl(tmp_path, lines, name)), "shard_size": 2}})
+    index = index_input(cfg, cache_dir=tmp_path / "cache")  # on_bad_line: error, and no error
+    assert not index.bad and [len(ids) for ids in shards(index)] == [2, 0]
+    records = [q.model_dump() for q in index.quarantine()]
+    assert [(r["line"], r["reason"]) for r in records] == [(3, "repeated_desc"), (4, "repeated_desc")]
+    assert "same description as line 1" in records[0]["detail"]
+    assert quarantine_counts(records) == {"quarantined_input_lines": 0, "repeated_descriptions": 2}
+    cached = index_input(cfg, cache_dir=tmp_path / "cache")
+    assert cached.repeats == index.repeats and cached.bad_digest() == index.bad_digest()
+
+
+def test_ids_the_user_wrote_must_still_be_unique(tmp_path):
+    path = jsonl(tmp_path, [desc_line(0, "sort a list"), desc_line(0, "reverse a string"), '{"desc": "sort a list"}'])
+    index = index_descriptions(path, shard_size=10, max_chars=100)
+    assert [(b.line, b.reason) for b in index.bad] == [(2, "duplicate_id")]
+    assert [(b.line, b.reason) for b in index.repeats] == [(3, "repeated_desc")]
 
 
 def test_bom_crlf_and_txt_input(tmp_path):

@@ -14,9 +14,11 @@ import pytest
 from evoselfcode.config import load_config
 from evoselfcode.datagen.checks import funnel
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates, without_own_name
+from evoselfcode.datagen.pipeline import merge
 from evoselfcode.datagen.pipeline.merge import _sort_key, merge_code
 from evoselfcode.datagen.readers import LineReader, read_jsonl, read_models, scan_jsonl
 from evoselfcode.datagen.schemas import CodeRecord, GlobalReject
+from evoselfcode.datagen.utils.ruff import ruff_format
 from evoselfcode.datagen.writers import write_json, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,8 +91,13 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
         dropped.update({k: "near_duplicate" for k in near})
     kept = [r for i, r in enumerate(records) if str(i) not in dropped]
+    kept = [
+        r.model_copy(update={"code": code}) for r, code in zip(kept, ruff_format([r.code for r in kept]), strict=True)
+    ]
     global_rejects = [
-        GlobalReject(desc_id=r.meta.desc_id, func_name=r.func_name, source=r.source, code=r.code, reason=reason)
+        GlobalReject(
+            desc_id=r.meta.desc_id, desc=r.desc, func_name=r.func_name, source=r.source, code=r.code, reason=reason
+        )
         for i, r in enumerate(records)
         if (reason := dropped.get(str(i))) is not None
     ]
@@ -199,6 +206,18 @@ def test_outputs_are_byte_identical_to_the_in_memory_merge(inputs, tmp_path, exa
         assert new[name].read_bytes() == old[name].read_bytes(), name
     reasons = Counter(r["reason"] for r in read_jsonl(new["rejects"]) if r.get("scope") == "global")
     assert bool(reasons["duplicate"]) == exact and bool(reasons["near_duplicate"]) == near, reasons
+
+
+def test_kept_code_is_what_ruffs_formatter_gives_in_any_batch_size(inputs, tmp_path, monkeypatch):
+    whole = _run(merge_code, inputs, tmp_path / "whole", True, True)
+    kept = read_models(whole["kept"], CodeRecord)
+    raw = {(r.meta.desc_id, r.func_name, r.desc): r.code for p in inputs["kept"] for r in read_models(p, CodeRecord)}
+    assert any(r.code != raw[r.meta.desc_id, r.func_name, r.desc] for r in kept)  # the inputs' spacing is not ruff's
+    assert [r.code for r in kept] == ruff_format([r.code for r in kept])  # formatted: formatting again changes nothing
+    monkeypatch.setattr(merge, "_FORMAT_BATCH", 7)
+    batched = _run(merge_code, inputs, tmp_path / "batched", True, True)
+    for name in ("kept", "rejects", "metrics"):
+        assert batched[name].read_bytes() == whole[name].read_bytes(), name
 
 
 def test_failed_requests_count_the_tests_requests_too(inputs, tmp_path):

@@ -27,7 +27,14 @@ from evoselfcode.clients.errors import error_for_status
 from evoselfcode.config import PROD_URL, Api, Config, load_config
 from evoselfcode.datagen.pipeline.runner import check_failure_budget
 from evoselfcode.datagen.schemas import Failure
-from evoselfcode.workflow import profile_placeholders, unresolved_default_server
+from evoselfcode.workflow import (
+    dry_run_without_storage,
+    image_problem,
+    not_ready,
+    profile_placeholders,
+    storage_problems,
+    unresolved_default_server,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -56,8 +63,11 @@ def readme_commands() -> list[str]:
 
 def test_the_readme_has_the_commands_a_new_user_needs():
     commands = readme_commands()
-    for needed in ("make run", "make run DESCS=my.txt", "make report", "make test",
-                   "snakemake --profile profiles/local --configfile configs/local.yaml my.yaml"):  # fmt: skip
+    for needed in ("make run", "make run DESCS=my.txt", "make run DESCS=my.txt CONFIG=my.yaml", "make report",
+                   "make test", "snakemake --profile profiles/local --configfile configs/local.yaml my.yaml",
+                   "snakemake --profile profiles/slurm -n data/generated/code/filtered.jsonl --configfile my.yaml",
+                   "snakemake --profile profiles/kubernetes -n data/generated/code/filtered.jsonl --configfile my.yaml",
+                   ):  # fmt: skip
         assert needed in commands
 
 
@@ -70,13 +80,18 @@ def server():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, server):
     """The workflow with the fake server as its default, my.yaml and my.txt as the README names them, and the
-    default target built once."""
+    default target built once, for production and for the quick start."""
     root = make_workdir(tmp_path_factory.mktemp("readme"), DESCRIPTIONS)
     defaults = root / "configs/datagen.yaml"
     defaults.write_text(defaults.read_text().replace(PROD_URL, server.url))
     (root / "my.yaml").write_text(f"api: {{base_url: '{server.url}'}}\n")
     (root / "my.txt").write_text("Add two numbers.\nReverse a string.\n")
     proc = run_in(root, [sys.executable, "-m", "snakemake", "-j", "2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # and the quick start's, in its own folder (data/quickstart), for `make report`: on the fake server
+    quick = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile", "configs/local.yaml",
+             "my.yaml"]  # fmt: skip
+    proc = run_in(root, quick)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
@@ -212,6 +227,12 @@ def _slurm_placeholders() -> list[str]:
     return [profile_placeholders(ResourceSettings(default_resources=resources))]
 
 
+def _kubernetes_placeholders() -> list[str]:
+    profile = yaml.safe_load((ROOT / "profiles/kubernetes/config.yaml").read_text())
+    missing = storage_problems(profile["default-storage-provider"], profile["default-storage-prefix"], lambda: False)
+    return [not_ready(image_problem(profile["container-image"]) + missing), dry_run_without_storage(missing)]
+
+
 def _left_lock() -> list[str]:
     from snakemake.exceptions import LockException
 
@@ -221,7 +242,8 @@ def _left_lock() -> list[str]:
 @pytest.fixture
 def real_messages(tmp_path, monkeypatch) -> str:
     said = [*_server_down(), *_wrong_key(), *_unset_variable(monkeypatch), *_context_too_long(), *_no_echo(),
-            *_misspelled_key(tmp_path), *_default_server(), *_slurm_placeholders(), *_left_lock()]  # fmt: skip
+            *_misspelled_key(tmp_path), *_default_server(), *_slurm_placeholders(), *_kubernetes_placeholders(),
+            *_left_lock()]  # fmt: skip
     return "\n\n".join(said)
 
 

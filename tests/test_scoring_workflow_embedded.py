@@ -36,7 +36,7 @@ def run(tmp_path_factory):
 
 
 def test_every_kept_function_is_scored_with_a_finite_perplexity(run):
-    code = run / "data/generated/code"
+    code = run / "data/quickstart/code"
     kept = [CodeRecord.model_validate(r) for r in read_jsonl(code / "filtered.jsonl")]
     scored = [ScoredRecord.model_validate(r) for r in read_jsonl(code / "scored.jsonl")]
     assert kept, "the embedded model kept no function to score"
@@ -46,4 +46,4 @@ def test_every_kept_function_is_scored_with_a_finite_perplexity(run):
         assert s.score.ppl == pytest.approx(math.exp(-s.score.mean_logprob))
         assert s.score.tokens > 0
     assert list(read_jsonl(code / "score_rejects.jsonl")) == list(read_jsonl(code / "score_failures.jsonl")) == []
-    assert (run / "logs/score_code/all.log").read_text().strip()
+    assert (run / "data/quickstart/logs/score_code/all.log").read_text().strip()

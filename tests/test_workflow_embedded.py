@@ -20,7 +20,7 @@ DESCRIPTIONS = [
     {"id": "reverse", "desc": "Reverse the order of the words in a sentence."},
 ]
 
-TARGET = "data/generated/code/filtered.jsonl"
+TARGET = "data/quickstart/code/filtered.jsonl"  # configs/local.yaml's folder
 CONFIGS = ("configs/local.yaml", "configs/test.yaml")
 CONFIG = """
 namegen: {n: 2}
@@ -40,24 +40,24 @@ def run(tmp_path_factory):
 def test_every_stage_output_exists_per_shard_and_merged(run):
     for stage in ("names", "code"):
         for part in ("raw", "filtered", "rejects", "failures"):
-            assert (run / f"data/generated/{stage}/{part}/00000.jsonl").exists()
-            assert (run / f"data/generated/{stage}/{part}/00001.jsonl").exists()
+            assert (run / f"data/quickstart/{stage}/{part}/00000.jsonl").exists()
+            assert (run / f"data/quickstart/{stage}/{part}/00001.jsonl").exists()
     for path in ("names/raw.jsonl", "names/filtered.jsonl", "names/metrics.json", "code/filtered.jsonl"):
-        assert (run / "data/generated" / path).exists(), path
-    assert (run / "logs/generate_names/00000.log").read_text().strip()
+        assert (run / "data/quickstart" / path).exists(), path
+    assert (run / "data/quickstart/logs/generate_names/00000.log").read_text().strip()
 
 
 def test_names_come_from_both_modes_and_match_the_schema(run):
-    samples = [NameSample.model_validate(r) for r in read_jsonl(run / "data/generated/names/raw.jsonl")]
+    samples = [NameSample.model_validate(r) for r in read_jsonl(run / "data/quickstart/names/raw.jsonl")]
     assert {s.mode for s in samples} == {"FIM", "L2R"}
     assert len(samples) == len(DESCRIPTIONS) * 2 * 2  # descriptions x modes x n
-    kept = [NameCandidate.model_validate(r) for r in read_jsonl(run / "data/generated/names/filtered.jsonl")]
+    kept = [NameCandidate.model_validate(r) for r in read_jsonl(run / "data/quickstart/names/filtered.jsonl")]
     assert {k.source for k in kept} == {"FIM", "L2R"}, "both arms of the A/B give usable names"
     assert all(k.func_name.isidentifier() for k in kept)
 
 
 def test_final_records_are_valid_functions_named_as_recorded(run):
-    records = list(read_jsonl(run / "data/generated/code/filtered.jsonl"))
+    records = list(read_jsonl(run / "data/quickstart/code/filtered.jsonl"))
     for record in records:
         CodeRecord.model_validate(record)
         assert record["source"] in {"FIM", "L2R"}
@@ -71,8 +71,8 @@ def test_the_embedded_server_is_stopped_after_the_run(run):
 
 
 def test_code_metrics_account_for_every_raw_sample(run):
-    metrics = json.loads((run / "data/generated/code/metrics.json").read_text())
-    raw = list(read_jsonl(run / "data/generated/code/raw.jsonl"))
+    metrics = json.loads((run / "data/quickstart/code/metrics.json").read_text())
+    raw = list(read_jsonl(run / "data/quickstart/code/raw.jsonl"))
     assert metrics["funnel"]["generated"] == len(raw)
     assert metrics["accounting"]["adds_up"]
 
@@ -81,9 +81,10 @@ def test_a_rerun_on_a_new_server_start_answers_every_request_from_the_store(run,
     # the embedded server starts on another port each time: its answers are known by its weights, not its address
     again = tmp_path / "again"
     shutil.copytree(run, again, symlinks=True)
-    shutil.rmtree(again / "data/generated")
+    shutil.rmtree(again / "data/quickstart/code")
+    shutil.rmtree(again / "data/quickstart/names")
     proc = snakemake(again, TARGET, configs=CONFIGS)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    timings = [r for p in (again / "data/generated").rglob("timing/*.jsonl") for r in read_jsonl(p)]
+    timings = [r for p in (again / "data/quickstart").rglob("timing/*.jsonl") for r in read_jsonl(p)]
     assert timings and all(t["resumed"] for t in timings)
     assert (again / TARGET).read_bytes() == (run / TARGET).read_bytes()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import json.scanner
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +27,10 @@ NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE = "nul_character", "cr_line_ends", "
 NEWLY_BAD = {NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE}
 CR_INSIDE = CR_LINE_ENDS, "a CR inside the line: save the file with LF or CRLF line ends"
 GZIP_MAGIC = b"\x1f\x8b"
-INDEX_VERSION = 2
+# A description repeated on a line without an id (whose id would be its hash) is set aside, not an error: the
+# quarantine holds it with this reason; a repeat the user gave an id of its own is still a bad line.
+REPEATED_DESC = "repeated_desc"
+INDEX_VERSION = 3  # 3: repeats without an id are set aside (`repeats`), no longer bad lines
 STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
 
 
@@ -62,6 +65,7 @@ class InputIndex:
     spans: list[Span] = field(default_factory=list)
     bad: list[BadLine] = field(default_factory=list)
     count: int = 0
+    repeats: list[BadLine] = field(default_factory=list)  # set aside whatever io.on_bad_line says
 
     @property
     def shard_ids(self) -> list[str]:
@@ -81,10 +85,15 @@ class InputIndex:
         return {s.id: s for s in self.spans}
 
     def bad_digest(self) -> str:
-        return hashlib.sha256(json.dumps([asdict(b) for b in self.bad]).encode()).hexdigest()[:16]
+        """A digest of the lines the quarantine holds (as before repeats were set aside, when there are none)."""
+        repeats = [{"repeats": [asdict(b) for b in self.repeats]}] if self.repeats else []
+        listed = [asdict(b) for b in self.bad] + repeats
+        return hashlib.sha256(json.dumps(listed).encode()).hexdigest()[:16]
 
     def quarantine(self) -> list[Quarantined]:
-        return [Quarantined(file=self.path, line=b.line, reason=b.reason, detail=b.detail) for b in self.bad]
+        """The bad lines and the repeated descriptions, in line order."""
+        lines = sorted(self.bad + self.repeats, key=lambda b: b.line)
+        return [Quarantined(file=self.path, line=b.line, reason=b.reason, detail=b.detail) for b in lines]
 
     def error(self) -> InputError:
         shown = "\n".join("  " + b.describe(self.path) for b in self.bad[:20])
@@ -129,7 +138,10 @@ def default_id(desc: str) -> str:
 def _parse(raw: bytes, is_jsonl: bool, max_chars: int) -> Description | tuple[str, str]:
     """A Description, or (reason, detail) saying why the line is bad."""
     parsed = _check(raw, is_jsonl, max_chars)
-    return Description(id=parsed[1], desc=parsed[2]) if parsed[0] is None else parsed  # type: ignore[return-value]
+    if parsed[0] is not None:
+        return parsed  # type: ignore[return-value]
+    _, rid, desc = parsed
+    return Description(id=default_id(desc) if rid is None else rid, desc=desc)
 
 
 _scan_once = json.scanner.make_scanner(json.JSONDecoder())
@@ -144,8 +156,9 @@ def _loads(text: str) -> object:
     return obj if end == len(text) else json.loads(text)
 
 
-def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] | tuple[str, str]:
-    """(None, id, desc) for a good line, or (reason, detail); no model objects, as it runs once per input line."""
+def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str | None, str] | tuple[str, str]:
+    """(None, id or None when the line has none, desc) for a good line, or (reason, detail); no model objects, as
+    it runs once per input line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -183,7 +196,7 @@ def _check(raw: bytes, is_jsonl: bool, max_chars: int) -> tuple[None, str, str] 
         return NUL_CHARACTER, "the description holds a NUL character: if the file is UTF-16, re-encode it as UTF-8"
     if len(desc) > max_chars:
         return "desc_too_long", f"{len(desc)} characters, more than io.max_desc_chars={max_chars}"
-    return None, str(rid).strip() if rid is not None else default_id(desc), desc
+    return None, str(rid).strip() if rid is not None else None, desc
 
 
 def _encodable(*texts: object) -> bool:
@@ -217,10 +230,14 @@ def _scan(
             index.bad.append(BadLine(number, *parsed))
             mark = b"\0bad\n" if parsed[0] in NEWLY_BAD else b""
         else:
-            _, rid, desc = parsed
+            _, own_id, desc = parsed
+            rid = default_id(desc) if own_id is None else own_id
             desc_key = hashlib.sha1(desc.encode()).digest()
             first = seen_ids.get(rid) or seen_descs.get(desc_key)
-            if rid in seen_ids:
+            if own_id is None and desc_key in seen_descs:
+                detail = f"same description as line {seen_descs[desc_key]}, set aside (the line has no id)"
+                index.repeats.append(BadLine(number, REPEATED_DESC, detail))
+            elif rid in seen_ids:
                 index.bad.append(BadLine(number, "duplicate_id", f"id {rid!r} was used on line {seen_ids[rid]}"))
             elif desc_key in seen_descs:
                 index.bad.append(BadLine(number, "duplicate_desc", f"same description as line {seen_descs[desc_key]}"))
@@ -245,9 +262,16 @@ def _scan(
 
 
 def read_descriptions(path: str | Path, *, max_chars: int) -> tuple[list[tuple[int, Description]], list[BadLine]]:
-    """Every non-blank line, either parsed (with its line number) or as a bad line with a reason."""
+    """Every non-blank line, either parsed (with its line number) or as a bad or repeated line with a reason."""
     good, index = _scan(Path(path), max_chars, shard_size=1, keep=True)
-    return good, index.bad
+    return good, sorted(index.bad + index.repeats, key=lambda b: b.line)
+
+
+def quarantine_counts(records: Iterable[dict]) -> dict[str, int]:
+    """The quarantine's lines counted apart: bad lines (io.on_bad_line: skip), and repeated descriptions set aside."""
+    reasons = [r["reason"] for r in records]
+    repeated = reasons.count(REPEATED_DESC)
+    return {"quarantined_input_lines": len(reasons) - repeated, "repeated_descriptions": repeated}
 
 
 def index_descriptions(path: str | Path, *, shard_size: int, max_chars: int) -> InputIndex:
@@ -269,6 +293,7 @@ def cached_index(path: str | Path, *, shard_size: int, max_chars: int, cache_dir
             spans=[Span(**s) for s in data["spans"]],
             bad=[BadLine(**b) for b in data["bad"]],
             count=data["count"],
+            repeats=[BadLine(**b) for b in data["repeats"]],
         )
     except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
         pass
@@ -283,7 +308,7 @@ def cached_index(path: str | Path, *, shard_size: int, max_chars: int, cache_dir
 def read_shard(index: InputIndex, shard: str, *, max_chars: int) -> list[Description]:
     """The good descriptions of one shard, reading only its byte range."""
     span = index.span(shard)
-    bad_lines = {b.line for b in index.bad}
+    bad_lines = {b.line for b in index.bad + index.repeats}
     path = Path(index.path)
     out = []
     for number, _, raw in _lines(path, span.start, span.end, span.start_line):

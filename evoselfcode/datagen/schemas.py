@@ -21,7 +21,8 @@ class Description(Record):
 
 
 class Quarantined(Record):
-    """`{shards_dir}/quarantine.jsonl`: an input line skipped with `io.on_bad_line: skip`."""
+    """`{shards_dir}/quarantine.jsonl`: an input line skipped with `io.on_bad_line: skip`, or a repeated description
+    without an id (`repeated_desc`), set aside in any case."""
 
     file: str
     line: int
@@ -148,6 +149,7 @@ class CodeTestsReject(Record):
     """A function that did not pass its tests: `code/tests/rejects/{shard}.jsonl`."""
 
     desc_id: str
+    desc: str | None = None  # None only in files written before rejects carried it
     func_name: str
     source: Mode
     sample_index: int
@@ -229,6 +231,7 @@ class GlobalReject(Record):
     """A function dropped by the merge's global dedup (in `code/rejects.jsonl`, beside the shard rejects)."""
 
     desc_id: str
+    desc: str | None = None  # None only in files written before rejects carried it
     func_name: str
     source: Mode
     code: str

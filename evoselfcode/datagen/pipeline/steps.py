@@ -94,7 +94,7 @@ def names_metrics(
         read_models(raw, NameSample), read_models(kept, NameCandidate), read_models(rejects, NameReject), descriptions
     )
     metrics["failed_requests"] = sum(1 for _ in read_jsonl(failures))
-    metrics["quarantined_input_lines"] = sum(1 for _ in read_jsonl(quarantined))
+    metrics.update(inputs.quarantine_counts(read_jsonl(quarantined)))  # bad lines; repeats set aside
     # per benchmark, the descriptions set aside before any request (not counted in `descriptions`)
     set_aside = Counter(r["reason"].removeprefix(CONTAMINATED_PREFIX) for p in contaminated for r in read_jsonl(p))
     metrics["contaminated_descriptions"] = dict(sorted(set_aside.items()))

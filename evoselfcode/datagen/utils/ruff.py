@@ -1,4 +1,4 @@
-"""Lint many generated sources with one `ruff check` process.
+"""Lint (and format) many generated sources with one `ruff check` (`ruff format`) process.
 
 The sources are written to files in one temporary directory and only read by ruff; nothing is run.
 The directory is in memory (/dev/shm) when that has room: creating a file on this project's ext4
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,24 +84,28 @@ def _location(diagnostic: dict) -> tuple[int, int]:
     return loc.get("row", 0), loc.get("column", 0)
 
 
+def _write_sources(root: Path, sources: Sequence[str]) -> None:
+    directory = os.open(root, os.O_RDONLY)
+
+    def in_directory(name: str, flags: int) -> int:  # relative to the open directory: 2x faster
+        return os.open(name, flags, 0o600, dir_fd=directory)
+
+    try:
+        for index, source in enumerate(sources):
+            with open(_file_name(index), "xb", opener=in_directory) as file:
+                # surrogatepass keeps a lone surrogate from a JSON string as bytes ruff reports (E902), not a crash
+                file.write(source.encode("utf-8", "surrogatepass"))
+    finally:
+        os.close(directory)
+
+
 def _run_ruff(sources: Sequence[str], rules: Sequence[str], temp_root: str | None) -> subprocess.CompletedProcess:
     """ruff over the sources written as files in a new directory under `temp_root` (None: the default)."""
     if temp_root is not None:
         _remove_orphans(Path(temp_root))
     with tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{os.getpid()}-", dir=temp_root) as tmp:
         root = Path(tmp)
-        directory = os.open(root, os.O_RDONLY)
-
-        def in_directory(name: str, flags: int) -> int:  # relative to the open directory: 2x faster
-            return os.open(name, flags, 0o600, dir_fd=directory)
-
-        try:
-            for index, source in enumerate(sources):
-                with open(_file_name(index), "xb", opener=in_directory) as file:
-                    # surrogatepass keeps a lone surrogate from a JSON string as bytes ruff reports (E902), not a crash
-                    file.write(source.encode("utf-8", "surrogatepass"))
-        finally:
-            os.close(directory)
+        _write_sources(root, sources)
         command = [
             *ruff_command(),
             "check",
@@ -149,3 +154,58 @@ def ruff_check(sources: Sequence[str], rules: Sequence[str]) -> list[list[str]]:
             raise RuffError(f"ruff reported a file it was not given: {diagnostic.get('filename')!r}")
         found[index].append((_location(diagnostic), _rule_code(diagnostic)))
     return [[code for _, code in sorted(per_source)] for per_source in found]
+
+
+def _run_format(sources: Sequence[str], temp_root: str | None) -> list[str | None]:
+    """`ruff format` over the sources as files in a new directory; each one's formatted text, None where it failed."""
+    if temp_root is not None:
+        _remove_orphans(Path(temp_root))
+    with tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{os.getpid()}-", dir=temp_root) as tmp:
+        root = Path(tmp)
+        _write_sources(root, sources)
+        version = f"--target-version=py3{sys.version_info.minor}"
+        command = [*ruff_command(), "format", "--isolated", "--no-cache", version, "--quiet", str(root)]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+        if proc.returncode not in (0, 2):  # 2: some file did not parse, and was left as it was
+            raise RuffError(f"ruff format exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+        failed = {Path(m).name for m in _FORMAT_FAILED.findall(proc.stderr)}
+        out: list[str | None] = []
+        for index in range(len(sources)):
+            name = _file_name(index)
+            out.append(None if name in failed else (root / name).read_bytes().decode("utf-8", "surrogatepass"))
+        return out
+
+
+_FORMAT_FAILED = re.compile(r"^error: Failed to (?:parse|format) (\S+?):", re.M)
+
+
+def formatter_version() -> str:
+    """Which formatter the kept functions go through, for merge_code's params: a ruff whose output may differ (or
+    an older run, whose functions were not formatted) writes the final records again."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"ruff format {version('ruff')}"
+    except PackageNotFoundError:  # ruff only on PATH: its version is not known without running it
+        return "ruff format"
+
+
+def ruff_format(sources: Sequence[str]) -> list[str]:
+    """Each source as `ruff format` (its defaults, no project's config) writes it, with one `ruff format` process;
+    a source ruff cannot format stays as it is. A source without a final newline gets none back.
+
+    Formatting keeps the AST, so what the checks judged is what is kept; the same ruff gives the same bytes.
+    """
+    if not sources:
+        return []
+    root = _temporary_root(sources)
+    try:
+        formatted = _run_format(sources, root)
+    except OSError:
+        if root is None:
+            raise
+        formatted = _run_format(sources, None)  # /dev/shm filled up under parallel jobs: the disk has room
+    return [
+        source if text is None else (text if source.endswith("\n") else text.removesuffix("\n"))
+        for source, text in zip(sources, formatted, strict=True)
+    ]
