@@ -76,6 +76,29 @@ def remember_report_command(code_dir: str | Path, command: str) -> None:
     path.write_text(command + "\n", encoding="utf-8")
 
 
+def _selection(s: dict) -> str:
+    """How the tests stage chose: candidates per description, the winners' groups, the assertions set aside."""
+    descriptions = sum(s["candidates_per_description"].values())
+    per_desc = s["candidates"] / descriptions if descriptions else 0
+    winners = sum(s["winner_sizes"].values())
+    return (f"by {s['selection']}: {per_desc:.1f} candidates per description, {winners} winning groups; of "
+            f"{s['asserts']} test asserts {s['wrong']} wrong and {s['non_discriminating']} passed by anything, "
+            "not counted")  # fmt: skip
+
+
+def _requests(*timing_files: Path) -> str | None:
+    """How many model answers came from the answer store and how many were asked, from the stages' timing.json."""
+    entries = []
+    for path in timing_files:
+        if path.is_file():
+            timing = _load(path)
+            entries += [*timing.get("by_mode", {}).values(), *([timing["tests"]] if "tests" in timing else [])]
+    if not entries:
+        return None
+    total, stored = sum(e["requests"] for e in entries), sum(e["resumed"] for e in entries)
+    return f"{total} behind these outputs: {stored} read from the answer store, {total - stored} asked of the server"
+
+
 def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = None) -> str:
     """A short report of the run whose metrics are in `names_dir` and `code_dir`; reads only metrics files (and the
     report command the run remembered, when `report` is not given)."""
@@ -96,8 +119,12 @@ def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = No
         f" ({_per_source({source: s['kept'] for source, s in code['by_source'].items()})})",
         f"  A/B        {names['verdict'] or 'no metric compared'}",
     ]
+    if selection := code.get("selection"):
+        lines.append(f"  chosen     {_selection(selection)}")
     if not acc["kept"]:
         lines.append(f"  why none   {why_empty(names, code)}".replace("`", ""))
+    if asked := _requests(names_dir / "timing.json", code_dir / "timing.json"):
+        lines.append(f"  requests   {asked}")
     quarantined = names.get("quarantined_input_lines", 0)
     repeated = names.get("repeated_descriptions", 0)
     set_aside = sum(names.get("contaminated_descriptions", {}).values())

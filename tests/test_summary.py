@@ -64,3 +64,21 @@ def test_the_cli_summary_prints_the_runs_own_next_command(tmp_path, monkeypatch)
     remember_report_command(code, "make report DESCS=my.txt")
     text = summary(names, code)
     assert text.endswith("\n  make report DESCS=my.txt") and "  why none   no function name passed" in text
+
+
+def test_the_summary_says_how_functions_were_chosen_and_where_the_answers_came_from(tmp_path):
+    names, code = tmp_path / "names", tmp_path / "code"
+    names.mkdir()
+    code.mkdir()
+    (names / "metrics.json").write_text(json.dumps({"descriptions": 2, "verdict": None, "modes": {
+        "FIM": {"kept": 2, "sampled": 4}}}))  # fmt: skip
+    selection = {"selection": "agreement", "candidates": 6, "candidates_per_description": {"3": 2},
+                 "winner_sizes": {"2": 1, "1": 1}, "asserts": 9, "wrong": 2, "non_discriminating": 1}  # fmt: skip
+    metrics = {"accounting": {"kept": 2, "generated": 6}, "by_source": {"FIM": {"kept": 2}}, "selection": selection}
+    (code / "metrics.json").write_text(json.dumps(metrics))
+    (names / "timing.json").write_text(json.dumps({"by_mode": {"FIM": {"requests": 4, "resumed": 4}}}))
+    (code / "timing.json").write_text(json.dumps({"by_mode": {"FIM": {"requests": 3, "resumed": 1}},
+                                                  "tests": {"requests": 2, "resumed": 0}}))  # fmt: skip
+    text = summary(names, code, report="make report")
+    assert "by agreement: 3.0 candidates per description, 2 winning groups; of 9 test asserts 2 wrong" in text
+    assert "9 behind these outputs: 5 read from the answer store, 4 asked of the server" in text
