@@ -141,3 +141,33 @@ def test_the_store_command_shows_the_answers_and_prunes_what_no_output_uses(fini
 
 def used(workdir) -> set[str]:
     return {t["key"] for p in ("names/timing", "code/timing", "code/tests/timing") for t in timings(workdir, p)}
+
+
+def test_two_runs_at_once_and_a_kill_mid_write_leave_a_store_a_third_run_reads_right(tmp_path):
+    from reliability import kill_tree, start_snakemake, wait_for
+
+    store = tmp_path / "shared-store"
+    change = {"store": {"dir": str(store)}, "io": {"shard_size": 2, "concurrency": 4}}
+    with FakeServer(Options(seed=3, latency_s=0.05)) as srv:
+        dirs = []
+        for name in ("a", "b", "killed", "third"):
+            (tmp_path / name).mkdir()
+            dirs.append(make_workdir(tmp_path / name, DESCRIPTIONS, config_text(srv.url, change)))
+        a, b, killed, third = dirs
+        # two runs with different targets write the same answers into one store at once
+        runs = [
+            start_snakemake(a, "-j", "4", TARGET),
+            start_snakemake(b, "-j", "4", "data/generated/names/metrics.json"),
+        ]
+        victim = start_snakemake(killed, "-j", "4", TARGET)
+        wait_for(lambda: len(list(store.glob("answers/*/*/*.json"))) > 10, victim, what="answers in the store")
+        kill_tree(victim)  # mid-write: some of its answers are in flight, maybe half-written aside
+        for proc in runs:
+            out = proc.communicate(timeout=600)[0]
+            assert proc.returncode == 0, out[-3000:]
+        assert run(third, srv) == 0  # every answer was stored by the others
+    with FakeServer(Options(seed=3)) as srv:  # the reference: an empty store of its own
+        (tmp_path / "fresh").mkdir()
+        fresh = make_workdir(tmp_path / "fresh", DESCRIPTIONS, config_text(srv.url, change | {"store": {}}))
+        assert run(fresh, srv) > 0
+    assert data_files(third) == data_files(fresh) == data_files(a)
