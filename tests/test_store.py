@@ -1,7 +1,6 @@
 """The answer store: request keys, one checked file per answer, pruning, and the server's identity."""
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from fakeserver import FakeServer, Options
 from evoselfcode.clients import make_client
 from evoselfcode.clients.base import Choice
 from evoselfcode.config import load_config
-from evoselfcode.datagen.pipeline.store import TMP_SUFFIX, AnswerStore, request_key, server_identity
+from evoselfcode.datagen.pipeline.store import TMP_SUFFIX, AnswerStore, _checksum, request_key, server_identity
 from evoselfcode.datagen.writers import write_jsonl
 
 PARAMS = {"max_tokens": 8, "temperature": 0.2, "top_p": 0.9, "n": 2, "seed": 1, "stop": ["\n"]}
@@ -49,24 +48,23 @@ def test_everything_sent_is_part_of_the_key():
 
 
 def damage(path: Path, how: str, other_key: str) -> None:
-    entry = json.loads(path.read_text(encoding="utf-8"))
+    head, body = path.read_bytes().split(b"\n", 1)
     match how:
         case "wrong key":  # a file copied or renamed to another answer's name
-            path.write_text(json.dumps({**entry, "key": other_key}), encoding="utf-8")
+            path.write_bytes(other_key.encode() + head[len(other_key) :] + b"\n" + body)
         case "wrong checksum":
-            entry["choices"][0]["text"] = "changed"
-            path.write_text(json.dumps(entry), encoding="utf-8")
+            path.write_bytes(head + b"\n" + body.replace(b"x", b"changed", 1))
         case "truncated":
             path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
         case "invalid utf-8":
             path.write_bytes(path.read_bytes().replace("✓".encode(), b"\xe2\x9c"))
-        case "not an object":
-            path.write_text("[1, 2]", encoding="utf-8")
+        case "not a list":  # the right checksum over the wrong shape
+            path.write_bytes(head.split(b" ")[0] + b" " + _checksum(b"{}").encode() + b"\n{}")
         case "empty":
             path.write_bytes(b"")
 
 
-@pytest.mark.parametrize("how", ["wrong key", "wrong checksum", "truncated", "invalid utf-8", "not an object", "empty"])
+@pytest.mark.parametrize("how", ["wrong key", "wrong checksum", "truncated", "invalid utf-8", "not a list", "empty"])
 def test_a_damaged_answer_reads_as_missing(tmp_path, how, caplog):
     store, k = AnswerStore(tmp_path), key()
     store.put(k, choices())

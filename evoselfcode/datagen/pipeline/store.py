@@ -3,8 +3,8 @@
 One file per answer, `<dir>/answers/<2 hex>/<2 hex>/<key>.json`, written to a temporary name and renamed into
 place. A rename is atomic on local and network file systems alike, so many jobs on many nodes can write
 the store at once with no lock, and a job killed mid-write leaves only a temporary file, never a torn
-answer under a real name. Each file carries its key and a checksum of its answer; a file that fails either
-is read as missing (and asked again), never returned.
+answer under a real name. Each file starts with its key and a checksum of the answer after it; a file that
+fails either is read as missing (and asked again), never returned.
 """
 
 from __future__ import annotations
@@ -34,8 +34,14 @@ def request_key(server: str, route: str, prompt: str, params: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _checksum(choices: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(choices, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+def encode(key: str, choices: list[Choice]) -> str:
+    """An answer file's text: a line with its key and the checksum of the rest, then the choices as JSON."""
+    body = json.dumps([asdict(c) for c in choices], ensure_ascii=False)
+    return f"{key} {_checksum(body.encode())}\n{body}"
+
+
+def _checksum(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,15 @@ class AnswerStore:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        head, _, body = raw.partition(b"\n")
         try:
-            entry = json.loads(raw.decode("utf-8"))
-            if entry["key"] != key or entry["check"] != _checksum(entry["choices"]):
+            if head.decode("ascii", "replace") != f"{key} {_checksum(body)}":
                 raise ValueError("key or checksum does not match")
-            return [_choice(c) for c in entry["choices"]]
-        except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            data = json.loads(body.decode("utf-8"))
+            if not isinstance(data, list) or not data:  # an answer has at least one choice
+                raise ValueError("not a list of choices")
+            return [_choice(c) for c in data]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # bad JSON and UTF-8 are ValueErrors
             log.warning("%s: damaged stored answer (%s); it is asked again", path, exc)
             return None
 
@@ -75,8 +84,7 @@ class AnswerStore:
         """Store an answer: written aside, flushed to disk, then renamed into place."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = [asdict(c) for c in choices]
-        text = json.dumps({"key": key, "check": _checksum(data), "choices": data}, ensure_ascii=False)
+        text = encode(key, choices)
         # unique per process and thread: two jobs writing the same answer never share a temporary file
         tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
         with open(tmp, "w", encoding="utf-8") as fh:
