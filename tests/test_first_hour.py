@@ -102,7 +102,8 @@ def test_the_run_ends_with_a_summary_of_what_it_made(done):
     assert "Dataset: data/generated/dataset/" in tail
     for command in ("evoselfcode stats data/generated/code/filtered.jsonl", "evoselfcode sample ", "--report"):
         assert command in tail
-    assert len(tail.split("Complete log")[0].splitlines()) <= 12
+    assert len(tail.split("Complete log")[0].splitlines()) <= 14  # a few lines, not a screen
+    assert "by agreement:" in tail and "asked of the server" in tail
 
 
 def test_the_summary_command_prints_the_same(done, capsys, monkeypatch):
