@@ -122,12 +122,14 @@ def token_logprob(prev: str, tok: str) -> float:
     return -round((_hash(prev, tok) % 4000) / 1000 + 0.001, 4)
 
 
-def _scripted(prompt: str, max_tokens: int) -> str | None:
-    """The text a `[[name:B64]]`, `[[code:B64]]` or `[[tests:B64]]` directive scripts for this kind of request."""
+def _scripted(prompt: str, max_tokens: int, index: int = 0) -> str | None:
+    """The text a `[[name:B64]]`, `[[code:B64]]` or `[[tests:B64]]` directive scripts for this kind of request;
+    `[[code:B64,B64,...]]` scripts each choice of a request in turn (choice `index` gets the index-th, cyclically)."""
     want = "name" if max_tokens <= 32 else "tests" if _TEST_HEAD.search(prompt) else "code"
     for kind, arg in _DIRECTIVE.findall(prompt):
         if kind == want:
-            return base64.b64decode(arg).decode("utf-8", "surrogatepass")  # a test may script half a character
+            texts = arg.split(",")
+            return base64.b64decode(texts[index % len(texts)]).decode("utf-8", "surrogatepass")  # may be half a char
     return None
 
 
@@ -161,7 +163,7 @@ def generate(prompt: str, seed: Any, index: int, max_tokens: int, stop: list[str
         text = fake_tests(prompt, test.group(1), h)
     else:
         text = BODIES[h % len(BODIES)]
-    text = _scripted(prompt, max_tokens) or text
+    text = _scripted(prompt, max_tokens, index) or text
     finish, hit = "stop", None
     cuts = sorted((i, s) for s in stop if s and (i := text.find(s)) >= 0)
     if cuts:
