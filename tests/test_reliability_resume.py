@@ -1,10 +1,13 @@
 """Crash and resume: SIGKILL the whole Snakemake process tree at several points, rerun with --rerun-incomplete.
 
 One story, told once: kill during name generation, rerun and kill during code generation, rerun and kill during
-the final merge, rerun to the end (each rerun after `snakemake --unlock`, as Snakemake asks after a kill).
+test generation, rerun and kill during test execution, rerun and kill during the final merge, rerun to the end
+(each rerun after `snakemake --unlock`, as Snakemake asks after a kill).
 The server answers a set number of requests and then holds the rest unanswered, so at each kill exactly
 those answers exist, and the answer store must have kept every one of them.
 """
+
+import json
 
 import pytest
 from conftest import snakemake
@@ -28,6 +31,13 @@ pytestmark = pytest.mark.workflow
 
 NAME_REQUESTS = len(DESCRIPTIONS) * MODES
 ANSWERED_BEFORE_KILL = 3  # per stage
+
+
+def code_requests(clean: dict[str, str]) -> int:
+    """One code request per selected name: the distinct names of the reference's raw code samples."""
+    return len(
+        {(r["desc_id"], r["func_name"]) for r in map(json.loads, clean["data/generated/code/raw.jsonl"].splitlines())}
+    )
 
 
 def rerun(root, *args):
@@ -68,7 +78,19 @@ def story(tmp_path_factory):
         kill_when_held(root, srv, proc, NAME_REQUESTS + ANSWERED_BEFORE_KILL)
         seen["code"] = after_kill(root, srv)
 
+        # the third kill comes once one test request is answered after every name and code request
+        before_tests = NAME_REQUESTS + code_requests(clean)
+        srv.hold(before_tests + 1)
+        proc = rerun(root)
+        kill_when_held(root, srv, proc, before_tests + 1)
+        seen["tests"] = after_kill(root, srv)
+
         srv.release()
+        proc = rerun(root)
+        wait_for(lambda: any((root / "logs/execute_tests").glob("*.log")), proc, what="a test execution job")
+        kill_tree(proc)
+        seen["execute"] = after_kill(root, srv)
+
         proc = rerun(root)
         wait_for(lambda: (root / "logs/merge_code/all.log").exists(), proc, what="the final merge")
         kill_tree(proc)
@@ -81,7 +103,7 @@ def story(tmp_path_factory):
     return clean, seen
 
 
-@pytest.mark.parametrize("point", ["names", "code", "merge"])
+@pytest.mark.parametrize("point", ["names", "code", "tests", "execute", "merge"])
 def test_a_kill_leaves_no_file_that_looks_complete_but_is_not(story, point):
     clean, seen = story
     files = seen[point]["outputs"]
@@ -96,6 +118,7 @@ def test_the_store_holds_the_answers_at_each_generation_kill(story):
     assert not any(f.endswith(".answers") for point in ("names", "code") for f in seen[point]["hidden"])  # shared
     assert "data/generated/code/raw.jsonl" not in seen["code"]["outputs"]
     assert seen["code"]["stats"]["held"] > seen["names"]["stats"]["held"] > 0  # killed while waiting on the server
+    assert seen["tests"]["saved"] == seen["tests"]["stats"]["successes"] > seen["code"]["saved"]
 
 
 def test_the_final_outputs_equal_an_uninterrupted_run(story):
