@@ -30,13 +30,21 @@ COLUMNS = {
     "code": "the function, as it passed the checks named above",
     "meta": "description id, sampling parameters, request seed, model, finish reason, and what later stages add",
     "score": "the model's own perplexity of the function given its prompt (`ppl`, `mean_logprob`, `tokens`)",
-    "tests": "the model-written assertions the function passed in the sandbox",
+    "tests": "the assertions the function passed in the sandbox (written from the description; those that "
+    "every candidate or none passed are left out)",
 }
 # the settings a reader of the card needs to judge the data; the whole config is in "Reproduce"
 SETTINGS = ("meta.seed", "namegen.modes", "namegen.fim_preset", "namegen.temperature", "namegen.top_p", "namegen.n",
             "namegen.select", "codegen.temperature", "codegen.top_p", "codegen.max_new_tokens", "codegen.n",
             "filters.min_code_len", "filters.max_code_len", "filters.enable_ast", "filters.enable_ruff",
             "filters.ruff_rules", "filters.dedup", "scoring.enabled", "scoring.max_ppl")  # fmt: skip
+# what "kept" means with the tests stage on, per tests.selection
+CHOSEN = {
+    "agreement": "chosen by agreement: tests the model wrote from each description (never from a candidate's "
+    "code) run on every candidate in a sandbox, and the largest group of candidates that behave alike and pass "
+    "tests a trivial function fails is kept",
+    "per_function": "model-written tests (written from each description) run in a sandbox on each function alone",
+}
 SECTIONS = ("tests", "execution", "decontamination")  # later stages' sections, shown whole where the config has them
 AB_METRICS = {
     "compliance": "names passing the name rules / sampled",
@@ -242,7 +250,7 @@ def _intro(run: Run) -> list[str]:
     dedup = [name for name, on in (("exact", f.dedup.exact), ("near", f.dedup.near)) if on]
     checks += [" and ".join(dedup) + " deduplication"] if dedup else []
     checks += ["decontamination against benchmark tasks"] if cfg.decontamination.enabled else []
-    checks += ["model-written tests run in a sandbox"] if cfg.tests.enabled else []
+    checks += [CHOSEN[cfg.tests.selection]] if cfg.tests.enabled else []
     checks += ["perplexity scoring under the model"] if cfg.scoring.enabled else []
     checks = ", ".join(checks) or "length checks only"
     if cfg.dataset.license:
@@ -326,6 +334,7 @@ def render(run: Run) -> str:
         "functions dropped": removed.get("functions") or {},
     }
     execution = {"code": code["execution"]} if isinstance(code.get("execution"), dict) else {}
+    selection = {"code": code["selection"]} if isinstance(code.get("selection"), dict) else {}
     body = [
         *_intro(run),
         *_made(run),
@@ -333,6 +342,7 @@ def render(run: Run) -> str:
         *_ab(names),
         *_summary("Decontamination", decontamination),
         *_summary("Execution", execution),
+        *_summary("Selection", selection),
         *_examples(run.examples),
         *_reproduce(run.cfg),
     ]

@@ -231,9 +231,10 @@ def test_the_card_names_only_the_checks_the_run_applied(done, outputs, tmp_path)
     assert "ruff" not in intro and "near" not in intro and "benchmark" not in intro
     default = (done / DATASET / "README.md").read_text().split("## Licence")[0]
     assert (
-        "ruff checks, exact and near deduplication, decontamination against benchmark tasks, model-written tests "
-        "run in a sandbox)."
-    ) in default
+        "ruff checks, exact and near deduplication, decontamination against benchmark tasks, chosen by agreement: "
+        in (default)
+    )
+    assert "## Selection" in (done / DATASET / "README.md").read_text()  # the selection's figures
 
 
 def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
