@@ -1,4 +1,4 @@
-"""The client interfaces from the design card, and the one result type every backend returns."""
+"""The client interfaces every backend implements, and the one result type they all return."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running generated functions with their assertions inside bubblewrap (DESIGN decision 7).
+"""Running generated functions with their assertions inside bubblewrap.
 
 Each worker is one `bwrap` process, started once, whose PID 1 is `sandbox_runner` (standard library only,
 run by the system interpreter): it forks one child per function, with rlimits and a seccomp filter, and
