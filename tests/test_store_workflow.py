@@ -171,3 +171,33 @@ def test_two_runs_at_once_and_a_kill_mid_write_leave_a_store_a_third_run_reads_r
         fresh = make_workdir(tmp_path / "fresh", DESCRIPTIONS, config_text(srv.url, change | {"store": {}}))
         assert run(fresh, srv) > 0
     assert data_files(third) == data_files(fresh) == data_files(a)
+
+
+def test_a_scoring_job_killed_mid_way_resumes_without_asking_what_it_scored(tmp_path):
+    from fakeserver import ServerProcess
+    from reliability import kill_tree, start_snakemake, wait_for
+
+    scored = "data/generated/code/scored.jsonl"
+    change = {"scoring": {"enabled": True}, "api": {"model": "fake-coder"}}
+    with ServerProcess("--seed", "3") as srv:
+        (tmp_path / "reference").mkdir()
+        reference = make_workdir(tmp_path / "reference", DESCRIPTIONS, config_text(srv.url, change))
+        assert snakemake(reference, scored).returncode == 0
+        scores = sum(1 for _ in read_jsonl(reference / "data/generated/code/score_timing.jsonl"))
+        assert scores >= 2
+        before_scoring = srv.stats()["successes"] - scores
+    with ServerProcess("--seed", "3", "--hold-after", str(before_scoring + 1)) as srv:
+        (tmp_path / "killed").mkdir()
+        root = make_workdir(tmp_path / "killed", DESCRIPTIONS, config_text(srv.url, change))
+        proc = start_snakemake(root, scored)
+        store = AnswerStore(root / "data/store")
+        wait_for(lambda: store.size().answers >= before_scoring + 1 and srv.stats()["held"] > 0, proc,
+                 what="a score answered and the next held")  # fmt: skip
+        kill_tree(proc)
+        srv.release()
+        assert snakemake(root, "--unlock", scored).returncode == 0
+        proc = snakemake(root, scored, "--rerun-incomplete")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        stats = srv.stats()
+    assert stats["max_successes_per_body"] == 1  # nothing answered before the kill was asked again
+    assert (root / scored).read_bytes() == (reference / scored).read_bytes()
