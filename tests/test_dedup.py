@@ -18,12 +18,12 @@ from evoselfcode.datagen.filters.dedup import (
     code_tokens,
     exact_duplicates,
     lsh_bands,
-    map_in_workers,
     minhash_signatures,
     near_duplicate_positions,
     near_duplicates,
-    worker_count,
 )
+from evoselfcode.datagen.utils import process_pool
+from evoselfcode.datagen.utils.process_pool import map_in_workers, worker_count
 
 VOCAB = [f"name{i}" for i in range(400)] + ["len", "sum", "max", "min", "range", "sorted"]
 OPS = ["+", "-", "*", "//", "%", "<<"]
@@ -308,7 +308,7 @@ class LazyCodes:
 
 
 def test_items_are_read_once_and_then_only_the_candidates(monkeypatch):
-    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(process_pool, "CHUNK_SIZE", 7)
     items = generated_corpus(10, families=20)
     lazy = LazyCodes([code for _, code in items])
     positions = near_duplicate_positions(lazy, threshold=0.8, num_perm=128, ngram=5)
