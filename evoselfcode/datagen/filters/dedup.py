@@ -33,31 +33,17 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 
 import numpy as np
 
 from evoselfcode.datagen.utils import process_pool
+from evoselfcode.datagen.utils.code_tokens import dedup_tokens
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 MAX_MISS_AT_THRESHOLD = 0.01
 
-_TOKEN = re.compile(
-    r"""
-    [ \t\f\r\n]*+                                                # whitespace: one step, not one per space (2.5x faster)
-    (?: \#[^\r\n]* | \\\r?\n | \Z                              # dropped: comments, line continuations, the end
-    | (                                                          # kept:
-        (?:[rRbBuUfF]{1,2})?(?:'''(?:\\.|[^\\])*?(?:'''|\Z)      #   strings, triple-quoted ones may be open
-          | \"\"\"(?:\\.|[^\\])*?(?:\"\"\"|\Z)
-          | '(?:\\.|[^'\\\r\n])*' | "(?:\\.|[^"\\\r\n])*")
-      | [^\W\d]\w*                                               #   names
-      | 0[xXoObB]\w+ | (?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?    # numbers
-      | \*\*=? | //=? | >>=? | <<=? | -> | := | \.\.\. | [-+*/%&|^@=<>!]= | \S        # operators, the rest
-    ))""",
-    re.VERBOSE,
-)
 # Odd 64-bit multipliers for the rolling n-gram hash (fixed so hashes are stable across runs).
 _NGRAM_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD],
@@ -93,11 +79,6 @@ def _is_word_char(text: str, i: int) -> bool:
     return 0 <= i < len(text) and (text[i].isalnum() or text[i] == "_")
 
 
-def code_tokens(code: str) -> list[str]:
-    """Python tokens without comments and layout (see the module docstring)."""
-    return list(filter(None, _TOKEN.findall(code)))
-
-
 def _multiplier(position: int) -> np.uint64:
     base = _NGRAM_MULTIPLIERS[position % len(_NGRAM_MULTIPLIERS)]
     return base + np.uint64(2 * (position // len(_NGRAM_MULTIPLIERS)))
@@ -120,7 +101,7 @@ def _shingles(codes: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]
     if ngram < 1:
         raise ValueError(f"ngram must be at least 1, not {ngram}")
     token_ids = _TokenIds()
-    ids = [list(map(token_ids.__getitem__, code_tokens(code))) for code in codes]
+    ids = [list(map(token_ids.__getitem__, dedup_tokens(code))) for code in codes]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.uint64, count=int(lengths.sum()))
     tokens = np.concatenate([tokens, np.zeros(ngram, dtype=np.uint64)])  # windows may look past the end
