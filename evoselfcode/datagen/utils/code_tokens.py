@@ -1,10 +1,6 @@
-"""Python source as tokens, in one regex pass each: for near dedup (`dedup_tokens`), for decontamination
-(`decontam_split`).
+"""Python source as tokens, one regex pass each: `dedup_tokens` for near dedup, `decontam_split` for decontamination.
 
-They differ because they answer different questions: near dedup wants the tokens as written (those of
-3.11's `tokenize`), decontamination wants what survives reformatting and renaming (no parentheses or
-commas, literals by value, chosen names as `ID`, docstrings and comments apart), and each one's output is
-on record (near-dedup decisions; the benchmark index), so neither can change to suit the other.
+Two, because they must differ: near dedup needs the tokens as written, decontamination what survives reformatting.
 """
 
 from __future__ import annotations
