@@ -31,6 +31,7 @@ from evoselfcode.config import Config, Filters
 from evoselfcode.datagen import checks
 from evoselfcode.datagen.checks import base
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.utils import process_pool
 from evoselfcode.datagen.utils.ruff import ruff_check
 
 
@@ -51,12 +52,12 @@ def clock(fn, label: str = ""):
 
 def serially(fn):
     """fn() with the per-sample work of check_samples in this process (no worker processes)."""
-    real = base.worker_count
-    base.worker_count = lambda items: 0
+    real = process_pool.worker_count
+    process_pool.worker_count = lambda items: 0
     try:
         return fn()
     finally:
-        base.worker_count = real
+        process_pool.worker_count = real
 
 
 def parse_all(codes: list[str]) -> int:
@@ -115,7 +116,7 @@ def full(count: int, repeat: int, serial: bool, ruff_rules: list[str] | None) ->
                      "ratio_to_limit": t_checks / limit, "samples_per_s": count / t_checks,
                      "limit_samples_per_s": count / limit, "parts_alone_s": parts,
                      "cpu_s": {"limit": cpu_limit, "check_samples": cpu_checks},
-                     "cpu_ratio_to_limit": cpu_checks / cpu_limit, "workers": base.worker_count(count),
+                     "cpu_ratio_to_limit": cpu_checks / cpu_limit, "workers": process_pool.worker_count(count),
                      "check_samples_serial_s": t_serial if serial else None,
                      "loadavg_after": os.getloadavg()})  # fmt: skip
         print(f"{count} samples: check_samples {t_checks:.1f} s ({count / t_checks:.0f}/s); limit {limit:.1f} s "

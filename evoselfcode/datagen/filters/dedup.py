@@ -1,76 +1,27 @@
 """Exact (AST fingerprint) and near (MinHash LSH over token n-grams) duplicate detection.
 
 Both take `(key, code)` pairs in the order the caller wants them judged and return
-`{dropped key: key of the kept copy it duplicates}`; the first item of a group always survives.
-
-Near duplicates: each code becomes the set of its token `ngram`-shingles. MinHash LSH proposes candidate
-pairs in linear time; each candidate is then verified with the EXACT Jaccard similarity of the two shingle
-sets, so no pair below `threshold` is ever dropped. The LSH bands are chosen for recall: a pair exactly at
-the threshold is missed with probability at most 1%, a pair further above it far less often.
-
-- Tokens come from one regular expression (`tokenize` is pure Python in 3.11 and took ~40% of near dedup):
-  names, numbers, whole string literals with their prefix, operators (longest first) and any other single
-  character; comments, line continuations and whitespace are dropped. On code that tokenizes, these are
-  the tokens of 3.11's `tokenize` (all but 2 of 99,468 synthetic functions: truncated ones ending in `!`),
-  an f-string staying one token. On broken code they still are tokens where `tokenize` gave up (an open
-  triple-quoted string runs to the end).
-- MinHash signatures of many items at once, in numpy: permutation p maps a 32-bit shingle hash x to
-  (a_p * x + b_p) mod 2^64 (multiply-add-shift: its high 32 bits are a strongly universal hash of x),
-  and the signature keeps the high 32 bits of each minimum. a_p and b_p come from blake2b, so signatures
-  are the same in every process and run. Each band of signature rows becomes one 32-bit key: the high 32
-  bits of sum(m_r * row_r) mod 2^64 with fixed odd 64-bit m_r (multiply-shift vector hashing, so two
-  different bands collide with probability ~2^-32). A collision only adds a candidate, verified exactly.
-- Candidates are the items that share a band key with another item, found by sorting each band's keys;
-  only those are then judged one by one, in order, against the items kept so far, their shingles computed
-  again. Memory: 4 bytes per band per item (84 bytes at 21 bands), plus the shingles of the kept candidates.
-
-The per-item work (fingerprints; tokens, shingles, signatures) of large inputs runs in forked worker
-processes, a chunk of items at a time (`map_in_workers`); the decisions stay here, in order, so the
-result is the same with or without workers.
+`{dropped key: key of the kept copy it duplicates}`; the first item of a group always survives. MinHash only
+proposes near-duplicate candidates: a pair is dropped only if the exact Jaccard similarity of its shingle sets
+reaches `threshold`. Worker processes do not change the result. How it works: docs/architecture.md,
+"How code is compared".
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import multiprocessing
-import os
-import re
-import sys
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
-from typing import TypeVar
 
 import numpy as np
 
+from evoselfcode.datagen.utils import process_pool
+from evoselfcode.datagen.utils.code_tokens import dedup_tokens
 from evoselfcode.datagen.utils.hashing import ast_fingerprint
 
 MAX_MISS_AT_THRESHOLD = 0.01
-# Items handled together: by one worker, and in one batch of signatures (bounds the memory of a batch).
-CHUNK_SIZE = 2_000
-# Below this many items, forking workers costs more than it saves (~0.2 ms of work per item, ~50 ms to start).
-PARALLEL_MIN_ITEMS = 4_000
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-_TOKEN = re.compile(
-    r"""
-    [ \t\f\r\n]*+                                                # whitespace: one step, not one per space (2.5x faster)
-    (?: \#[^\r\n]* | \\\r?\n | \Z                              # dropped: comments, line continuations, the end
-    | (                                                          # kept:
-        (?:[rRbBuUfF]{1,2})?(?:'''(?:\\.|[^\\])*?(?:'''|\Z)      #   strings, triple-quoted ones may be open
-          | \"\"\"(?:\\.|[^\\])*?(?:\"\"\"|\Z)
-          | '(?:\\.|[^'\\\r\n])*' | "(?:\\.|[^"\\\r\n])*")
-      | [^\W\d]\w*                                               #   names
-      | 0[xXoObB]\w+ | (?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?    # numbers
-      | \*\*=? | //=? | >>=? | <<=? | -> | := | \.\.\. | [-+*/%&|^@=<>!]= | \S        # operators, the rest
-    ))""",
-    re.VERBOSE,
-)
 # Odd 64-bit multipliers for the rolling n-gram hash (fixed so hashes are stable across runs).
 _NGRAM_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD],
@@ -106,11 +57,6 @@ def _is_word_char(text: str, i: int) -> bool:
     return 0 <= i < len(text) and (text[i].isalnum() or text[i] == "_")
 
 
-def code_tokens(code: str) -> list[str]:
-    """Python tokens without comments and layout (see the module docstring)."""
-    return list(filter(None, _TOKEN.findall(code)))
-
-
 def _multiplier(position: int) -> np.uint64:
     base = _NGRAM_MULTIPLIERS[position % len(_NGRAM_MULTIPLIERS)]
     return base + np.uint64(2 * (position // len(_NGRAM_MULTIPLIERS)))
@@ -133,7 +79,7 @@ def _shingles(codes: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]
     if ngram < 1:
         raise ValueError(f"ngram must be at least 1, not {ngram}")
     token_ids = _TokenIds()
-    ids = [list(map(token_ids.__getitem__, code_tokens(code))) for code in codes]
+    ids = [list(map(token_ids.__getitem__, dedup_tokens(code))) for code in codes]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.uint64, count=int(lengths.sum()))
     tokens = np.concatenate([tokens, np.zeros(ngram, dtype=np.uint64)])  # windows may look past the end
@@ -221,8 +167,9 @@ def band_keys(codes: Sequence[str], *, threshold: float, num_perm: int, ngram: i
     bands, rows = lsh_bands(threshold, num_perm)
     row_multipliers = _random_words("band row", rows) | np.uint64(1)
     keys = np.empty((len(codes), bands), dtype=np.uint32)
-    for first in range(0, len(codes), CHUNK_SIZE):
-        batch = codes[first : first + CHUNK_SIZE]
+    size = process_pool.CHUNK_SIZE
+    for first in range(0, len(codes), size):
+        batch = codes[first : first + size]
         signatures = minhash_signatures(*_shingles(batch, ngram), num_perm)
         banded = signatures[:, : bands * rows].reshape(len(batch), bands, rows).astype(np.uint64)
         mixed = (banded * row_multipliers).sum(axis=2, dtype=np.uint64)  # mod 2^64
@@ -252,55 +199,11 @@ def _check_keys(keys: Iterable[str]) -> None:
         seen.add(key)
 
 
-def chunks(items: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
-    """Consecutive lists of `size` items (default CHUNK_SIZE), the last one shorter."""
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size or CHUNK_SIZE)):
-        yield chunk
-
-
-def worker_count(items: int) -> int:
-    """Worker processes for per-item work on `items` items: the usable cores, or 0 (work here) if too few
-    items, one core, or not Linux (workers are forked; macOS's system libraries do not survive a fork).
-
-    A Snakemake job gets the cores of its `threads:` (Snakemake sets OMP_NUM_THREADS to them), so that
-    parallel jobs do not each fork one worker per core of the machine. A process already running other
-    threads works here: a fork copies the locks those threads may hold.
-    """
-    if items < PARALLEL_MIN_ITEMS or sys.platform != "linux" or threading.active_count() > 1:
-        return 0
-    cores = len(os.sched_getaffinity(0))
-    allowed = os.environ.get("OMP_NUM_THREADS", "")
-    if allowed.isdigit() and int(allowed) > 0:
-        cores = min(cores, int(allowed))
-    return cores if cores > 1 else 0
-
-
-def map_in_workers(fn: Callable[[T], R], batches: Iterable[T], workers: int) -> Iterator[R]:
-    """fn(batch) for each batch, in order: in `workers` forked processes, or here if fewer than 2.
-
-    `fn` and the batches are pickled to the workers, the results back. At most two batches per worker
-    are under way, so an input read lazily is never all in memory. A worker that dies (OOM killer) raises
-    BrokenProcessPool here instead of leaving the job waiting forever.
-    """
-    if workers < 2:
-        yield from map(fn, batches)
-        return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending: deque = deque()
-        for batch in batches:
-            pending.append(pool.submit(fn, batch))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def _read_band_keys(codes: Sequence[str], threshold: float, num_perm: int, ngram: int) -> np.ndarray:
     """`band_keys` of the codes, reading them once and holding one chunk of code at a time."""
     bands, _ = lsh_bands(threshold, num_perm)
     keys_of = partial(band_keys, threshold=threshold, num_perm=num_perm, ngram=ngram)
-    rows = map_in_workers(keys_of, chunks(codes), worker_count(len(codes)))
+    rows = process_pool.map_in_workers(keys_of, process_pool.chunks(codes), process_pool.worker_count(len(codes)))
     return np.concatenate([np.empty((0, bands), dtype=np.uint32), *rows])
 
 
@@ -351,8 +254,9 @@ def _near_matches(
     # Per band, key -> the kept candidates with that key; the shingles of the kept candidates.
     tables: list[dict[int, list[int]]] = [{} for _ in range(keys.shape[1])]
     kept: dict[int, np.ndarray] = {}
-    for first in range(0, len(candidates), CHUNK_SIZE):
-        batch = candidates[first : first + CHUNK_SIZE].tolist()
+    size = process_pool.CHUNK_SIZE
+    for first in range(0, len(candidates), size):
+        batch = candidates[first : first + size].tolist()
         for position, shingles in zip(batch, shingle_sets([codes[p] for p in batch], ngram), strict=True):
             buckets = [
                 (table, band_key)
@@ -394,7 +298,8 @@ def exact_duplicates(items: Sequence[tuple[str, str]], *, fingerprints: Sequence
     """
     _check_keys(key for key, _ in items)
     if fingerprints is None:
-        batches = map_in_workers(_fingerprints, chunks(code for _, code in items), worker_count(len(items)))
+        codes = process_pool.chunks(code for _, code in items)
+        batches = process_pool.map_in_workers(_fingerprints, codes, process_pool.worker_count(len(items)))
         fingerprints = list(itertools.chain.from_iterable(batches))
     elif len(fingerprints) != len(items):
         raise ValueError(f"{len(fingerprints)} fingerprints for {len(items)} items")
