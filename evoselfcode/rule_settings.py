@@ -98,6 +98,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
         "filters.enable_ruff",
         "filters.dedup",
         "decontamination.enabled",
+        "tests.selection",  # the card says what "kept" means
     ),
 }
 
