@@ -139,7 +139,9 @@ class Embedded(Strict):
     model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
     """Model preset (Qwen2.5-Coder-Instruct, Q4_K_M, from PyPI); also its name on the server, so `api.model`."""
     n_ctx: PositiveInt = 2048
-    """Context length of the embedded model, in tokens (prompt plus completion)."""
+    """Context length of each request on the embedded model, in tokens (prompt plus completion)."""
+    parallel: PositiveInt = 4
+    """Requests the embedded server decodes together (llama.cpp's slots); `io.concurrency` should reach it."""
     n_threads: PositiveInt | None = None
     """CPU threads of the embedded server; null: llama.cpp's default."""
     cache_dir: str = "~/.cache/evoselfcode"

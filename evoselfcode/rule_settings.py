@@ -117,6 +117,7 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "api.circuit_breaker": _CONNECTION,
     "embedded.n_ctx": _EMBEDDED,
     "embedded.n_threads": _EMBEDDED,
+    "embedded.parallel": _EMBEDDED,
     "embedded.cache_dir": _EMBEDDED,
     "embedded.startup_timeout": _EMBEDDED,
     "embedded.model": "the server's model, which must equal api.model (config.py): api.model is listed",

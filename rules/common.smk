@@ -16,7 +16,7 @@ from evoselfcode.workflow import (
     RESUME_HINT,
     builds_final_records,
     config_sources,
-    needs_logprobs,
+    needs_echo,
     profile_placeholders,
     unresolved_default_server,
     write_resolved_config,
@@ -54,8 +54,8 @@ def spec(rule):
 
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
-        # without log-probs to serve, the server reads prompts faster
-        url = embedded.start(CFG.embedded, logprobs=needs_logprobs(CFG, workflow.dag))
+        # scoring's prompt log-probs need llama-cpp-python's server; otherwise the native one, which batches
+        url = embedded.start(CFG.embedded, echo=needs_echo(CFG, workflow.dag))
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 
