@@ -513,6 +513,19 @@ class Config(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _embedded_slots_hold_n(self) -> Config:
+        # llama.cpp's native server decodes a request's n choices in n slots at once and refuses a larger n
+        if self.api.base_url == EMBEDDED:
+            for section in ("namegen", "codegen", "tests"):
+                n = getattr(self, section).n
+                if n > self.embedded.parallel:
+                    raise ValueError(
+                        f"{section}.n is {n} but the embedded server has embedded.parallel: {self.embedded.parallel} "
+                        f"slots, and a request's choices need one each: set embedded.parallel: {n} (or more)"
+                    )
+        return self
+
     def settings(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of the `section.key` settings named (a nested setting whole), sorted by key."""
         dump = self.model_dump(mode="json")

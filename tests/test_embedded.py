@@ -134,3 +134,10 @@ def test_api_model_must_name_the_embedded_model():
                                "embedded": {"model": "qwen2.5-coder-1.5b"}})  # fmt: skip
     cfg = load_config("configs/datagen.yaml", "configs/local.yaml")
     assert cfg.api.model == cfg.embedded.model == "qwen2.5-coder-0.5b"
+
+
+def test_a_request_needs_as_many_slots_as_choices():
+    over = {"api": {"base_url": "embedded", "model": "qwen2.5-coder-0.5b"}, "embedded": {"parallel": 3}}
+    with pytest.raises(ConfigError, match="namegen.n is 4 .* set embedded.parallel: 4"):
+        load_config("configs/datagen.yaml", overrides=over)
+    assert load_config("configs/datagen.yaml", overrides={**over, "namegen": {"n": 3}}).embedded.parallel == 3
