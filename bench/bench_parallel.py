@@ -1,15 +1,17 @@
 """Aggregate decoding throughput of the embedded servers at 1, 2, 4 and 8 concurrent requests, and their answers.
 
-Both servers serve the same GGUF on the same threads, started side by side and measured in turn at each level
-(old, new, old, new, ...): llama-cpp-python's server as the quick start ran it until issue 27 (no log-probs,
-one request at a time) and llama.cpp's native server (`embedded.parallel` slots, continuous batching).
-Each level sends the same requests with the same seeds: the quick start's code prompts (codegen's template,
-stops, temperature and 192 new tokens) for `--requests` of the sample descriptions, through the pipeline's
-own client and runner with `io.concurrency` = the level. Figures: completion tokens / wall seconds (prompts
-are read within that time too), and the share of answers whose function parses. Then both servers answer the
+Both servers serve the same GGUF on the same threads, started side by side and measured in turn, level by
+level, round after round (old, new, new, ...): llama-cpp-python's server as the quick start ran it until issue 27
+(no log-probs, one request at a time, so its figure is the same at any level: `--old-levels 1`, the
+single-stream figure, by default) and llama.cpp's native server (`embedded.parallel` = the highest level).
+Each level sends max(`--requests`, level) requests, the same ones with the same seeds at every level: the
+quick start's code prompts (codegen's template, stops, temperature and 192 new tokens) for sample
+descriptions across the topics, through the pipeline's own client and runner with `io.concurrency` = level.
+Figures: completion tokens / wall seconds (prompts are read within that time too), and the share of answers
+whose function parses. Then both servers answer the
 quick start's name prompts (FIM and L2R, n=2) for `--names` descriptions: the names' compliance per mode.
 
-    python bench/bench_parallel.py [--levels 1 2 4 8] [--requests 8] [--names 16] [--rounds 1]
+    python bench/bench_parallel.py [--levels 1 2 4 8] [--old-levels 1] [--requests 4] [--names 8] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ def names_quality(url: str, cfg, descs) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--requests", type=int, default=8, help="code requests per level")
-    parser.add_argument("--names", type=int, default=16, help="descriptions for the names' compliance (0: skip)")
+    parser.add_argument("--old-levels", type=int, nargs="+", default=[1], help="levels measured on the old server")
+    parser.add_argument("--requests", type=int, default=4, help="code requests per level (at least the level)")
+    parser.add_argument("--names", type=int, default=8, help="descriptions for the names' compliance (0: skip)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -121,8 +124,8 @@ def main() -> None:
     cfg = load_config("configs/datagen.yaml", "configs/local.yaml")
     good, _ = read_descriptions(cfg.io.input_desc_path, max_chars=cfg.io.max_desc_chars)
     descs = [d for _, d in good]
-    step = max(1, len(descs) // args.requests)
-    workload = code_workload(cfg, descs[::step][: args.requests])
+    most = max(args.requests, *args.levels)
+    workload = code_workload(cfg, descs[:: max(1, len(descs) // most)][:most])
     emb = cfg.embedded.model_copy(update={"n_threads": args.threads, "parallel": max(args.levels)})
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
@@ -131,13 +134,14 @@ def main() -> None:
     try:
         new_url = embedded.start(emb, log_path=logs / "bench_parallel_new.log", state_file=state)
         servers = {"old": old_url, "new": new_url}
-        runs = {k: {c: [] for c in args.levels} for k in servers}
+        runs = {"old": {c: [] for c in args.old_levels}, "new": {c: [] for c in args.levels}}
+        # each round measures every level once, old first: a ratio is taken within a round, as pairs
+        plan = [("old", c) for c in args.old_levels] + [("new", c) for c in args.levels]
         for rnd in range(args.rounds):
-            for c in args.levels:
-                for which, url in servers.items():
-                    got = measure(url, cfg, workload, c)
-                    runs[which][c].append(got)
-                    print(f"round {rnd + 1} concurrency {c} {which}: {got} load {os.getloadavg()[0]:.2f}", flush=True)
+            for which, c in plan:
+                got = measure(servers[which], cfg, workload[: max(args.requests, c)], c)
+                runs[which][c].append(got)
+                print(f"round {rnd + 1} concurrency {c} {which}: {got} load {os.getloadavg()[0]:.2f}", flush=True)
         curve = {
             which: {
                 c: {"tok_s": median(r["tok_s"] for r in rs), "parse_share": median(r["parse_share"] for r in rs)}
@@ -156,16 +160,21 @@ def main() -> None:
         embedded.stop(state)
         old_proc.terminate()
         old_proc.wait(10)
-    base = curve["old"][min(args.levels)]["tok_s"]
-    print("\nconcurrency  old tok/s  new tok/s  new/old-single  parse old/new")
+    single = min(args.old_levels)
+    # the ratio to the old server's single stream within each round (the machine's load drifts between rounds)
+    ratios = {c: median(n["tok_s"] / o["tok_s"] for n, o in zip(runs["new"][c], runs["old"][single], strict=True))
+              for c in args.levels}  # fmt: skip
+    base = curve["old"][single]["tok_s"]
+    print("\nconcurrency  old tok/s  new tok/s  new/old-single (median of rounds' ratios)  parse old/new")
     for c in args.levels:
-        o, n = curve["old"][c], curve["new"][c]
+        o, n = curve["old"].get(c, {"tok_s": float("nan"), "parse_share": float("nan")}), curve["new"][c]
         print(
-            f"{c:>11}  {o['tok_s']:>9.1f}  {n['tok_s']:>9.1f}  {n['tok_s'] / base:>14.2f}  "
+            f"{c:>11}  {o['tok_s']:>9.1f}  {n['tok_s']:>9.1f}  {ratios[c]:>14.2f} ({n['tok_s'] / base:.2f})  "
             f"{o['parse_share']:.2f}/{n['parse_share']:.2f}"
         )
-    save("parallel", {"levels": args.levels, "requests": args.requests, "threads": args.threads, "runs": runs,
-                      "curve": curve, "names": quality})  # fmt: skip
+    save("parallel", {"levels": args.levels, "old_levels": args.old_levels, "requests": args.requests,
+                      "threads": args.threads, "runs": runs, "curve": curve, "ratios": ratios,
+                      "names": quality})  # fmt: skip
 
 
 if __name__ == "__main__":
