@@ -67,12 +67,18 @@ def code_workload(cfg, descs) -> list[tuple[Request, str]]:
     return out
 
 
-def measure(url: str, cfg, workload, concurrency: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (/proc), which the load of others leaves be."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, pid: int, cfg, workload, concurrency: int) -> dict:
     client = make_client(cfg.api.model_copy(update={"base_url": url}), base_url=url, concurrency=concurrency)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds(pid)
         outcomes = run_requests(client, [r for r, _ in workload], concurrency=concurrency, model=cfg.api.model)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
     finally:
         client.close()
     names = {r.key: n for r, n in workload}
@@ -85,12 +91,9 @@ def measure(url: str, cfg, workload, concurrency: int) -> dict:
             tokens += int(choice.usage.get("completion_tokens") or 0)
             name = names[out.request.key]
             parsed += extract_function(code_head(name) + choice.text, name) is not None
-    return {
-        "tokens": tokens,
-        "wall_s": round(wall, 2),
-        "tok_s": round(tokens / wall, 2),
-        "parse_share": parsed / answers,
-    }  # noqa: E501
+    # tokens per server CPU-second, x 2 cores: what the wall figure would be on 2 cores of its own
+    return {"tokens": tokens, "wall_s": round(wall, 2), "tok_s": round(tokens / wall, 2), "cpu_s": round(cpu, 2),
+            "tok_s_2cores": round(2 * tokens / cpu, 2), "parse_share": parsed / answers}  # fmt: skip
 
 
 def names_quality(url: str, cfg, descs) -> dict:
@@ -134,17 +137,18 @@ def main() -> None:
     try:
         new_url = embedded.start(emb, log_path=logs / "bench_parallel_new.log", state_file=state)
         servers = {"old": old_url, "new": new_url}
+        pids = {"old": old_proc.pid, "new": embedded.read_state(state)["pid"]}
         runs = {"old": {c: [] for c in args.old_levels}, "new": {c: [] for c in args.levels}}
         # each round measures every level once, old first: a ratio is taken within a round, as pairs
         plan = [("old", c) for c in args.old_levels] + [("new", c) for c in args.levels]
         for rnd in range(args.rounds):
             for which, c in plan:
-                got = measure(servers[which], cfg, workload[: max(args.requests, c)], c)
+                got = measure(servers[which], pids[which], cfg, workload[: max(args.requests, c)], c)
                 runs[which][c].append(got)
                 print(f"round {rnd + 1} concurrency {c} {which}: {got} load {os.getloadavg()[0]:.2f}", flush=True)
         curve = {
             which: {
-                c: {"tok_s": median(r["tok_s"] for r in rs), "parse_share": median(r["parse_share"] for r in rs)}
+                c: {key: median(r[key] for r in rs) for key in ("tok_s", "tok_s_2cores", "parse_share")}
                 for c, rs in by_level.items()
             }  # fmt: skip
             for which, by_level in runs.items()
@@ -162,15 +166,16 @@ def main() -> None:
         old_proc.wait(10)
     single = min(args.old_levels)
     # the ratio to the old server's single stream within each round (the machine's load drifts between rounds)
-    ratios = {c: median(n["tok_s"] / o["tok_s"] for n, o in zip(runs["new"][c], runs["old"][single], strict=True))
-              for c in args.levels}  # fmt: skip
-    base = curve["old"][single]["tok_s"]
-    print("\nconcurrency  old tok/s  new tok/s  new/old-single (median of rounds' ratios)  parse old/new")
+    ratios = {c: {key: median(n[key] / o[key] for n, o in zip(runs["new"][c], runs["old"][single], strict=True))
+                  for key in ("tok_s", "tok_s_2cores")} for c in args.levels}  # fmt: skip
+    print("\nconcurrency  old tok/s  new tok/s  ratio  | per 2 CPU-s: old  new  ratio  | parse old/new")
+    print("(ratios: the median of each round's new / old single stream)")
+    nan = {"tok_s": float("nan"), "tok_s_2cores": float("nan"), "parse_share": float("nan")}
     for c in args.levels:
-        o, n = curve["old"].get(c, {"tok_s": float("nan"), "parse_share": float("nan")}), curve["new"][c]
+        o, n, r = curve["old"].get(c, nan), curve["new"][c], ratios[c]
         print(
-            f"{c:>11}  {o['tok_s']:>9.1f}  {n['tok_s']:>9.1f}  {ratios[c]:>14.2f} ({n['tok_s'] / base:.2f})  "
-            f"{o['parse_share']:.2f}/{n['parse_share']:.2f}"
+            f"{c:>11}  {o['tok_s']:>9.1f}  {n['tok_s']:>9.1f}  {r['tok_s']:>5.2f}  |  {o['tok_s_2cores']:>15.1f}  "
+            f"{n['tok_s_2cores']:>4.1f}  {r['tok_s_2cores']:>5.2f}  | {o['parse_share']:.2f}/{n['parse_share']:.2f}"
         )
     save("parallel", {"levels": args.levels, "old_levels": args.old_levels, "requests": args.requests,
                       "threads": args.threads, "runs": runs, "curve": curve, "ratios": ratios,
