@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install chromium sandbox run test test-slurm dry-run lint clean report
+.PHONY: install install-echo chromium sandbox run test test-slurm dry-run lint clean report
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[local,dev,cluster]'
 	touch $@
 
+# llama-cpp-python, for scoring's prompt log-probs (the tests use it): compiled once, then from pip's wheel cache.
+$(BIN)/.installed-echo: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[echo]'
+	touch $@
+
 install: $(BIN)/.installed
+
+install-echo: $(BIN)/.installed-echo
 
 # Headless Chromium for the report test (it opens report.html); only where it is missing and apt-get exists.
 chromium:
@@ -44,7 +51,7 @@ run: install sandbox
 	$(BIN)/snakemake --profile profiles/local $(OWN)
 
 # Lint first, then one pytest run, so its closing line counts every test; SLURM is up for it and stopped whatever happens.
-test: install chromium sandbox lint
+test: install install-echo chromium sandbox lint
 	trap scripts/slurm-down.sh EXIT; { [ "$(SKIP_SLURM)" = 1 ] || scripts/slurm-up.sh; } && \
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 

@@ -349,7 +349,7 @@ def run(args: argparse.Namespace) -> int | None:
             from evoselfcode import embedded
 
             if args.action == "start":
-                print(embedded.start(cfg.embedded))
+                print(embedded.start(cfg.embedded, echo=cfg.scoring.enabled))
             else:
                 embedded.stop()
         case "merge":

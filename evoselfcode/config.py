@@ -139,7 +139,9 @@ class Embedded(Strict):
     model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
     """Model preset (Qwen2.5-Coder-Instruct, Q4_K_M, from PyPI); also its name on the server, so `api.model`."""
     n_ctx: PositiveInt = 2048
-    """Context length of the embedded model, in tokens (prompt plus completion)."""
+    """Context length of each request on the embedded model, in tokens (prompt plus completion)."""
+    parallel: PositiveInt = 4
+    """Requests the embedded server decodes together (llama.cpp's slots); `io.concurrency` should reach it."""
     n_threads: PositiveInt | None = None
     """CPU threads of the embedded server; null: llama.cpp's default."""
     cache_dir: str = "~/.cache/evoselfcode"
@@ -524,6 +526,19 @@ class Config(Strict):
                 f"api.model is {self.api.model!r} but the embedded server serves embedded.model "
                 f"{self.embedded.model!r}: set api.model: {self.embedded.model}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_slots_hold_n(self) -> Config:
+        # llama.cpp's native server decodes a request's n choices in n slots at once and refuses a larger n
+        if self.api.base_url == EMBEDDED:
+            for section in ("namegen", "codegen", "tests"):
+                n = getattr(self, section).n
+                if n > self.embedded.parallel:
+                    raise ValueError(
+                        f"{section}.n is {n} but the embedded server has embedded.parallel: {self.embedded.parallel} "
+                        f"slots, and a request's choices need one each: set embedded.parallel: {n} (or more)"
+                    )
         return self
 
     def settings(self, keys: Iterable[str]) -> dict[str, Any]:

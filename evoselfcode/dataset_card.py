@@ -129,7 +129,7 @@ def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
 
 def _server(cfg: Config) -> str:
     if cfg.api.base_url == "embedded":
-        return "the embedded llama.cpp server (llama-cpp-python), started by the workflow on the machine that ran it"
+        return "the embedded llama.cpp server, started by the workflow on the machine that ran it"
     return f"`{redact_url(cfg.api.base_url)}` ({cfg.api.mode} mode, route `{cfg.api.route}`)"
 
 

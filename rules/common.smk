@@ -19,7 +19,7 @@ from evoselfcode.workflow import (
     cluster_profile_problem,
     config_sources,
     image_problem,
-    needs_logprobs,
+    needs_echo,
     not_ready,
     profile_placeholders,
     unresolved_default_server,
@@ -66,9 +66,8 @@ def spec(rule):
 
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
-        # without log-probs to serve, the server reads prompts faster
-        logprobs = needs_logprobs(CFG, workflow.dag)
-        url = embedded.start(CFG.embedded, logprobs=logprobs, log_path=f"{LOGS}/embedded_server.log")
+        # scoring's prompt log-probs need llama-cpp-python's server; otherwise the native one, which batches
+        url = embedded.start(CFG.embedded, echo=needs_echo(CFG, workflow.dag), log_path=f"{LOGS}/embedded_server.log")
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 

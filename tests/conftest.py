@@ -23,19 +23,29 @@ def _fresh_breakers():
     reset_shared_state()
 
 
-@pytest.fixture(scope="session")
-def embedded_url(tmp_path_factory):
-    """The base URL of one real embedded llama.cpp server (Qwen2.5-Coder-0.5B) for the in-process tests that need it."""
+def _embedded_server(tmp_path_factory, *, echo: bool):
     from evoselfcode import embedded
     from evoselfcode.config import Embedded
 
     tmp = tmp_path_factory.mktemp("embedded_server")
     cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
-    url = embedded.start(cfg, log_path=tmp / "server.log", state_file=tmp / "state.json")
+    url = embedded.start(cfg, echo=echo, log_path=tmp / "server.log", state_file=tmp / "state.json")
     try:
         yield url
     finally:
         embedded.stop(tmp / "state.json")
+
+
+@pytest.fixture(scope="session")
+def embedded_url(tmp_path_factory):
+    """The base URL of the real embedded server a run starts (llama.cpp's native one, Qwen2.5-Coder-0.5B)."""
+    yield from _embedded_server(tmp_path_factory, echo=False)
+
+
+@pytest.fixture(scope="session")
+def echo_url(tmp_path_factory):
+    """The base URL of the real embedded server a scoring run starts (llama-cpp-python's, with prompt log-probs)."""
+    yield from _embedded_server(tmp_path_factory, echo=True)
 
 
 def pytest_configure(config):

@@ -1,4 +1,4 @@
-"""The OpenAI client and the probe against the real embedded llama.cpp server (one choice per request)."""
+"""The OpenAI client and the probe against the real embedded server (llama.cpp's native one, as a run starts it)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def server(embedded_url):
         client.close()
 
 
-def test_n_choices_come_back_though_the_server_returns_one(server):
+def test_n_choices_come_back(server):
     _, _, client = server
     choices = client.complete(PROMPT, max_tokens=8, temperature=0.9, top_p=0.95, n=3, stop=["\n"], seed=5)
     assert len(choices) == 3
@@ -54,7 +54,9 @@ def test_the_probe_tells_what_llama_cpp_supports(server):
     assert {"models", "completion", "n", "seed", "logprobs", "echo"} <= rows.keys()
     assert rows["completion"][0].lower().startswith(("ok", "yes"))
     assert rows["models"][0] == "ok"
-    assert rows["fim tokens"][0] == "yes" and "/extras/tokenize" in rows["fim tokens"][1]
+    assert rows["n"][0] == "yes" and rows["seed"][0] == "deterministic" and rows["logprobs"][0] == "yes"
+    assert rows["echo"][0] == "no"  # no prompt log-probs: a scoring run starts llama-cpp-python's server instead
+    assert rows["fim tokens"][0] == "yes" and "/tokenize" in rows["fim tokens"][1]
     text_markers = {cap: r for cap, r, _ in probe(api, url, fim_tokens=("<fim_prefix>", "<|fim_middle|>"))}
     assert text_markers["fim tokens"] == "warning"  # StarCoder's markers are text to Qwen's tokenizer
 
@@ -73,5 +75,5 @@ def test_the_fim_prompt_reaches_the_model_with_its_markers_as_single_tokens(serv
 
     # what the model was fed: the three markers add exactly three tokens, one each
     assert prompt_tokens(prompt) - prompt_tokens(plain) == 3
-    # the issue's measurement, plus the BOS the server adds: <|fim_prefix|> def ' ' <|fim_suffix|> ():\n <|fim_middle|>
-    assert prompt_tokens("<|fim_prefix|>def <|fim_suffix|>():\n<|fim_middle|>") == 1 + 6
+    # the issue's measurement (Qwen adds no BOS): <|fim_prefix|> def ' ' <|fim_suffix|> ():\n <|fim_middle|>
+    assert prompt_tokens("<|fim_prefix|>def <|fim_suffix|>():\n<|fim_middle|>") == 6

@@ -336,3 +336,17 @@ def test_an_injected_pool_carries_the_requests(server):
     assert client.transport.connections.pool is pool and len(pool.pools) == 1
     client.close()
     assert len(pool.pools) == 0
+
+
+def test_the_native_servers_log_probs_are_read_like_the_legacy_ones():
+    from evoselfcode.clients.openai import parse_choices
+
+    entry = {"id": 1, "token": " x", "bytes": [32, 120], "logprob": -0.5, "top_logprobs": []}
+    native = {"choices": [{"text": " x y", "index": 0, "finish_reason": "stop",
+                           "logprobs": {"content": [entry, {**entry, "token": " y", "logprob": -1.25}]}}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2}}  # fmt: skip
+    legacy_lp = {"tokens": [" x", " y"], "token_logprobs": [-0.5, -1.25]}
+    legacy = {**native, "choices": [{**native["choices"][0], "logprobs": legacy_lp}]}
+    (a,), (b,) = parse_choices(native, url="u"), parse_choices(legacy, url="u")
+    assert a.tokens == b.tokens == (" x", " y") and a.token_logprobs == b.token_logprobs == (-0.5, -1.25)
+    assert a.usage == {"prompt_tokens": 3, "completion_tokens": 2}

@@ -35,39 +35,49 @@ def test_start_reuse_and_stop(tmp_path):
         os.kill(pid, 0)
 
 
-def test_a_run_needs_log_probs_to_rank_names_or_to_score_even_when_scoring_is_asked_for_by_name():
+def test_a_run_needs_echo_to_score_even_when_scoring_is_asked_for_by_name_but_not_to_rank_names():
     from types import SimpleNamespace
 
-    from evoselfcode.workflow import needs_logprobs
+    from evoselfcode.workflow import needs_echo
 
     def dag(*rules):
         return SimpleNamespace(needrun_jobs=lambda: [SimpleNamespace(rule=SimpleNamespace(name=r)) for r in rules])
 
     quick = load_config("configs/datagen.yaml", "configs/local.yaml")
     assert not quick.namegen.logprobs and not quick.scoring.enabled
-    assert not needs_logprobs(quick, dag("generate_names", "generate_code"))
-    assert needs_logprobs(quick, dag("generate_code", "score_code"))  # `snakemake .../code/scored.jsonl`
-    assert needs_logprobs(load_config("configs/datagen.yaml"), dag("generate_names"))  # ranks names by log-prob
+    assert not needs_echo(quick, dag("generate_names", "generate_code"))
+    assert needs_echo(quick, dag("generate_code", "score_code"))  # `snakemake .../code/scored.jsonl`
+    assert not needs_echo(load_config("configs/datagen.yaml"), dag("generate_names"))  # the answer's log-probs
+    assert needs_echo(load_config("configs/datagen.yaml", overrides={"scoring": {"enabled": True}}), dag())
 
 
 @pytest.mark.embedded
-def test_a_server_without_log_probs_is_replaced_when_a_run_needs_them(tmp_path):
+def test_the_native_server_decodes_in_parallel_and_is_replaced_when_a_run_needs_echo(tmp_path):
     state, log = tmp_path / "state.json", tmp_path / "server.log"
-    cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
+    cfg = Embedded(n_threads=2, parallel=3, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
     body = {"prompt": "def add(a, b):", "max_tokens": 2, "temperature": 0, "logprobs": 1}
     try:
-        url = embedded.start(cfg, logprobs=False, log_path=log, state_file=state)
-        assert requests.post(f"{url}/v1/completions", json=body, timeout=60).status_code >= 400
-        assert requests.post(f"{url}/v1/completions", json={**body, "logprobs": None}, timeout=60).ok
+        url = embedded.start(cfg, log_path=log, state_file=state)
+        assert requests.get(f"{url}/props", timeout=10).json()["total_slots"] == 3
+        answer = requests.post(f"{url}/v1/completions", json={**body, "echo": True}, timeout=60)
+        assert answer.ok and answer.json()["choices"][0]["logprobs"]["content"]  # the answer's log-probs only
         pid = embedded.read_state(state)["pid"]
-        assert embedded.start(cfg, logprobs=False, log_path=log, state_file=state) == url  # reused
-        url = embedded.start(cfg, logprobs=True, log_path=log, state_file=state)
+        assert embedded.start(cfg, log_path=log, state_file=state) == url  # reused
+        fewer = embedded.start(cfg.model_copy(update={"parallel": 2}), log_path=log, state_file=state)
+        assert requests.get(f"{fewer}/props", timeout=10).json()["total_slots"] == 2  # other slots: restarted
+        url = embedded.start(cfg, echo=True, log_path=log, state_file=state)
         assert embedded.read_state(state)["pid"] != pid
-        answer = requests.post(f"{url}/v1/completions", json=body, timeout=60)
-        assert answer.ok and answer.json()["choices"][0]["logprobs"]["token_logprobs"]
-        assert embedded.start(cfg, logprobs=False, log_path=log, state_file=state) == url  # more than needed: reused
+        answer = requests.post(f"{url}/v1/completions", json={**body, "echo": True}, timeout=60)
+        lp = answer.json()["choices"][0]["logprobs"]
+        assert answer.ok and lp["tokens"][0] == "def" and len(lp["token_logprobs"]) == len(lp["tokens"]) > 2
     finally:
         embedded.stop(state)
+
+
+def test_echo_without_llama_cpp_python_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(embedded.EmbeddedServerError, match=r"pip install -e '\.\[echo\]'"):
+        embedded._echo_cmd(Embedded(), tmp_path / "m.gguf", 1)
 
 
 @pytest.mark.embedded
@@ -124,3 +134,10 @@ def test_api_model_must_name_the_embedded_model():
                                "embedded": {"model": "qwen2.5-coder-1.5b"}})  # fmt: skip
     cfg = load_config("configs/datagen.yaml", "configs/local.yaml")
     assert cfg.api.model == cfg.embedded.model == "qwen2.5-coder-0.5b"
+
+
+def test_a_request_needs_as_many_slots_as_choices():
+    over = {"api": {"base_url": "embedded", "model": "qwen2.5-coder-0.5b"}, "embedded": {"parallel": 3}}
+    with pytest.raises(ConfigError, match="namegen.n is 4 .* set embedded.parallel: 4"):
+        load_config("configs/datagen.yaml", overrides=over)
+    assert load_config("configs/datagen.yaml", overrides={**over, "namegen": {"n": 3}}).embedded.parallel == 3

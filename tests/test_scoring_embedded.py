@@ -1,4 +1,5 @@
-"""Scoring against the real embedded llama.cpp server: its log-probs tell natural code from shuffled code."""
+"""Scoring against the real embedded servers: llama-cpp-python's log-probs tell natural code from shuffled code;
+llama.cpp's native server, which returns no prompt log-probs, is refused with a clear error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import pytest
 
 from evoselfcode.clients import make_scorer
+from evoselfcode.clients.errors import ScoringUnsupported
 from evoselfcode.config import Api
 
 pytestmark = pytest.mark.embedded
@@ -17,8 +19,8 @@ TEXT = "a, b):\n    while b:\n        a, b = b, a % b\n    return a\n"
 
 
 @pytest.fixture(scope="module")
-def scorer(embedded_url):
-    client = make_scorer(Api(base_url=embedded_url, model="qwen2.5-coder-0.5b", max_retries=1), base_url=embedded_url,
+def scorer(echo_url):
+    client = make_scorer(Api(base_url=echo_url, model="qwen2.5-coder-0.5b", max_retries=1), base_url=echo_url,
                          concurrency=1)  # fmt: skip
     try:
         yield client
@@ -38,3 +40,13 @@ def test_a_natural_function_is_less_perplexing_than_its_words_shuffled(scorer):
     assert natural and mixed and all(math.isfinite(v) and v <= 0 for v in natural + mixed)
     ppl = math.exp(-sum(natural) / len(natural))
     assert 1 < ppl < math.exp(-sum(mixed) / len(mixed))
+
+
+def test_the_native_server_cannot_score_and_says_what_to_do(embedded_url):
+    client = make_scorer(Api(base_url=embedded_url, model="qwen2.5-coder-0.5b", max_retries=1), base_url=embedded_url,
+                         concurrency=1)  # fmt: skip
+    try:
+        with pytest.raises(ScoringUnsupported, match="scoring.enabled: false"):
+            client.token_logprobs(TEXT, prompt=PROMPT)
+    finally:
+        client.close()

@@ -1,4 +1,4 @@
-"""Client for OpenAI-compatible `/v1/completions` servers (vLLM, llama.cpp's Python server)."""
+"""Client for OpenAI-compatible `/v1/completions` servers (vLLM, llama.cpp's native and Python servers)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def _as_float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def answer_logprobs(lp: Any) -> tuple[tuple[str, ...], tuple[float | None, ...]]:
+    """A choice's (tokens, log-probs): OpenAI's legacy lists, or the `content` list of llama.cpp's native server."""
+    if not isinstance(lp, dict):
+        return (), ()
+    if isinstance(lp.get("content"), list):
+        entries = [e for e in lp["content"] if isinstance(e, dict) and isinstance(e.get("token"), str)]
+        return tuple(e["token"] for e in entries), tuple(_as_float_or_none(e.get("logprob")) for e in entries)
+    tokens = tuple(t for t in lp.get("tokens") or () if isinstance(t, str))
+    return tokens, tuple(_as_float_or_none(v) for v in lp.get("token_logprobs") or ())
+
+
 def parse_choices(data: Any, *, url: str) -> list[Choice]:
     """The `choices` of a completions answer, in `index` order; a malformed answer is a ResponseFormatError."""
     raw = data.get("choices") if isinstance(data, dict) else None
@@ -45,9 +56,7 @@ def parse_choices(data: Any, *, url: str) -> list[Choice]:
     completion_total = int(usage.get("completion_tokens") or 0)
     choices = []
     for i, c in enumerate(raw):
-        lp = c.get("logprobs") if isinstance(c.get("logprobs"), dict) else {}
-        tokens = tuple(t for t in lp.get("tokens") or () if isinstance(t, str))
-        token_lps = tuple(_as_float_or_none(v) for v in lp.get("token_logprobs") or ())
+        tokens, token_lps = answer_logprobs(c.get("logprobs"))
         # usage is per request; give each choice its own share so sums over choices stay right
         share = len(tokens) if tokens else completion_total // len(raw) + (completion_total % len(raw) if i == 0 else 0)
         choice_usage = {"prompt_tokens": int(usage.get("prompt_tokens") or 0), "completion_tokens": share}

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evoselfcode.clients.errors import LLMError
+from evoselfcode.clients.openai import answer_logprobs
 from evoselfcode.config import Api, CircuitBreaker
 
 Row = tuple[str, str, str]
@@ -99,9 +100,9 @@ def _seed(client) -> tuple[str, str]:
 
 def _logprobs(client) -> tuple[str, str]:
     choices = _choices(client, temperature=0.0, logprobs=1)
-    lp = choices[0].get("logprobs") if choices else None
-    if isinstance(lp, dict) and lp.get("tokens") and lp.get("token_logprobs"):
-        return "yes", f"{len(lp['tokens'])} tokens with log-probs"
+    tokens, values = answer_logprobs(choices[0].get("logprobs")) if choices else ((), ())
+    if tokens and values:
+        return "yes", f"{len(tokens)} tokens with log-probs"
     return "no", "no logprobs in the answer"
 
 
