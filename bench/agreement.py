@@ -104,8 +104,10 @@ def load_run(workdir: Path, judged: set[str]) -> dict:
     def read(sub: str, model: type) -> list:
         return [r for f in shards(workdir, sub) for r in read_models(f, model) if r.desc_id in judged]
 
+    tests = read("code/tests/raw", DescTests)
+    judged &= {t.desc_id for t in tests}  # a run cut short: only the descriptions whose tests are written
     names, name_samples = read("names/filtered", NameCandidate), read("names/raw", NameSample)
-    code, tests = read("code/raw", CodeSample), read("code/tests/raw", DescTests)
+    code = read("code/raw", CodeSample)
     return {"names": names, "name_tokens": sum(s.tokens or 0 for s in name_samples), "code": code, "tests": tests}
 
 
@@ -114,6 +116,7 @@ def analyse(workdir: Path, problems: list[dict], args) -> dict:
     # tasks whose check has no top-level assert (it loops: HumanEval 32, 38, 50) cannot be judged: left out
     by_id = {p["task_id"].replace("/", "-"): p for p in problems if hidden_asserts(p)}
     run = load_run(workdir, set(by_id))
+    by_id = {d: p for d, p in by_id.items() if d in {t.desc_id for t in run["tests"]}}
     base = load_config(ROOT / "configs/datagen.yaml", ROOT / "configs/local.yaml",
                        overrides={"decontamination": {"enabled": False}})  # fmt: skip
     # hidden tests: every generated function, bound to the task's entry point
