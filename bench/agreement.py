@@ -164,7 +164,12 @@ def analyse(workdir: Path, problems: list[dict], args) -> dict:
                         out, _, _ = selection.select(kept, dups, tests, cfg, WORKERS)
                         good = [r for r in out if right[(r.code, r.func_name)]]
                         tokens = run["name_tokens"] + code_tokens + test_tokens
+                        evidence: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kept, right per evidence
+                        for r in out:
+                            ev = evidence[r.meta.tests.get("evidence", "single")]
+                            ev[0], ev[1] = ev[0] + 1, ev[1] + right[(r.code, r.func_name)]
                         row = {**common, "tests_n": t, "max_asserts": max_asserts, "selection": how,
+                               "by_evidence": dict(sorted(evidence.items())),
                                "kept": len(out), "right": len(good),
                                "share": round(len(good) / len(out), 3) if out else None,
                                "tasks_kept": len({r.meta.desc_id for r in out}),
