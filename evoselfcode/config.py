@@ -234,8 +234,8 @@ class CodeGen(Strict):
     """Nucleus sampling of code requests."""
     max_new_tokens: PositiveInt = 384
     """Tokens per function; a function cut off here is rejected as `truncated`."""
-    n: PositiveInt = 1
-    """Functions sampled per selected name."""
+    n: PositiveInt = 2
+    """Functions sampled per selected name: the candidates a description's tests choose among."""
     stop: list[str] = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n"]
     """Stop strings that end a function."""
     template: str | None = None
