@@ -85,3 +85,10 @@ def test_ties_go_to_the_larger_group_then_to_the_first_member():
     assert choose([a, b], [NONE, FIRST]).groups[choose([a, b], [NONE, FIRST]).winner].members == (0,)
     assert choose([b, a], [NONE, FIRST]).groups[choose([b, a], [NONE, FIRST]).winner].members == (0,)
     assert choose([a, b], [NONE, FIRST]) == choose([a, b], [NONE, FIRST])
+
+
+def test_copies_of_one_function_are_votes_not_agreement_on_values():
+    trivial = [run("ff", "nd"), run("ff", "fd")]
+    same = [run("ff", "xy"), run("ff", "xy")]
+    assert choose(same, trivial, sources=["def f(): ...", "def f(): ..."]).winner is None  # one function, twice
+    assert choose(same, trivial, sources=["def f(): ...", "def g(): ..."]).winner == 0  # two that agree

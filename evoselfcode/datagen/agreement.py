@@ -9,8 +9,9 @@ and so have trivial candidates (one returns None, one its first argument). Then:
   assertion still show who behaves alike).
 - A group scores passed x sqrt(size), as CodeT does, `passed` counting the usable assertions its members pass.
 - Minimum evidence: a group may win only if it passes a usable assertion that every trivial candidate fails
-  (`asserts`), or has two members or more and returns on some call a value no trivial candidate returns
-  (`values`). Without it, a function that passes only `assert f([]) == []` could be chosen.
+  (`asserts`), or has two different functions or more (copies of one are votes, not agreement) and returns
+  on some call a value no trivial candidate returns (`values`). Without it, a function that passes only
+  `assert f([]) == []` could be chosen.
 - The winner is the eligible group with the highest score; a tie goes to the larger group, then to the one
   passing more assertions, then to the one whose first member comes first. No eligible group: no winner.
 """
@@ -71,19 +72,24 @@ def kinds_of(candidates: Sequence[Behaviour], trivial: Sequence[Behaviour]) -> t
     return tuple(kinds)
 
 
-def _evidence(b: Behaviour, size: int, kinds: Sequence[str], trivial: Sequence[Behaviour]) -> str | None:
+def _evidence(b: Behaviour, distinct: int, kinds: Sequence[str], trivial: Sequence[Behaviour]) -> str | None:
     for i, kind in enumerate(kinds):
         if kind == USABLE and b.outcomes[i] == "pass" and all(t.outcomes[i] != "pass" for t in trivial):
             return BY_ASSERTS
-    if size >= 2:
+    if distinct >= 2:
         for i, value in enumerate(b.values):
             if value is not None and all(t.values[i] != value for t in trivial):
                 return BY_VALUES
     return None
 
 
-def choose(candidates: Sequence[Behaviour], trivial: Sequence[Behaviour]) -> Choice:
-    """The groups of `candidates` by behaviour and the one that wins (see the module's docstring)."""
+def choose(
+    candidates: Sequence[Behaviour], trivial: Sequence[Behaviour], sources: Sequence[str] | None = None
+) -> Choice:
+    """The groups of `candidates` by behaviour and the one that wins (see the module's docstring).
+
+    `sources`: each candidate's code, so copies of one function count as one for the `values` evidence.
+    """
     kinds = kinds_of(candidates, trivial)
     members: dict[tuple, list[int]] = {}
     for i, c in enumerate(candidates):
@@ -92,7 +98,8 @@ def choose(candidates: Sequence[Behaviour], trivial: Sequence[Behaviour]) -> Cho
     for positions in members.values():
         first = candidates[positions[0]]
         passed = sum(o == "pass" and k == USABLE for o, k in zip(first.outcomes, kinds, strict=True))
-        groups.append(Group(tuple(positions), passed, _evidence(first, len(positions), kinds, trivial)))
+        distinct = len({sources[p] for p in positions}) if sources is not None else len(positions)
+        groups.append(Group(tuple(positions), passed, _evidence(first, distinct, kinds, trivial)))
 
     # passed^2 x size orders as the score does, in integers: no rounding turns a tie into a win
     def rank(g: int) -> tuple:

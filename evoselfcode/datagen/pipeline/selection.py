@@ -209,10 +209,10 @@ def select(
             stats.update(wrong=kinds.count(WRONG), non_discriminating=kinds.count(NON_DISCRIMINATING))
             if not agreement:
                 new_kept, new_rejects, more = _alone(plan, real, [USABLE] * len(plan.asserts), cfg)
-            elif len(real) == 1:
-                new_kept, new_rejects, more = _alone(plan, real, kinds, cfg)
+            elif len(sources := [c.code for c in plan.candidates]) == 1 or len(set(sources)) == 1:
+                new_kept, new_rejects, more = _alone(plan, real, kinds, cfg)  # copies of one function agree by nature
             else:
-                new_kept, new_rejects, more = _by_agreement(plan, real, choose(real, trivial))
+                new_kept, new_rejects, more = _by_agreement(plan, real, choose(real, trivial, sources))
             stats.update(more)
         if not new_kept:
             stats["reason"] = plan.reason or Counter(r.reason for r in new_rejects).most_common(1)[0][0]
