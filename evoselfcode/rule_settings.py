@@ -125,6 +125,8 @@ AFFECTS_NO_OUTPUT: dict[str, str] = {
     "store.enabled": "whether answers are read back instead of asked: the same answers either way",
     "store.dir": "where answers are kept, not what they are",
     "embedded.model": "the server's model, which must equal api.model (config.py): api.model is listed",
+    # with api.base_url: embedded it also picks llama-cpp-python's server (prompt log-probs) for the whole run,
+    # whose answers differ from the native server's: set it before a run starts, not half way
     "scoring.enabled": "which files the default target asks for, not what any of them holds",
     "tests.enabled": "which rules the DAG chains (merge_code's inputs follow it), not what a step writes",
     "decontamination.benchmarks": _INDEX,

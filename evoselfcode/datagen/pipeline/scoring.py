@@ -2,7 +2,8 @@
 
 The server returns the log-prob of every token of `prompt + text` (echo + logprobs); only the tokens of the
 text count. The prompt ends in `def name(` and the function starts with it, so the text is the code after
-that head: exactly what the model wrote.
+that head, as kept: formatted by merge-code (`ruff format`), so quoting and spacing the model did not write
+count too.
 """
 
 from __future__ import annotations
