@@ -56,6 +56,7 @@ def test_hostile_code_is_rejected_with_stable_reasons_and_harms_nothing(tmp_path
         config = f"""
 api: {{base_url: "{srv.url}", timeout: {{read: 5}}}}
 namegen: {{n: 1, select: {{per_desc: 1}}}}
+codegen: {{n: 1}}
 filters: {{dedup: {{near: false}}}}
 execution: {{timeout_s: 2.0, memory_mb: 256}}
 io: {{shard_size: 5, concurrency: 4}}
