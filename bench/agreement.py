@@ -21,8 +21,6 @@ tasks with a right kept function / tasks with a right candidate (the ceiling), a
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,20 +28,11 @@ from pathlib import Path
 from common import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tests_thresholds import description  # noqa: E402
+from tests_thresholds import humaneval_workdir  # noqa: E402
 
 
 def run_workflow(workdir: Path, problems: list[dict], args) -> None:
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    for item in ("Snakefile", "rules", "configs", "profiles", "report"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / item)
-    (workdir / "data/descriptions").mkdir(parents=True)
-    with open(workdir / "data/descriptions/sample.jsonl", "w") as fh:
-        for p in problems:
-            fh.write(json.dumps({"id": p["task_id"].replace("/", "-"), "desc": description(p)}) + "\n")
+    humaneval_workdir(workdir, problems)
     model = f"api: {{model: {args.model}}}\nembedded: {{model: {args.model}}}\n" if args.model else ""
     # HumanEval is what decontamination sets aside: this bench uses its tasks on purpose
     (workdir / "configs/agreement.yaml").write_text(

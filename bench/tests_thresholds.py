@@ -41,7 +41,8 @@ def description(problem: dict) -> str:
     return doc.split(">>>")[0].split("Example")[0].split("For example")[0].strip()
 
 
-def run_workflow(workdir: Path, problems: list[dict], server: str | None, tests_n: int, codegen_n: int) -> None:
+def humaneval_workdir(workdir: Path, problems: list[dict]) -> None:
+    """A fresh copy of the workflow in `workdir` whose descriptions are the problems' docstrings."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -52,6 +53,10 @@ def run_workflow(workdir: Path, problems: list[dict], server: str | None, tests_
     with open(workdir / "data/descriptions/sample.jsonl", "w") as fh:
         for p in problems:
             fh.write(json.dumps({"id": p["task_id"].replace("/", "-"), "desc": description(p)}) + "\n")
+
+
+def run_workflow(workdir: Path, problems: list[dict], server: str | None, tests_n: int, codegen_n: int) -> None:
+    humaneval_workdir(workdir, problems)
     extra = f"api: {{base_url: {server}}}\n" if server else ""
     # HumanEval is what decontamination sets aside: this bench uses its tasks on purpose
     (workdir / "configs/thresholds.yaml").write_text(
