@@ -20,6 +20,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +32,10 @@ from evoselfcode.config import Embedded, load_config
 from evoselfcode.datagen.filters.names import filter_names
 from evoselfcode.datagen.inputs import read_descriptions
 from evoselfcode.datagen.pipeline.abtest import name_metrics
-from evoselfcode.datagen.pipeline.namegen import generate_names
+from evoselfcode.datagen.pipeline.driver import run_stage
+from evoselfcode.datagen.pipeline.namegen import NAMES
 from evoselfcode.datagen.pipeline.runner import Request, request_seed, run_requests, sampling_params
+from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.prompts import code_head, code_prompt
 from evoselfcode.datagen.utils.ast_tools import extract_function
 
@@ -62,7 +65,8 @@ def code_workload(cfg, descs) -> list[tuple[Request, str]]:
     for d in descs:
         topic, _, rest = d.id.partition("-")
         name = f"{rest.replace('-', '_')}_{topic}" if rest else topic
-        params = sampling_params(cfg.codegen, request_seed(cfg.meta.seed, d.id, "code", name))
+        one = cfg.codegen.model_copy(update={"n": 1})  # one sequence a request: a stream is one answer
+        params = sampling_params(one, request_seed(cfg.meta.seed, d.id, "code", name))
         out.append((Request(key=(d.id, name), prompt=code_prompt(d.desc, name, cfg.codegen), params=params), name))
     return out
 
@@ -77,7 +81,7 @@ def measure(url: str, pid: int, cfg, workload, concurrency: int) -> dict:
     client = make_client(cfg.api.model_copy(update={"base_url": url}), base_url=url, concurrency=concurrency)
     try:
         start, cpu = time.perf_counter(), cpu_seconds(pid)
-        outcomes = run_requests(client, [r for r, _ in workload], concurrency=concurrency, model=cfg.api.model)
+        outcomes = run_requests(client, [r for r, _ in workload], concurrency=concurrency)
         wall, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
     finally:
         client.close()
@@ -101,8 +105,10 @@ def names_quality(url: str, cfg, descs) -> dict:
     client = make_client(over.api, base_url=url, concurrency=cfg.io.concurrency)
     try:
         start = time.perf_counter()
-        samples, failures, _ = generate_names(descs, over, client)
+        with tempfile.TemporaryDirectory() as empty:  # an empty store: every name is asked
+            result = run_stage(NAMES, descs, over, client, AnswerStore(empty))
         wall = time.perf_counter() - start
+        samples, failures = result.records, result.failures
     finally:
         client.close()
     kept, rejects = filter_names(samples, cfg.namegen, cfg.filters)
