@@ -38,7 +38,8 @@ def run_workflow(workdir: Path, problems: list[dict], args) -> None:
     (workdir / "configs/agreement.yaml").write_text(
         model + "decontamination: {enabled: false}\n"
         f"namegen: {{select: {{per_desc: {args.per_desc}}}}}\ncodegen: {{n: {args.codegen_n}}}\n"
-        f"tests: {{n: {args.tests_n}}}\nio: {{input_desc_path: data/descriptions/sample.jsonl}}\n"
+        f"tests: {{n: {args.tests_n}, temperature: {args.tests_temperature}}}\n"
+        f"io: {{input_desc_path: data/descriptions/sample.jsonl}}\nstore: {{dir: {args.store.resolve()}}}\n"
     )
     cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile", "configs/local.yaml",
            "configs/agreement.yaml", "--", "data/quickstart/code/filtered.jsonl"]  # fmt: skip
@@ -181,6 +182,9 @@ def main() -> None:
     p.add_argument("--codegen-n", type=int, default=2, help="codegen.n of the run; rows use 1..M")
     p.add_argument("--tests-n", type=int, default=3, help="tests.n of the run; rows pool its first 1..T answers")
     p.add_argument("--max-asserts", type=int, nargs="+", default=[10], help="tests.max_asserts of the rows")
+    p.add_argument("--tests-temperature", type=float, default=0.2, help="tests.temperature of the run")
+    p.add_argument("--store", type=Path, default=Path("/tmp/evoselfcode-agreement-store"),
+                   help="store.dir, kept across runs: another --tests-temperature asks only the test requests")  # fmt: skip
     p.add_argument("--model", help="embedded model preset (default: configs/local.yaml's, the 0.5B)")
     p.add_argument("--name", help="results file name (bench/results/NAME.json)")
     p.add_argument("--skip-run", action="store_true", help="use the workdir's outputs as they are")
@@ -190,7 +194,8 @@ def main() -> None:
         run_workflow(args.workdir, problems, args)
     figures = analyse(args.workdir, problems, args)
     figures = {"start": args.start, "model": args.model or "qwen2.5-coder-0.5b", "per_desc": args.per_desc,
-               "codegen_n": args.codegen_n, "tests_n": args.tests_n, **figures}  # fmt: skip
+               "codegen_n": args.codegen_n, "tests_n": args.tests_n, "tests_temperature": args.tests_temperature,
+               **figures}  # fmt: skip
     save(args.name or f"agreement_{figures['model']}_{args.start}_{args.start + args.problems}", figures)
 
 
