@@ -202,13 +202,6 @@ def head_of_tests(func_name: str) -> str:
     return f"assert {func_name}("
 
 
-def prompt_for_tests(desc: str, func_name: str, code: str, codegen: CodeGen, tests: Tests) -> str:
-    """The code prompt and the function as generated (they share its head), then the test template."""
-    prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
-    start = prompt[: -len(head)] + code if code.startswith(head) else prompt + code
-    return start.rstrip("\n") + (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
-
-
 def _def_line(code: str, func_name: str) -> str | None:
     """The `def` line of `func_name` in `code` as the parser reads it: decorators and body left out."""
     try:
