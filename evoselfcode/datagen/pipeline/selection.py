@@ -71,8 +71,7 @@ class Candidate:
 
 def candidates_of(kept: Sequence[CodeRecord], duplicates: Sequence[CodeReject]) -> list[Candidate]:
     """The kept functions and the exact and near duplicates among the static rejects, in the stable order."""
-    out = [Candidate(r.meta.desc_id, r.desc, r.func_name, r.source, r.meta.model_extra.get("sample_index", 0),
-                     r.code, r) for r in kept]  # fmt: skip
+    out = [Candidate(r.meta.desc_id, r.desc, r.func_name, r.source, r.meta.sample_index, r.code, r) for r in kept]
     out += [Candidate(r.desc_id, r.desc, r.func_name, r.source, r.sample_index, r.code, None)
             for r in duplicates if r.reason in (DUPLICATE, NEAR_DUPLICATE)]  # fmt: skip
     return sorted(out, key=lambda c: c.key)
