@@ -21,9 +21,9 @@ def test_round_trip_of_models_and_dicts(tmp_path):
 
 # a final record as execute_tests writes it: `sample_index` after the other fields of `meta`, before its extras
 FINAL = (
-    '{"desc":"d","func_name":"f","source":"FIM","code":"def f():\\n    return 1\\n","meta":{"params":{"temperature":0.2,'
-    '"top_p":0.95,"max_new_tokens":384},"seed":7,"desc_id":"d1","sample_index":3,"model":"m","finish_reason":"stop",'
-    '"trimmed":false,"tests":{"passed":2}},"tests":["assert f() == 1"]}'
+    '{"desc":"d","func_name":"f","source":"FIM","code":"def f():\\n    return 1\\n","meta":{"params":'
+    '{"temperature":0.2,"top_p":0.95,"max_new_tokens":384},"seed":7,"desc_id":"d1","sample_index":3,"model":"m",'
+    '"finish_reason":"stop","trimmed":false,"tests":{"passed":2}},"tests":["assert f() == 1"]}'
 )
 
 
@@ -31,8 +31,8 @@ def test_a_final_record_keeps_its_sample_index_and_its_bytes(tmp_path):
     path = tmp_path / "filtered.jsonl"
     path.write_text(FINAL + "\n")
     (record,) = read_models(path, CodeRecord)
-    assert record.meta.sample_index == 3 and record.meta.model_extra == {"model": "m", "finish_reason": "stop",
-                                                                         "trimmed": False, "tests": {"passed": 2}}
+    extras = {"model": "m", "finish_reason": "stop", "trimmed": False, "tests": {"passed": 2}}
+    assert record.meta.sample_index == 3 and record.meta.model_extra == extras
     write_jsonl(path, [record])
     assert path.read_text() == FINAL + "\n"  # the same keys in the same order
 

@@ -1,5 +1,7 @@
-"""Stage B, selection by execution: every candidate of a description runs every assertion of the description's
-tests in the sandbox, and `tests.selection` decides which candidates stay.
+"""Stage B, selection by execution: run each description's tests on its candidates and keep those that win.
+
+Every candidate of a description runs every assertion of the description's tests in the sandbox, and
+`tests.selection` decides which candidates stay:
 
 - `agreement` (datagen/agreement.py): candidates vote by behaviour. Exact and near duplicates, which the
   static checks rejected, run too and vote for their group, but only a candidate the static checks kept can
