@@ -3,6 +3,7 @@
 import ast
 import re
 
+import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "evoselfcode"
@@ -63,10 +64,12 @@ def test_the_rule_finds_a_missing_module_and_a_stale_name():
     assert stale == ["b.py", "g/"]
 
 
-def test_the_data_flow_shows_every_rule():
-    flow = ARCHITECTURE.read_text(encoding="utf-8").split("## Data flow", 1)[1].split("\n## ", 1)[0]
+@pytest.mark.parametrize("section", ["## Data flow", "## Stages and their settings"])
+def test_the_data_flow_and_the_stages_show_every_rule(section):
+    text = ARCHITECTURE.read_text(encoding="utf-8").split(section, 1)[1].split("\n## ", 1)[0]
     rules = {m[1] for p in (ROOT / "rules").glob("*.smk") for m in re.finditer(r"^rule (\w+):", p.read_text(), re.M)}
-    assert rules and not sorted(r for r in rules if not re.search(rf"\b{r}\b", flow)), "rules missing from Data flow"
+    missing = sorted(r for r in rules if not re.search(rf"\b{r}\b", text))
+    assert rules and not missing, f"rules missing from docs/architecture.md's {section[3:]}: {missing}"
 
 
 def test_every_module_docstring_opens_with_one_sentence_on_its_first_line():
