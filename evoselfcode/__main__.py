@@ -1,3 +1,5 @@
+"""`python -m evoselfcode`: runs the CLI (`cli.py`), with one line instead of a traceback on Ctrl-C."""
+
 import sys
 
 try:

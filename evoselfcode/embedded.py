@@ -63,7 +63,7 @@ class ModelPreset:
         return [self.dist.format(i) for i in range(1, self.parts + 1)]
 
 
-# Pins, sizes and hashes measured on the assembled files (issue 14); the names are also the served model alias.
+# Pins, sizes and hashes measured on the assembled files; the names are also the served model alias.
 PRESETS = {
     "qwen2.5-coder-0.5b": ModelPreset(
         name="qwen2.5-coder-0.5b",

@@ -16,7 +16,7 @@ import urllib3
 from fakeserver import FakeServer, Faults, Options, token_logprob, tokenize
 
 from evoselfcode.clients import make_client, make_scorer
-from evoselfcode.clients.base import SEED_STRIDE
+from evoselfcode.clients.base import SEED_STRIDE, Choice
 from evoselfcode.clients.connections import Environment
 from evoselfcode.clients.errors import (
     BadRequest,
@@ -78,6 +78,13 @@ def test_half_a_character_in_an_answer_becomes_a_replacement_character(server, t
     assert choice.text == "def f():\n    return '\ufffd' + '\U0001f600'\n"  # a whole pair stays as it was
     AnswerStore(tmp_path).put("key", [choice])
     assert AnswerStore(tmp_path).get("key")[0].text == choice.text
+
+
+def test_a_choice_counts_its_tokens_else_takes_the_usage_count():
+    assert Choice("ab", tokens=("a", "b"), usage={"completion_tokens": 5}).completion_tokens == 2
+    assert Choice("ab", usage={"completion_tokens": 5}).completion_tokens == 5
+    assert Choice("ab", usage={"prompt_tokens": 3}).completion_tokens is None
+    assert Choice("").completion_tokens is None
 
 
 @pytest.mark.parametrize(

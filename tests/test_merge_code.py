@@ -77,7 +77,7 @@ def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], fa
 
 def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metrics, out) -> None:
     def sort_key(r: CodeRecord) -> tuple:
-        return (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index", 0))
+        return (r.meta.desc_id, r.func_name, r.meta.sample_index)
 
     records = sorted((r for p in kept_shards for r in read_models(p, CodeRecord)), key=sort_key)
     rejects = [r for p in reject_shards for r in read_jsonl(p)]
@@ -236,7 +236,7 @@ def test_failed_requests_count_the_tests_requests_too(inputs, tmp_path):
 def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path):
     out = _run(merge_code, inputs, tmp_path, True, True)
     kept = read_models(out["kept"], CodeRecord)
-    keys = [(r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index", 0)) for r in kept]
+    keys = [(r.meta.desc_id, r.func_name, r.meta.sample_index) for r in kept]
     assert keys == sorted(keys)
     dropped = [r for r in read_jsonl(out["rejects"]) if r.get("scope") == "global"]
     assert len(kept) + len(dropped) == inputs["lines"]

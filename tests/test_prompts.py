@@ -115,7 +115,7 @@ def test_every_name_prompt_ends_where_the_name_starts():
 
 @pytest.mark.parametrize("preset", list(FIM_PRESETS))
 def test_each_arm_ends_where_its_model_continues_and_no_stop_cuts_a_leading_space(preset):
-    # issue 14: BPE (Qwen's) writes " name" as one token after L2R's `def`; FIM learned holes cut at characters
+    # BPE (Qwen's) writes " name" as one token after L2R's `def`; FIM learned holes cut at characters
     cfg = NameGen(fim_preset=preset)
     fmt = fim_format(cfg)
     fim = name_prompt("FIM", DESC, cfg)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from evoselfcode.datagen.readers import read_jsonl, read_models
-from evoselfcode.datagen.schemas import Description, ScoredRecord
+from evoselfcode.datagen.schemas import CodeRecord, Description, ScoredRecord
 from evoselfcode.datagen.writers import write_json, write_jsonl
 
 
@@ -17,6 +17,30 @@ def test_round_trip_of_models_and_dicts(tmp_path):
     assert write_jsonl(path, [Description(id="a", desc="x"), {"id": "b", "desc": "ü"}]) == 2
     assert [d.id for d in read_models(path, Description)] == ["a", "b"]
     assert "ü" in path.read_text(encoding="utf-8")
+
+
+# a final record as execute_tests writes it: `sample_index` after the other fields of `meta`, before its extras
+FINAL = (
+    '{"desc":"d","func_name":"f","source":"FIM","code":"def f():\\n    return 1\\n","meta":{"params":'
+    '{"temperature":0.2,"top_p":0.95,"max_new_tokens":384},"seed":7,"desc_id":"d1","sample_index":3,"model":"m",'
+    '"finish_reason":"stop","trimmed":false,"tests":{"passed":2}},"tests":["assert f() == 1"]}'
+)
+
+
+def test_a_final_record_keeps_its_sample_index_and_its_bytes(tmp_path):
+    path = tmp_path / "filtered.jsonl"
+    path.write_text(FINAL + "\n")
+    (record,) = read_models(path, CodeRecord)
+    extras = {"model": "m", "finish_reason": "stop", "trimmed": False, "tests": {"passed": 2}}
+    assert record.meta.sample_index == 3 and record.meta.model_extra == extras
+    write_jsonl(path, [record])
+    assert path.read_text() == FINAL + "\n"  # the same keys in the same order
+
+
+def test_a_final_record_written_without_sample_index_loads_as_sample_0():
+    old = json.loads(FINAL)
+    del old["meta"]["sample_index"]
+    assert CodeRecord.model_validate(old).meta.sample_index == 0
 
 
 def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):

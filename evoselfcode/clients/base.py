@@ -34,6 +34,11 @@ class Choice:
         object.__setattr__(self, "text", _LONE_SURROGATE.sub("\ufffd", self.text))
         object.__setattr__(self, "tokens", tuple(_LONE_SURROGATE.sub("\ufffd", t) for t in self.tokens))
 
+    @property
+    def completion_tokens(self) -> int | None:
+        """How many tokens the choice holds: its tokens when the server listed them, else its usage; None if neither."""
+        return len(self.tokens) or self.usage.get("completion_tokens")
+
 
 class CompletionClient(ABC):
     @abstractmethod

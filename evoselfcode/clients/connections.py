@@ -1,5 +1,7 @@
-"""The wire to one server: what the environment says about reaching it (proxy, CA bundle, ~/.netrc), and the
-`concurrency` connections requests go over, each one an in-flight slot.
+"""The wire to one server: how the environment says to reach it, and the connections requests go over.
+
+What the environment says is the proxy, the CA bundle and ~/.netrc; there are `concurrency` connections, each one
+an in-flight slot.
 
 Without a proxy the connections are urllib3's own keep-alive `HTTPConnection`s, used without urllib3's pool:
 its per-request bookkeeping (Timeout copies, a queue of Python-level Conditions, URL parsing) cost ~0.1 of

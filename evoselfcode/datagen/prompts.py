@@ -1,30 +1,7 @@
 """Prompt texts for stage A (names, FIM vs L2R) and stage B (code), and the FIM token presets.
 
-The description is in every prompt (docs/architecture.md, "Decisions"). L2R puts it before `def` as `# ` comment
-lines; FIM puts it after the hole, as the docstring in the suffix:
-
-    prefix = GLOBAL_PREFIX + "def "    (GLOBAL_PREFIX = "This is an algorithm function.\\n\\n")
-    suffix = "():\\n" + the description as a triple-quoted docstring indented by 4 spaces + "\\n"
-
-Each arm ends where its model continues naturally, and no default stop is a space (issue 14):
-- L2R (and `emulated`) ends at `def` with no space: BPE tokenizers such as Qwen's write " name" as one
-  token, so after "def " the model must start with a token it rarely saw there, and a " " stop ends
-  " name" before it starts (154 of 160 L2R names empty on Qwen2.5-Coder-0.5B). `normalise_name` strips
-  the space the model writes.
-- FIM keeps "def ": FIM training cuts the hole at characters and tokenizes the middle on its own, so a
-  middle that starts at the name is what the model learned. On Qwen2.5-Coder-0.5B (12 descriptions x 4)
-  a prefix ending at "def" gave 20 of 48 empty names, "def " 2 of 48.
-
-FIM is always built into the prompt string with the model's own tokens (decision 2):
-    PSM: <prefix_tok>{prefix}<suffix_tok>{suffix}<middle_tok>
-    SPM: <suffix_tok>{suffix}<prefix_tok>{prefix}<middle_tok>
-(the SPM variant is the plain "suffix first" one, not the Bavarian et al. variant that opens with
-the prefix token). Models without FIM tokens use the `emulated` preset, a plain-text prompt.
-
-Templates are full prompt texts; `{desc}` marks where the description goes. How it is escaped
-depends on the text before `{desc}` on its line: after `#` it is a comment, and every further line
-of the description gets the same lead; otherwise it is a docstring, with backslashes and quotes
-escaped so it cannot close early, and further lines indented like the `{desc}` line.
+Where each mode puts the description, where its prompt ends, and how FIM tokens are laid out: docs/architecture.md,
+"Decisions" 1 and 2. Templates can be replaced in config (`namegen.templates`, `{desc}` marks the description).
 """
 
 from __future__ import annotations
@@ -147,7 +124,12 @@ def escape_docstring(desc: str, indent: str = "    ") -> str:
 
 
 def render(template: str, desc: str, *, strip: set[str] | frozenset[str] = SPECIAL_TOKENS) -> str:
-    """Fill `{desc}` in `template`, escaped for the comment or docstring that holds it."""
+    """Fill `{desc}` in `template`, escaped for the comment or docstring that holds it.
+
+    After `#` on its line the description is a comment, and every further line of it gets the same lead; otherwise
+    it is a docstring, with backslashes and quotes escaped so it cannot close early, and further lines indented
+    like the `{desc}` line.
+    """
     desc = _strip_tokens(desc, strip)
     parts = template.split(DESC)
     out = [parts[0]]

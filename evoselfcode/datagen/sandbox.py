@@ -1,19 +1,8 @@
 """Running generated functions with their assertions inside bubblewrap.
 
-Each worker is one `bwrap` process, started once, whose PID 1 is `sandbox_runner` (standard library only,
-run by the system interpreter): it forks one child per function, with rlimits and a seccomp filter, and
-answers each job with one outcome per assertion and, for a job that names the function under test (`Job.calls`),
-a digest of the values its calls returned in each assertion (`Run.values`): candidates can agree on behaviour
-even where an assertion's expected value is wrong. The sandbox has no network (`--unshare-all`), sees only
-the system's read-only directories and a private, size-capped `/tmp` (emptied after each job), gets a clean
-environment, and dies with its parent. With `execution.sandbox: none-unsafe` the same runner runs as a plain
-process instead.
-
-The host gives each job `timeout_s * (assertions + 1) + HOST_SLACK_S`: a worker that has not answered by
-then is killed, the job's assertions are all `timeout` and a fresh worker takes the next job. The outcomes
-come from the runner's child, which the code could forge for its own function, never for another (see
-sandbox_runner.py); the sandbox keeps the code from harming anything, not from lying about its own assertions.
-An answer that does not fit its job fails the step: it is never recorded as outcomes.
+`run_jobs` hands the jobs to workers, each one `bwrap` process whose PID 1 is `sandbox_runner`
+(`execution.sandbox: none-unsafe`: the same runner as a plain process). What the sandbox allows, its time limits
+and what the code can still forge: docs/architecture.md, "The sandbox".
 """
 
 from __future__ import annotations

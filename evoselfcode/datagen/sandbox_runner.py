@@ -1,23 +1,9 @@
 """Runs functions with their assertions, one forked child per function: the program inside the sandbox.
 
-Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the
-system's interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`,
-answered with one stdout line, `{"outcomes": [...], "values": [...], "last": false}`: per assertion `pass`,
-`fail`, `error:<Type>` or `timeout`, and the digest of the values it passed to `__evo_value__` (the host wraps
-each call of the function under test in it, see sandbox.py), or null when it passed none or one that cannot be
-digested. A function's assertions run one after another in one child, sharing its namespace; a child that
-runs out of time (`timeout_s` wall clock per assertion, `cpu_s` CPU for the child: the function's loading and
-every assertion it runs) or dies is killed with its process group, and a fresh child goes on with the next
-assertion, so one endless assertion hides none of the others. A whole job never takes longer than
-`timeout_s * (assertions + 1)`.
-
-Limit: the code runs in the process that judges its assertions, so it can forge passes for its own function:
-by returning an object equal to anything, by calling or replacing `__evo_value__` (its values), or by writing
-`<index> pass -` lines to the child's report pipe for the assertion being run and the ones after it (lines for
-earlier assertions, or not shaped like a report, are ignored). It cannot touch another function's outcomes:
-each function has its own child and pipe, and the runner is not dumpable, so the child can neither open the
-runner's pipes under /proc/1/fd nor trace it. A verdict the code cannot touch would need each assertion's
-result from outside the child (e.g. one process per assertion), which costs a fork and a load per assertion.
+Standard library only, and no import of the package: the sandbox runs it as `python -c SOURCE` with the system's
+interpreter. The first stdin line holds the limits; then one job per line, `{"code", "tests"}`, answered with one
+stdout line, `{"outcomes": [...], "values": [...], "last": false}`. What the outcomes and values are, the limits,
+and what the code can forge: docs/architecture.md, "The sandbox".
 """
 
 import contextlib

@@ -92,11 +92,14 @@ class CodeSample(Record):
 
 
 class CodeMeta(BaseModel):
+    """A final record's meta: how it was asked for, and which sample it is; further keys pass through as extras."""
+
     model_config = ConfigDict(extra="allow")
 
     params: dict[str, Any]
     seed: int
     desc_id: str
+    sample_index: int = 0  # with desc_id and func_name, which sample this is; records without it are sample 0
 
 
 class CodeRecord(Record):

@@ -45,7 +45,7 @@ def _samples(request: Request, choices: list[Choice]) -> list[CodeSample]:
                 code=code,
                 trimmed=trimmed,
                 finish_reason=choice.finish_reason,
-                tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
+                tokens=choice.completion_tokens,
             )
         )
     return samples

@@ -46,7 +46,7 @@ def _samples(request: Request, choices: list[Choice]) -> list[NameSample]:
                 func_name=normalise_name(choice.text),
                 finish_reason=choice.finish_reason,
                 logprob=sum(lps) if lps else None,
-                tokens=len(choice.tokens) or choice.usage.get("completion_tokens"),
+                tokens=choice.completion_tokens,
             )
         )
     return samples

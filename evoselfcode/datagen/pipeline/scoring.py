@@ -58,7 +58,7 @@ def score_requests(records: Sequence[CodeRecord], cfg: Config) -> list[Request]:
         prompt, text = scored_span(r, cfg.codegen)
         # what the client sends besides the text (clients/openai.py), so that all of it is in the store's key
         params = {"text": text, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
-        key = (r.meta.desc_id, r.func_name, r.meta.model_extra.get("sample_index"))
+        key = (r.meta.desc_id, r.func_name, r.meta.sample_index)
         requests.append(Request(key=key, prompt=prompt, params=params, route="score", item=r))
     return requests
 

@@ -1,5 +1,7 @@
-"""Stage B, selection by execution: every candidate of a description runs every assertion of the description's
-tests in the sandbox, and `tests.selection` decides which candidates stay.
+"""Stage B, selection by execution: run each description's tests on its candidates and keep those that win.
+
+Every candidate of a description runs every assertion of the description's tests in the sandbox, and
+`tests.selection` decides which candidates stay:
 
 - `agreement` (datagen/agreement.py): candidates vote by behaviour. Exact and near duplicates, which the
   static checks rejected, run too and vote for their group, but only a candidate the static checks kept can
@@ -71,8 +73,7 @@ class Candidate:
 
 def candidates_of(kept: Sequence[CodeRecord], duplicates: Sequence[CodeReject]) -> list[Candidate]:
     """The kept functions and the exact and near duplicates among the static rejects, in the stable order."""
-    out = [Candidate(r.meta.desc_id, r.desc, r.func_name, r.source, r.meta.model_extra.get("sample_index", 0),
-                     r.code, r) for r in kept]  # fmt: skip
+    out = [Candidate(r.meta.desc_id, r.desc, r.func_name, r.source, r.meta.sample_index, r.code, r) for r in kept]
     out += [Candidate(r.desc_id, r.desc, r.func_name, r.source, r.sample_index, r.code, None)
             for r in duplicates if r.reason in (DUPLICATE, NEAR_DUPLICATE)]  # fmt: skip
     return sorted(out, key=lambda c: c.key)
