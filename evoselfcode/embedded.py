@@ -239,6 +239,15 @@ def read_state(state_file: Path = STATE_FILE) -> dict | None:
         return None
 
 
+def server_env() -> dict[str, str]:
+    """The server's environment: OpenMP threads that sleep while they wait, unless the user chose otherwise.
+
+    Spinning threads lose their turn on cores shared with the run's other jobs: at load 5-6 on 2 cores the
+    native server decoded 0.8-3.6 tokens/s spinning and 7-11 sleeping (bench/README.md, the embedded server).
+    """
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "passive")}
+
+
 def _native_cmd(cfg: Embedded, model: Path, port: int) -> list[str]:
     cmd = [
         sys.executable, "-m", "evoselfcode.native_server",
@@ -291,7 +300,7 @@ def start(
     cmd = _echo_cmd(cfg, model, port) if echo else _native_cmd(cfg, model, port)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=server_env())
     deadline = time.monotonic() + cfg.startup_timeout
     while not _answers(url):
         if proc.poll() is not None:

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import typing
+from pathlib import Path
 
 import pytest
 import requests
@@ -28,6 +29,8 @@ def test_start_reuse_and_stop(tmp_path):
         assert requests.get(f"{url}/v1/models", timeout=5).status_code == 200
         assert embedded.start(cfg, log_path=log, state_file=state) == url  # a live server is reused
         pid = embedded.read_state(state)["pid"]
+        # its OpenMP threads sleep while they wait: spinning ones starve on cores the run's other jobs share
+        assert b"OMP_WAIT_POLICY=passive" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     finally:
         embedded.stop(state)
     assert not state.exists()
