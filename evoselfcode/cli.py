@@ -1,4 +1,7 @@
-"""`python -m evoselfcode STEP ...`: every pipeline step as a plain command with explicit paths."""
+"""`python -m evoselfcode STEP ...`: every pipeline step as a plain command with explicit paths.
+
+The steps' parsers and calls come from their declarations (`step_table.STEPS`); the other commands are written here.
+"""
 
 from __future__ import annotations
 
@@ -217,8 +220,11 @@ def _run_tool(args: argparse.Namespace) -> int:
 def _run_step(declared: Step, cfg: Config, args: argparse.Namespace) -> None:
     """Calls the step's function with its declared arguments by name, after the config and its server client."""
     kwargs = declared.arguments(args)
+    if not declared.config:
+        declared.function(**kwargs)
+        return
     if declared.model is None:
-        declared.function(*([cfg] if declared.config else []), **kwargs)
+        declared.function(cfg, **kwargs)
         return
     client = _scorer(cfg) if declared.model == "scorer" else _client(cfg)
     try:
