@@ -1,7 +1,4 @@
-"""`python -m evoselfcode STEP ...`: every pipeline step as a plain command with explicit paths.
-
-The steps' parsers and calls come from their declarations (`step_table.STEPS`); the other commands are written here.
-"""
+"""`python -m evoselfcode STEP ...`: every pipeline step as a plain command with explicit paths."""
 
 from __future__ import annotations
 
@@ -12,11 +9,17 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-from evoselfcode import __version__
+from evoselfcode import __version__, config_docs
+from evoselfcode.clients import make_client, make_scorer
 from evoselfcode.clients.errors import LLMError
 from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, Embedded, load_config, redact_url
-from evoselfcode.datagen.pipeline.steps import merge_jsonl
+from evoselfcode.datagen.prompts import fim_format
+from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.step_table import BY_COMMAND, STEPS, Arg, Step
+from evoselfcode.store_command import show_store
+
+# Imported where used, as each adds 10-500 ms to every command's start-up (`--help` too): the pipeline steps,
+# embedded (requests), tools (rich), summary, clients.probe, report (matplotlib), dataset (pyarrow).
 
 log = logging.getLogger("evoselfcode")
 # run without a config: their arguments name what they read, and what they write (model: the cache, config-docs --write)
@@ -63,7 +66,6 @@ def _setup_logging(log_file: str | None) -> None:
 
 
 def _client(cfg: Config):
-    from evoselfcode.clients import make_client
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
@@ -72,7 +74,6 @@ def _client(cfg: Config):
 
 
 def _scorer(cfg: Config):
-    from evoselfcode.clients import make_scorer
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    for declared in STEPS:
+    for declared in STEPS:  # the pipeline steps, from their declarations; the other commands below
         s = step(declared.command, declared.help)
         for arg in declared.args:
             _add_argument(s, arg)
@@ -175,7 +176,7 @@ def _add_tools(sub) -> None:
 
 
 def _run_tool(args: argparse.Namespace) -> int:
-    from evoselfcode import config_docs, tools
+    from evoselfcode import tools
 
     match args.command:
         case "stats":
@@ -219,16 +220,16 @@ def _run_tool(args: argparse.Namespace) -> int:
 
 def _run_step(declared: Step, cfg: Config, args: argparse.Namespace) -> None:
     """Calls the step's function with its declared arguments by name, after the config and its server client."""
-    kwargs = declared.arguments(args)
+    function, kwargs = declared.resolve(), declared.arguments(args)
     if not declared.config:
-        declared.function(**kwargs)
+        function(**kwargs)
         return
     if declared.model is None:
-        declared.function(cfg, **kwargs)
+        function(cfg, **kwargs)
         return
     client = _scorer(cfg) if declared.model == "scorer" else _client(cfg)
     try:
-        declared.function(cfg, client, **kwargs)
+        function(cfg, client, **kwargs)
     finally:
         client.close()
 
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int | None:
     if args.command in TOOLS:
         return _run_tool(args)
     if args.command == "merge" and not args.config:
-        merge_jsonl(args.sources, args.out)
+        _merge(args)
         return None
     if args.command == "export" and not args.config:
         if not Path(DEFAULT_CONFIG).exists():
@@ -261,11 +262,9 @@ def run(args: argparse.Namespace) -> int | None:
             else:
                 embedded.stop()
         case "merge":
-            merge_jsonl(args.sources, args.out)
+            _merge(args)
             log.info("merged %d files", len(args.sources))
         case "store":
-            from evoselfcode.store_command import show_store
-
             print(show_store(cfg, prune=args.prune, keep=args.keep))
         case "plot":
             _plot(args)
@@ -273,7 +272,6 @@ def run(args: argparse.Namespace) -> int | None:
             _export(cfg, args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
-            from evoselfcode.datagen.prompts import fim_format
             from evoselfcode.embedded import resolve_base_url
 
             fmt = fim_format(cfg.namegen)
@@ -285,9 +283,14 @@ def run(args: argparse.Namespace) -> int | None:
                     log.warning("probe: %s: %s", capability, note)
 
 
+def _merge(args: argparse.Namespace) -> None:
+    from evoselfcode.datagen.pipeline.steps import merge_jsonl
+
+    merge_jsonl(args.sources, args.out)
+
+
 def _plot(args: argparse.Namespace) -> None:
     from evoselfcode import report
-    from evoselfcode.datagen.readers import read_jsonl
 
     names = json.loads(Path(args.names_metrics).read_text(encoding="utf-8"))
     code = json.loads(Path(args.code_metrics).read_text(encoding="utf-8"))

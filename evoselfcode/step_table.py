@@ -1,17 +1,19 @@
 """Every pipeline step's command declared once: its name, the files it reads and writes, the function it calls.
 
-The CLI builds each step's parser from its `Step` and calls `Step.function` with the declared names as keyword
+The CLI builds each step's parser from its `Step` and calls the step's function with the declared names as keyword
 arguments; the rule that runs `{EVO} <command>` passes exactly the declared flags (tests/test_step_table.py).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from evoselfcode.datagen.checks import STAGE_B
-from evoselfcode.datagen.pipeline import merge, scoring, selection, steps, testgen
+
+PIPELINE = "evoselfcode.datagen.pipeline"
 
 Kind = Literal["input", "output", "value"]
 
@@ -53,10 +55,15 @@ class Step:
     command: str
     rules: tuple[str, ...]  # the rules whose shell runs `{EVO} <command>`; their settings: rule_settings.py
     help: str
-    function: Callable[..., None]
+    function: str  # "module.name" in evoselfcode.datagen.pipeline, imported when called: --help loads no step
     args: tuple[Arg, ...]
     model: Literal["client", "scorer"] | None = None  # the server connection the CLI builds and passes after cfg
     config: bool = True  # False: the function takes no cfg (the command still loads and logs it, as every job)
+
+    def resolve(self) -> Callable[..., None]:
+        """The step's function; a job imports its own step's module only."""
+        module, name = self.function.rsplit(".", 1)
+        return getattr(importlib.import_module(f"{PIPELINE}.{module}"), name)
 
     def arguments(self, parsed: Any) -> dict[str, Any]:
         """The function's keyword arguments from the parsed command line."""
@@ -84,7 +91,7 @@ STEPS: tuple[Step, ...] = (
         "split",
         ("split_descriptions",),
         "write one shard of the checked description file, without those that match a benchmark",
-        steps.split,
+        "steps.split",
         (
             reads("source", _SOURCE, positional=True),
             value("shard"),
@@ -97,14 +104,14 @@ STEPS: tuple[Step, ...] = (
         "quarantine",
         ("quarantine_descriptions",),
         "list the description file's bad lines, with io.on_bad_line: skip",
-        steps.quarantine,
+        "steps.quarantine",
         (reads("source", _SOURCE, positional=True), writes("out")),
     ),
     Step(
         "generate-names",
         ("generate_names",),
         "sample function names for a shard in both modes",
-        steps.generate_names,
+        "steps.generate_names",
         (reads("shard", positional=True), *_model_outputs()),
         model="client",
     ),
@@ -112,14 +119,14 @@ STEPS: tuple[Step, ...] = (
         "filter-names",
         ("filter_names",),
         "keep compliant, fitting names; one reason per rejected sample",
-        steps.filter_names_step,
+        "steps.filter_names_step",
         (reads("raw", positional=True), writes("out"), writes("rejects")),
     ),
     Step(
         "names-metrics",
         ("names_metrics",),
         "A/B metrics of FIM vs L2R names",
-        steps.names_metrics,
+        "steps.names_metrics",
         (
             reads("raw"),
             reads("kept"),
@@ -135,7 +142,7 @@ STEPS: tuple[Step, ...] = (
         "timing",
         ("names_timing", "code_timing"),
         "wall-clock per mode from the shards' request timings",
-        steps.timing,
+        "steps.timing",
         (
             reads("shards", "{names,code}/timing/{shard}.jsonl", nargs="+"),
             reads("test_shards", "code/tests/timing/{shard}.jsonl, with the tests stage on", nargs="+", required=False),
@@ -148,7 +155,7 @@ STEPS: tuple[Step, ...] = (
         "generate-code",
         ("generate_code",),
         "continue the selected names of a shard into functions",
-        steps.generate_code,
+        "steps.generate_code",
         (reads("names", positional=True), *_model_outputs()),
         model="client",
     ),
@@ -156,14 +163,14 @@ STEPS: tuple[Step, ...] = (
         "filter-code",
         ("filter_code",),
         f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}",
-        steps.filter_code_step,
+        "steps.filter_code_step",
         (reads("raw", positional=True), reads("index", _INDEX), writes("out"), writes("rejects")),
     ),
     Step(
         "generate-tests",
         ("generate_tests",),
         "ask the model for assert tests of each description of a shard (not of a function)",
-        testgen.generate_tests_step,
+        "testgen.generate_tests_step",
         (
             reads("raw", _RAW_CODE, positional=True),
             *_model_outputs(),
@@ -175,7 +182,7 @@ STEPS: tuple[Step, ...] = (
         ("execute_tests",),
         "run every candidate of each description against its tests in the sandbox and keep the ones chosen "
         f"(tests.selection); the others get one of: {_reasons('execute_tests')}",
-        selection.execute_tests_step,
+        "selection.execute_tests_step",
         (
             reads("kept", "code/filtered/{shard}.jsonl", positional=True),
             reads("static_rejects", "code/rejects/{shard}.jsonl (its duplicates are votes)"),
@@ -190,7 +197,7 @@ STEPS: tuple[Step, ...] = (
         "merge-code",
         ("merge_code",),
         "merge kept functions of all shards with global dedup; write the code metrics",
-        merge.merge_code,
+        "merge.merge_code",
         (
             reads("kept", nargs="+"),
             reads("shard_rejects", nargs="+"),
@@ -207,7 +214,7 @@ STEPS: tuple[Step, ...] = (
         "score",
         ("score_code",),
         "score kept functions with the model's own log-probs (perplexity given their prompt)",
-        scoring.score_step,
+        "scoring.score_step",
         (reads("records", positional=True), writes("out"), writes("rejects"), writes("failures"), writes("timing")),
         model="scorer",
     ),

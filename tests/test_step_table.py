@@ -175,9 +175,9 @@ def test_every_declared_step_runs_in_its_rules_with_every_argument(workflows):
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: s.command)
 def test_each_step_function_takes_exactly_its_declared_names(step):
-    params = inspect.signature(step.function).parameters
+    params = inspect.signature(step.resolve()).parameters
     keywords = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    assert keywords == {a.name for a in step.args}, f"{step.function.__qualname__} and {WHERE}"
+    assert keywords == {a.name for a in step.args}, f"{step.function} and {WHERE}"
     leading = [n for n, p in params.items() if p.kind is not p.KEYWORD_ONLY]
     assert len(leading) == step.config + (step.model is not None), leading
 
