@@ -9,9 +9,17 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-from evoselfcode import __version__
+from evoselfcode import __version__, config_docs
+from evoselfcode.clients import make_client, make_scorer
 from evoselfcode.clients.errors import LLMError
 from evoselfcode.config import DEFAULT_CONFIG, Config, ConfigError, Embedded, load_config, redact_url
+from evoselfcode.datagen.prompts import fim_format
+from evoselfcode.datagen.readers import read_jsonl
+from evoselfcode.step_table import BY_COMMAND, STEPS, Arg, Step
+from evoselfcode.store_command import show_store
+
+# Imported where used, as each adds to every command's start-up (`--help` too; ms measured): the pipeline steps 20,
+# embedded 40 (requests), tools 18 (rich), summary 8, clients.probe 28, report 490 (matplotlib), dataset 120 (pyarrow).
 
 log = logging.getLogger("evoselfcode")
 # run without a config: their arguments name what they read, and what they write (model: the cache, config-docs --write)
@@ -57,16 +65,7 @@ def _setup_logging(log_file: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
-def _reasons(rule: str) -> str:
-    """The reason ids of a rule's checks, in the order they run (`datagen.checks.STAGE_B`)."""
-    from evoselfcode.datagen.checks import STAGE_B
-
-    reasons = (r + "*" if r.endswith(":") else r for cls in STAGE_B if cls.rule == rule for r in cls.reasons)
-    return ", ".join(dict.fromkeys(reasons))
-
-
 def _client(cfg: Config):
-    from evoselfcode.clients import make_client
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
@@ -75,12 +74,20 @@ def _client(cfg: Config):
 
 
 def _scorer(cfg: Config):
-    from evoselfcode.clients import make_scorer
     from evoselfcode.embedded import resolve_base_url
 
     url = resolve_base_url(cfg.api)
     log.info("scoring with %s (model %s)", redact_url(url), cfg.api.model)
     return make_scorer(cfg.api, base_url=url, concurrency=cfg.io.concurrency)
+
+
+def _add_argument(parser: argparse.ArgumentParser, arg: Arg) -> None:
+    """A declared argument of a step (`step_table.Arg`) as argparse's."""
+    options: dict = {"help": arg.help, "nargs": arg.nargs, "type": arg.type}
+    if arg.positional:
+        parser.add_argument(arg.name, **options)
+    else:
+        parser.add_argument(arg.flag, required=arg.required, default=arg.default, **options)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,84 +101,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log", help="also write the log to this file")
         return s
 
-    s = step("split", "write one shard of the checked description file, without those that match a benchmark")
-    s.add_argument("source", help="the description file (io.input_desc_path)")
-    s.add_argument("--shard", required=True)
-    s.add_argument("--index", required=True, help="the benchmark index (data/shards/benchmarks/index-*.json)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--contaminated", required=True, help="where the descriptions that match a benchmark go")
-
-    s = step("quarantine", "list the description file's bad lines, with io.on_bad_line: skip")
-    s.add_argument("source", help="the description file (io.input_desc_path)")
-    s.add_argument("--out", required=True)
-
-    s = step("generate-names", "sample function names for a shard in both modes")
-    s.add_argument("shard")
-    s.add_argument("--out", required=True)
-    s.add_argument("--failures", required=True)
-    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
-
-    s = step("filter-names", "keep compliant, fitting names; one reason per rejected sample")
-    s.add_argument("raw")
-    s.add_argument("--out", required=True)
-    s.add_argument("--rejects", required=True)
-
-    s = step("names-metrics", "A/B metrics of FIM vs L2R names")
-    for flag in ("--raw", "--kept", "--rejects", "--failures", "--out"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--shards", nargs="+", required=True)
-    s.add_argument("--quarantine", required=True)
-    s.add_argument("--contaminated", nargs="+", required=True, help="the shards' descriptions set aside")
-
-    s = step("timing", "wall-clock per mode from the shards' request timings")
-    s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
-    s.add_argument("--test-shards", nargs="+", help="code/tests/timing/{shard}.jsonl, with the tests stage on")
-    s.add_argument("--kept", required=True, help="the stage's merged kept records, to count them per mode")
-    s.add_argument("--out", required=True)
-
-    s = step("generate-code", "continue the selected names of a shard into functions")
-    s.add_argument("names")
-    s.add_argument("--out", required=True)
-    s.add_argument("--failures", required=True)
-    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
-
-    s = step("filter-code", f"check a shard's functions; a dropped one gets the first of: {_reasons('filter_code')}")
-    s.add_argument("raw")
-    s.add_argument("--index", required=True, help="the benchmark index (data/shards/benchmarks/index-*.json)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--rejects", required=True)
-
-    s = step("generate-tests", "ask the model for assert tests of each description of a shard (not of a function)")
-    s.add_argument("raw", help="code/raw/{shard}.jsonl: the descriptions with candidates, and their signatures")
-    s.add_argument("--out", required=True)
-    s.add_argument("--failures", required=True)
-    s.add_argument("--timing", required=True, help="per-request wall-clock (JSONL), kept apart from the data")
-
-    s = step(
-        "execute-tests",
-        "run every candidate of each description against its tests in the sandbox and keep the ones chosen "
-        f"(tests.selection); the others get one of: {_reasons('execute_tests')}",
-    )
-    s.add_argument("kept", help="code/filtered/{shard}.jsonl")
-    s.add_argument("--static-rejects", required=True, help="code/rejects/{shard}.jsonl (its duplicates are votes)")
-    s.add_argument("--tests", required=True, help="code/tests/raw/{shard}.jsonl")
-    s.add_argument("--out", required=True)
-    s.add_argument("--rejects", required=True)
-    s.add_argument("--selection", required=True, help="how each description's candidates were chosen (JSONL)")
-    s.add_argument("--workers", type=int, default=1, help="sandboxes at once (the rule's threads)")
-
-    s = step("merge-code", "merge kept functions of all shards with global dedup; write the code metrics")
-    s.add_argument("--kept", nargs="+", required=True)
-    s.add_argument("--shard-rejects", nargs="+", required=True)
-    s.add_argument("--failures", nargs="+", required=True, help="failed code requests, then the tests' (if on)")
-    for flag in ("--raw", "--names-metrics", "--out", "--rejects", "--metrics"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--selection", nargs="*", default=[], help="code/tests/selection/{shard}.jsonl (tests on)")
-
-    s = step("score", "score kept functions with the model's own log-probs (perplexity given their prompt)")
-    s.add_argument("records")
-    for flag in ("--out", "--rejects", "--failures", "--timing"):
-        s.add_argument(flag, required=True)
+    for declared in STEPS:  # the pipeline steps, from their declarations; the other commands below
+        s = step(declared.command, declared.help)
+        for arg in declared.args:
+            _add_argument(s, arg)
 
     s = step("store", "the answer store (store.dir): its size, this run's answers from it and asked; --prune")
     s.add_argument("--prune", action="store_true",
@@ -243,7 +176,7 @@ def _add_tools(sub) -> None:
 
 
 def _run_tool(args: argparse.Namespace) -> int:
-    from evoselfcode import config_docs, tools
+    from evoselfcode import tools
 
     match args.command:
         case "stats":
@@ -285,13 +218,27 @@ def _run_tool(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int | None:
-    from evoselfcode.datagen.pipeline import steps
+def _run_step(declared: Step, cfg: Config, args: argparse.Namespace) -> None:
+    """Calls the step's function with its declared arguments by name, after the config and its server client."""
+    function, kwargs = declared.resolve(), declared.arguments(args)
+    if not declared.config:
+        function(**kwargs)
+        return
+    if declared.model is None:
+        function(cfg, **kwargs)
+        return
+    client = _scorer(cfg) if declared.model == "scorer" else _client(cfg)
+    try:
+        function(cfg, client, **kwargs)
+    finally:
+        client.close()
 
+
+def run(args: argparse.Namespace) -> int | None:
     if args.command in TOOLS:
         return _run_tool(args)
     if args.command == "merge" and not args.config:
-        steps.merge_jsonl(args.sources, args.out)
+        _merge(args)
         return None
     if args.command == "export" and not args.config:
         if not Path(DEFAULT_CONFIG).exists():
@@ -303,48 +250,10 @@ def run(args: argparse.Namespace) -> int | None:
         "evoselfcode %s, config %s, server %s, step %s",
         __version__, cfg.digest(), redact_url(cfg.api.base_url), args.command,
     )  # fmt: skip
+    if (declared := BY_COMMAND.get(args.command)) is not None:
+        _run_step(declared, cfg, args)
+        return None
     match args.command:
-        case "split":
-            steps.split(cfg, args.source, args.shard, args.index, args.out, args.contaminated)
-        case "quarantine":
-            steps.quarantine(cfg, args.source, args.out)
-        case "generate-names":
-            steps.generate_names(cfg, _client(cfg), args.shard, args.out, args.failures, args.timing)
-        case "filter-names":
-            steps.filter_names_step(cfg, args.raw, args.out, args.rejects)
-        case "names-metrics":
-            steps.names_metrics(cfg, args.raw, args.kept, args.rejects, args.failures, args.shards, args.quarantine,
-                                args.contaminated, args.out)  # fmt: skip
-        case "generate-code":
-            steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
-        case "timing":
-            steps.timing(args.shards, args.kept, args.out, args.test_shards)
-        case "filter-code":
-            steps.filter_code_step(cfg, args.raw, args.index, args.out, args.rejects)
-        case "generate-tests":
-            from evoselfcode.datagen.pipeline.testgen import generate_tests_step
-
-            generate_tests_step(cfg, _client(cfg), args.raw, args.out, args.failures, args.timing)
-        case "execute-tests":
-            from evoselfcode.datagen.pipeline.selection import execute_tests_step
-
-            execute_tests_step(cfg, args.kept, args.static_rejects, args.tests, args.out, args.rejects,
-                               args.selection, args.workers)  # fmt: skip
-        case "merge-code":
-            from evoselfcode.datagen.pipeline.merge import merge_code
-
-            out = {"kept": args.out, "rejects": args.rejects, "metrics": args.metrics}
-            merge_code(cfg, args.kept, args.shard_rejects, args.raw, args.failures, args.names_metrics, out,
-                       args.selection)  # fmt: skip
-        case "score":
-            from evoselfcode.datagen.pipeline.scoring import score_step
-
-            scorer = _scorer(cfg)
-            try:
-                score_step(cfg, scorer, args.records, {"kept": args.out, "rejects": args.rejects,
-                                                       "failures": args.failures, "timing": args.timing})  # fmt: skip
-            finally:
-                scorer.close()
         case "server":
             from evoselfcode import embedded
 
@@ -353,11 +262,9 @@ def run(args: argparse.Namespace) -> int | None:
             else:
                 embedded.stop()
         case "merge":
-            steps.merge_jsonl(args.sources, args.out)
+            _merge(args)
             log.info("merged %d files", len(args.sources))
         case "store":
-            from evoselfcode.store_command import show_store
-
             print(show_store(cfg, prune=args.prune, keep=args.keep))
         case "plot":
             _plot(args)
@@ -365,7 +272,6 @@ def run(args: argparse.Namespace) -> int | None:
             _export(cfg, args)
         case "probe":
             from evoselfcode.clients.probe import format_table, probe
-            from evoselfcode.datagen.prompts import fim_format
             from evoselfcode.embedded import resolve_base_url
 
             fmt = fim_format(cfg.namegen)
@@ -377,9 +283,14 @@ def run(args: argparse.Namespace) -> int | None:
                     log.warning("probe: %s: %s", capability, note)
 
 
+def _merge(args: argparse.Namespace) -> None:
+    from evoselfcode.datagen.pipeline.steps import merge_jsonl
+
+    merge_jsonl(args.sources, args.out)
+
+
 def _plot(args: argparse.Namespace) -> None:
     from evoselfcode import report
-    from evoselfcode.datagen.readers import read_jsonl
 
     names = json.loads(Path(args.names_metrics).read_text(encoding="utf-8"))
     code = json.loads(Path(args.code_metrics).read_text(encoding="utf-8"))

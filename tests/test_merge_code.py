@@ -75,12 +75,12 @@ def _old_code_metrics(raw: list[dict], kept: list[dict], rejects: list[dict], fa
     }
 
 
-def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metrics, out) -> None:
+def _old_merge_code(cfg, *, kept, shard_rejects, raw, failures, names_metrics, out, rejects, metrics) -> None:
     def sort_key(r: CodeRecord) -> tuple:
         return (r.meta.desc_id, r.func_name, r.meta.sample_index)
 
-    records = sorted((r for p in kept_shards for r in read_models(p, CodeRecord)), key=sort_key)
-    rejects = [r for p in reject_shards for r in read_jsonl(p)]
+    records = sorted((r for p in kept for r in read_models(p, CodeRecord)), key=sort_key)
+    rejected = [r for p in shard_rejects for r in read_jsonl(p)]
     items = [(str(i), r.code) for i, r in enumerate(records)]
     dedup = cfg.filters.dedup
     dropped: dict[str, str] = {}
@@ -90,9 +90,10 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         rest = [(key, without_own_name(code, records[int(key)].func_name)) for key, code in items if key not in dropped]
         near = near_duplicates(rest, threshold=dedup.threshold, num_perm=dedup.num_perm, ngram=dedup.ngram)
         dropped.update({k: "near_duplicate" for k in near})
-    kept = [r for i, r in enumerate(records) if str(i) not in dropped]
-    kept = [
-        r.model_copy(update={"code": code}) for r, code in zip(kept, ruff_format([r.code for r in kept]), strict=True)
+    survivors = [r for i, r in enumerate(records) if str(i) not in dropped]
+    survivors = [
+        r.model_copy(update={"code": code})
+        for r, code in zip(survivors, ruff_format([r.code for r in survivors]), strict=True)
     ]
     global_rejects = [
         GlobalReject(
@@ -101,19 +102,19 @@ def _old_merge_code(cfg, kept_shards, reject_shards, raw, failures, names_metric
         for i, r in enumerate(records)
         if (reason := dropped.get(str(i))) is not None
     ]
-    metrics = _old_code_metrics(
+    summary = _old_code_metrics(
         list(read_jsonl(raw)),
-        [r.model_dump() for r in kept],
-        rejects + [r.model_dump() for r in global_rejects],
+        [r.model_dump() for r in survivors],
+        rejected + [r.model_dump() for r in global_rejects],
         [f for path in failures for f in read_jsonl(path)],
     )
     names = json.loads(Path(names_metrics).read_text())
-    metrics["names_verdict"] = names.get("verdict")
-    removed = {r.split(":", 1)[1]: n for r, n in metrics["reasons"].items() if r.startswith("contaminated:")}
-    metrics["decontamination"] = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
-    write_jsonl(out["kept"], kept)
-    write_jsonl(out["rejects"], [*rejects, *global_rejects])
-    write_json(out["metrics"], metrics, sort_keys=False)
+    summary["names_verdict"] = names.get("verdict")
+    removed = {r.split(":", 1)[1]: n for r, n in summary["reasons"].items() if r.startswith("contaminated:")}
+    summary["decontamination"] = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
+    write_jsonl(out, survivors)
+    write_jsonl(rejects, [*rejected, *global_rejects])
+    write_json(metrics, summary, sort_keys=False)
 
 
 def _function(rng: random.Random, name: str) -> str:
@@ -193,8 +194,9 @@ def _run(function, inputs: dict, tmp: Path, exact: bool, near: bool) -> dict[str
     cfg = load_config(ROOT / "configs/datagen.yaml", overrides={"filters": {"dedup": {"exact": exact, "near": near}}})
     out = {"kept": tmp / "kept.jsonl", "rejects": tmp / "rejects.jsonl", "metrics": tmp / "metrics.json"}
     src = inputs["tmp"]
-    function(cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), [str(src / "failures.jsonl")],
-             str(src / "names_metrics.json"), {k: str(v) for k, v in out.items()})  # fmt: skip
+    function(cfg, kept=inputs["kept"], shard_rejects=inputs["rejects"], raw=str(src / "raw.jsonl"),
+             failures=[str(src / "failures.jsonl")], names_metrics=str(src / "names_metrics.json"),
+             out=str(out["kept"]), rejects=str(out["rejects"]), metrics=str(out["metrics"]))  # fmt: skip
     return out
 
 
@@ -227,9 +229,9 @@ def test_failed_requests_count_the_tests_requests_too(inputs, tmp_path):
     out = {name: str(tmp_path / f"{name}.json") for name in ("kept", "rejects", "metrics")}
     src = inputs["tmp"]
     failures = [str(src / "failures.jsonl"), str(tests)]
-    merge_code(
-        cfg, inputs["kept"], inputs["rejects"], str(src / "raw.jsonl"), failures, str(src / "names_metrics.json"), out
-    )
+    merge_code(cfg, kept=inputs["kept"], shard_rejects=inputs["rejects"], raw=str(src / "raw.jsonl"),
+               failures=failures, names_metrics=str(src / "names_metrics.json"), out=out["kept"],
+               rejects=out["rejects"], metrics=out["metrics"])  # fmt: skip
     assert json.loads(Path(out["metrics"]).read_text())["failed_requests"] == 3
 
 

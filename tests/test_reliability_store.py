@@ -131,18 +131,20 @@ def test_a_finished_generation_job_keeps_its_answers_until_its_filter_step(tmp_p
     cfg = config(tmp_path, enabled=enabled)
     shard, raw, failures, timing = name_job(tmp_path)
     client = CountingClient()
-    generate_names(cfg, client, shard, raw, failures, timing)
+    generate_names(cfg, client, shard=shard, out=raw, failures=failures, timing=timing)
     asked, answers = len(client.calls), Path(raw).read_text()
     assert asked == 3 * len(cfg.namegen.modes)
     store = AnswerStore(cfg.store.dir if enabled else private_store_dir(raw))
     assert store.size().answers == asked
     assert private_store_dir(raw).exists() != enabled and (tmp_path / "store").exists() == enabled
 
-    generate_names(cfg, client, shard, raw, failures, timing)  # the rerun
+    generate_names(cfg, client, shard=shard, out=raw, failures=failures, timing=timing)  # the rerun
     assert len(client.calls) == asked and Path(raw).read_text() == answers
     assert all(t["resumed"] for t in read_jsonl(timing))
 
-    filter_names_step(cfg, raw, str(tmp_path / "names/filtered/00000.jsonl"), str(tmp_path / "rejects.jsonl"))
+    filter_names_step(
+        cfg, raw=raw, out=str(tmp_path / "names/filtered/00000.jsonl"), rejects=str(tmp_path / "rejects.jsonl")
+    )
     assert not private_store_dir(raw).exists()
     assert store.size().answers == (asked if enabled else 0)  # the shared store outlives the run
 
@@ -182,19 +184,21 @@ def test_a_failed_test_generation_job_asks_again_only_what_was_not_answered(tmp_
     write_jsonl(code, samples)  # fmt: skip
     raw, failures, timing = (str(tmp_path / f"code/tests/{part}/00000.jsonl") for part in ("raw", "failures", "timing"))
     with pytest.raises(FailureBudgetExceeded):
-        generate_tests_step(cfg, DownAfter(answers=2), str(code), raw, failures, timing)
+        generate_tests_step(cfg, DownAfter(answers=2), raw=str(code), out=raw, failures=failures, timing=timing)
     assert not Path(raw).exists()
     assert AnswerStore(cfg.store.dir if enabled else private_store_dir(raw)).size().answers == 2
     assert [(f["desc_id"], f["func_name"]) for f in read_jsonl(failures)] == [("d2", "add2"), ("d3", "add3")]
 
     client = DownAfter()
-    generate_tests_step(cfg, client, str(code), raw, failures, timing)  # the rerun
+    generate_tests_step(cfg, client, raw=str(code), out=raw, failures=failures, timing=timing)  # the rerun
     assert client.calls == 2
     assert [t["resumed"] for t in read_jsonl(timing)] == [True, True, False, False]
     kept = tmp_path / "code/filtered/00000.jsonl"
     write_jsonl(kept, [final_record(s, cfg) for s in samples])
     out, rejects, chosen = (str(tmp_path / f"code/tests/{p}/00000.jsonl") for p in ("tested", "rejects", "selection"))
-    write_jsonl(tmp_path / "code/rejects/00000.jsonl", [])
-    execute_tests_step(cfg, str(kept), str(tmp_path / "code/rejects/00000.jsonl"), raw, out, rejects, chosen, 1)
+    static = str(tmp_path / "code/rejects/00000.jsonl")
+    write_jsonl(static, [])
+    execute_tests_step(cfg, kept=str(kept), static_rejects=static, tests=raw, out=out, rejects=rejects,
+                       selection=chosen, workers=1)  # fmt: skip
     assert [r["tests"] for r in read_jsonl(out)] == [[f"assert add{i}(1, 2) == 3"] for i in range(4)]
     assert not private_store_dir(raw).exists()

@@ -10,6 +10,7 @@ import json
 import re
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fakeserver import FakeServer, Options
@@ -17,8 +18,8 @@ from fakeserver import FakeServer, Options
 from evoselfcode import cli, dataset
 from evoselfcode.config import Config, Strict, load_config
 from evoselfcode.datagen import decontam
-from evoselfcode.datagen.pipeline import merge, scoring, selection, steps, testgen
 from evoselfcode.rule_settings import AFFECTS_NO_OUTPUT, RULE_SETTINGS, rule_digest
+from evoselfcode.step_table import BY_COMMAND
 
 ROOT = Path(__file__).resolve().parents[1]
 WHERE = "evoselfcode/rule_settings.py"
@@ -103,7 +104,7 @@ class Reads:
 
 @pytest.fixture(scope="module")
 def reads(tmp_path_factory) -> dict[str, set[str]]:
-    """Per rule, the settings its step read (the client built as the CLI builds it) on a small run."""
+    """Per rule, the settings its step read (called as its command calls it) on a small run."""
     tmp = tmp_path_factory.mktemp("steps")
     source = tmp / "descriptions.jsonl"
     lines = [json.dumps({"id": f"d{i}", "desc": d}) for i, d in enumerate(DESCRIPTIONS)] + ["{not json"]
@@ -115,15 +116,11 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             step(*args)
         got[rule] = keys
 
-    def with_client(make, step):
-        def call(cfg, *args):
-            client = make(cfg)
-            try:
-                step(cfg, client, *args)
-            finally:
-                client.close()
-
-        return call
+    def run_step(command, cfg, **paths):
+        """The step as its command runs it: the declared function by keyword, the client built and closed."""
+        declared = BY_COMMAND[command]
+        (rule,) = declared.rules
+        run(rule, cli._run_step, declared, cfg, SimpleNamespace(**paths))
 
     with FakeServer(Options(seed=1)) as srv, pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # the input index is cached in .evoselfcode/ of the working directory
@@ -146,28 +143,28 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         metrics = str(tmp / "names_metrics.json")
         run("benchmark_index", decontam.benchmark_index, cfg.decontamination, tmp)
         (index,) = [str(p) for p in (tmp / "benchmarks").glob("index-*.json")]
-        run("split_descriptions", steps.split, cfg, str(source), "00000", index, p["shard"], p["contaminated"])
-        run("quarantine_descriptions", steps.quarantine, cfg, str(source), p["quarantine"])
-        generate_names = with_client(cli._client, steps.generate_names)
-        run("generate_names", generate_names, cfg, p["shard"], p["names_raw"], p["names_failures"], p["names_timing"])
-        run("filter_names", steps.filter_names_step, cfg, p["names_raw"], p["names_kept"], p["names_rejects"])
-        run("names_metrics", steps.names_metrics, cfg, p["names_raw"], p["names_kept"], p["names_rejects"],
-            p["names_failures"], [p["shard"]], p["quarantine"], [p["contaminated"]], metrics)  # fmt: skip
-        generate_code = with_client(cli._client, steps.generate_code)
-        run("generate_code", generate_code, cfg, p["names_kept"], p["code_raw"], p["code_failures"], p["code_timing"])
-        run("filter_code", steps.filter_code_step, cfg, p["code_raw"], index, p["code_kept"], p["code_rejects"])
-        generate_tests = with_client(cli._client, testgen.generate_tests_step)
-        run("generate_tests", generate_tests, cfg, p["code_raw"], p["tests_raw"], p["tests_failures"],
-            p["tests_timing"])  # fmt: skip
-        run("execute_tests", selection.execute_tests_step, cfg, p["code_kept"], p["code_rejects"], p["tests_raw"],
-            p["tested"], p["tests_rejects"], p["tests_selection"], 1)  # fmt: skip
-        out = {"kept": p["kept"], "rejects": p["rejects"], "metrics": str(tmp / "code_metrics.json")}
-        run("merge_code", merge.merge_code, cfg, [p["tested"]], [p["code_rejects"], p["tests_rejects"]], p["code_raw"],
-            [p["code_failures"], p["tests_failures"]], metrics, out, [p["tests_selection"]])  # fmt: skip
-        score = with_client(cli._scorer, scoring.score_step)
-        out = {"kept": p["scored"], "rejects": p["score_rejects"], "failures": p["score_failures"],
-               "timing": p["score_timing"]}  # fmt: skip
-        run("score_code", score, cfg, p["kept"], out)
+        run_step("split", cfg, source=str(source), shard="00000", index=index, out=p["shard"],
+                 contaminated=p["contaminated"])  # fmt: skip
+        run_step("quarantine", cfg, source=str(source), out=p["quarantine"])
+        run_step("generate-names", cfg, shard=p["shard"], out=p["names_raw"], failures=p["names_failures"],
+                 timing=p["names_timing"])  # fmt: skip
+        run_step("filter-names", cfg, raw=p["names_raw"], out=p["names_kept"], rejects=p["names_rejects"])
+        run_step("names-metrics", cfg, raw=p["names_raw"], kept=p["names_kept"], rejects=p["names_rejects"],
+                 failures=p["names_failures"], shards=[p["shard"]], quarantine=p["quarantine"],
+                 contaminated=[p["contaminated"]], out=metrics)  # fmt: skip
+        run_step("generate-code", cfg, names=p["names_kept"], out=p["code_raw"], failures=p["code_failures"],
+                 timing=p["code_timing"])  # fmt: skip
+        run_step("filter-code", cfg, raw=p["code_raw"], index=index, out=p["code_kept"], rejects=p["code_rejects"])
+        run_step("generate-tests", cfg, raw=p["code_raw"], out=p["tests_raw"], failures=p["tests_failures"],
+                 timing=p["tests_timing"])  # fmt: skip
+        run_step("execute-tests", cfg, kept=p["code_kept"], static_rejects=p["code_rejects"], tests=p["tests_raw"],
+                 out=p["tested"], rejects=p["tests_rejects"], selection=p["tests_selection"], workers=1)  # fmt: skip
+        run_step("merge-code", cfg, kept=[p["tested"]], shard_rejects=[p["code_rejects"], p["tests_rejects"]],
+                 raw=p["code_raw"], failures=[p["code_failures"], p["tests_failures"]], names_metrics=metrics,
+                 out=p["kept"], rejects=p["rejects"], metrics=str(tmp / "code_metrics.json"),
+                 selection=[p["tests_selection"]])  # fmt: skip
+        run_step("score", cfg, records=p["kept"], out=p["scored"], rejects=p["score_rejects"],
+                 failures=p["score_failures"], timing=p["score_timing"])  # fmt: skip
         inputs = dataset.Inputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))
         run("export_dataset", dataset.export, cfg, inputs, tmp / "dataset")
     # every step had something to work on, so the checks below saw each one do its work

@@ -135,7 +135,8 @@ def test_same_inputs_same_bytes_and_the_shard_stats(tmp_path):
     outputs = []
     for workers, run in ((1, "a"), (2, "b")):
         outs = [tmp_path / f"{run}-{n}.jsonl" for n in ("kept", "rejects", "stats")]
-        execute_tests_step(CFG, paths["kept"], paths["rejects"], paths["tests"], *outs, workers)
+        execute_tests_step(CFG, kept=paths["kept"], static_rejects=paths["rejects"], tests=paths["tests"], out=outs[0],
+                           rejects=outs[1], selection=outs[2], workers=workers)  # fmt: skip
         outputs.append([p.read_bytes() for p in outs])
     assert outputs[0] == outputs[1]
     stats = [json.loads(line) for line in outputs[0][2].decode().splitlines()]

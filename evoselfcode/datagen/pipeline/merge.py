@@ -135,13 +135,16 @@ class _Formatted:
 
 def merge_code(
     cfg: Config,
-    kept_shards: Sequence[str],
-    reject_shards: Sequence[str],
+    *,
+    kept: Sequence[str],
+    shard_rejects: Sequence[str],
     raw: str,
     failures: Sequence[str],
     names_metrics: str,
-    out: dict[str, str],
-    selections: Sequence[str] = (),
+    out: str,
+    rejects: str,
+    metrics: str,
+    selection: Sequence[str] = (),
 ) -> None:
     """Merge shards, deduplicate across all of them (the first copy in sorted order survives), and measure.
 
@@ -152,22 +155,22 @@ def merge_code(
     """
     names = json.loads(Path(names_metrics).read_text())
     dedup = cfg.filters.dedup
-    index = _index_records(kept_shards, fingerprints=dedup.exact)
-    metrics = CodeMetrics()
-    with LineReader(kept_shards) as lines:
+    index = _index_records(kept, fingerprints=dedup.exact)
+    counts = CodeMetrics()
+    with LineReader(kept) as lines:
         verdicts = _verdicts(dedup, index, lines)
-        with jsonl_writer(out["kept"]) as keep, jsonl_writer(out["rejects"]) as reject:
-            for path in reject_shards:
+        with jsonl_writer(out) as keep, jsonl_writer(rejects) as reject:
+            for path in shard_rejects:
                 for rejected in read_jsonl(path):
-                    metrics.add_reject(rejected)
+                    counts.add_reject(rejected)
                     reject(rejected)
-            kept = _Formatted(keep, metrics)
+            formatted = _Formatted(keep, counts)
             for position, verdict in enumerate(verdicts.tolist()):
                 data = lines.read(*index.place(position))
                 r = CodeRecord.model_validate(data)
-                metrics.add_tested(data)
+                counts.add_tested(data)
                 if verdict == _KEEP:
-                    kept.add(r)
+                    formatted.add(r)
                     continue
                 rejected = GlobalReject(
                     desc_id=r.meta.desc_id,
@@ -177,23 +180,23 @@ def merge_code(
                     code=r.code,
                     reason=_GLOBAL_REASONS[verdict],
                 )
-                metrics.add_reject(rejected.model_dump())
+                counts.add_reject(rejected.model_dump())
                 reject(rejected)
-            kept.flush()
+            formatted.flush()
             for sample in read_jsonl(raw):
-                metrics.add_raw(sample)
+                counts.add_raw(sample)
             for failure in (f for path in failures for f in read_jsonl(path)):  # code's and tests' requests
-                metrics.add_failure(failure)
-            for selection in (s for path in selections for s in read_jsonl(path)):
-                metrics.add_selection(selection)
-            result = metrics.result()
+                counts.add_failure(failure)
+            for chosen in (s for path in selection for s in read_jsonl(path)):
+                counts.add_selection(chosen)
+            result = counts.result()
     removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()
                if r.startswith(CONTAMINATED_PREFIX)}  # fmt: skip
     decontamination = {"descriptions": names.get("contaminated_descriptions", {}), "functions": removed}
     summary = {**result, "names_verdict": names.get("verdict"), "decontamination": decontamination}
-    write_json(out["metrics"], summary, sort_keys=False)
+    write_json(metrics, summary, sort_keys=False)
     log.info("kept %d of %d functions after global dedup", result["accounting"]["kept"], len(verdicts))
-    if not (counts := result["accounting"])["adds_up"]:  # a function generated but neither kept nor rejected, or so
+    if not (accounting := result["accounting"])["adds_up"]:  # a function generated but neither kept nor rejected, or so
         log.warning("%d functions generated (raw) but %d kept and %d rejected: some shard's raw, kept and rejects "
-                    "files disagree (one edited or lost?)", counts["generated"], counts["kept"],
-                    counts["rejected"])  # fmt: skip
+                    "files disagree (one edited or lost?)", accounting["generated"], accounting["kept"],
+                    accounting["rejected"])  # fmt: skip

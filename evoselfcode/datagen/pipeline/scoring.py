@@ -98,21 +98,23 @@ def split_by_ppl(scored: Sequence[ScoredRecord], max_ppl: float | None) -> Score
     return out
 
 
-def score_step(cfg: Config, client: ScoringClient, records_path: str, out: dict[str, str]) -> None:
+def score_step(
+    cfg: Config, client: ScoringClient, *, records: str, out: str, rejects: str, failures: str, timing: str
+) -> None:
     """Read code/filtered.jsonl; write the scored records, the high-perplexity rejects and the failures."""
-    records = read_models(records_path, CodeRecord)
-    result = run_stage(SCORE, records, cfg, client, open_store(cfg, out["kept"]))
-    write_stage(cfg, SCORE, result, {"failures": out["failures"], "timing": out["timing"]})
+    kept = read_models(records, CodeRecord)
+    result = run_stage(SCORE, kept, cfg, client, open_store(cfg, out))
+    write_stage(cfg, SCORE, result, {"failures": failures, "timing": timing})
     scored = split_by_ppl(result.records, cfg.scoring.max_ppl)
-    write_jsonl(out["kept"], scored.kept)
-    write_jsonl(out["rejects"], scored.rejects)
-    drop_private_store(out["kept"])  # this job is its stage's last: no later step could resume it
+    write_jsonl(out, scored.kept)
+    write_jsonl(rejects, scored.rejects)
+    drop_private_store(out)  # this job is its stage's last: no later step could resume it
     ppls = sorted(r.score.ppl for r in result.records)
     median = f"{ppls[len(ppls) // 2]:.3g}" if ppls else "n/a"
     log.info(
         "scored %d of %d functions (median ppl %s); %d above scoring.max_ppl=%s, %d failed",
         len(result.records),
-        len(records),
+        len(kept),
         median,
         len(scored.rejects),
         cfg.scoring.max_ppl,

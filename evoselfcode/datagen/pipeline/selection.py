@@ -247,17 +247,16 @@ def shard_stats(records: Sequence[DescSelection], selection: str) -> SelectionSt
 
 
 def execute_tests_step(
-    cfg: Config, kept: str, static_rejects: str, tests: str, out_kept: str, out_rejects: str, out_stats: str,
-    workers: int,
-) -> None:  # fmt: skip
+    cfg: Config, *, kept: str, static_rejects: str, tests: str, out: str, rejects: str, selection: str, workers: int
+) -> None:
     """execute-tests: a shard's kept functions (code/filtered/{shard}), their duplicates among the static rejects
     (code/rejects/{shard}) and the descriptions' tests -> the chosen functions, the rejects, per-description stats."""
     records = read_models(kept, CodeRecord)
-    chosen, rejects, stats = select(records, read_models(static_rejects, CodeReject), read_models(tests, DescTests),
-                                    cfg, workers)  # fmt: skip
-    write_jsonl(out_kept, chosen)
-    write_jsonl(out_rejects, rejects)
-    write_jsonl(out_stats, stats)
+    chosen, rejected, stats = select(records, read_models(static_rejects, CodeReject), read_models(tests, DescTests),
+                                     cfg, workers)  # fmt: skip
+    write_jsonl(out, chosen)
+    write_jsonl(rejects, rejected)
+    write_jsonl(selection, stats)
     drop_private_store(tests)
     log.info("kept %d of %d functions (%s); rejected: %s", len(chosen), len(records), cfg.tests.selection,
-             dict(sorted(Counter(r.reason for r in rejects).items())))  # fmt: skip
+             dict(sorted(Counter(r.reason for r in rejected).items())))  # fmt: skip

@@ -63,8 +63,9 @@ TESTS = ModelStage(
 )
 
 
-def generate_tests_step(cfg: Config, client, raw_code: str, out_raw: str, out_failures: str, out_timing: str) -> None:
-    todo = descriptions_to_test(read_models(raw_code, CodeSample))
-    result = run_stage(TESTS, todo, cfg, client, open_store(cfg, out_raw))
-    write_stage(cfg, TESTS, result, {"raw": out_raw, "failures": out_failures, "timing": out_timing})
+def generate_tests_step(cfg: Config, client, *, raw: str, out: str, failures: str, timing: str) -> None:
+    """generate-tests: the raw code of a shard (its descriptions and their signatures) -> the tests' raw records."""
+    todo = descriptions_to_test(read_models(raw, CodeSample))
+    result = run_stage(TESTS, todo, cfg, client, open_store(cfg, out))
+    write_stage(cfg, TESTS, result, {"raw": out, "failures": failures, "timing": timing})
     log.info("tests for %d descriptions, %d failed requests", len(todo), len(result.failures))
