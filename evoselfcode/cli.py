@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = step("timing", "wall-clock per mode from the shards' request timings")
     s.add_argument("--shards", nargs="+", required=True, help="{names,code}/timing/{shard}.jsonl")
-    s.add_argument("--test-shards", nargs="+", help="code/tests/timing/{shard}.jsonl, with the tests stage on")
+    s.add_argument("--test-shards", nargs="*", help="code/tests/timing/{shard}.jsonl (none: the tests stage is off)")
     s.add_argument("--kept", required=True, help="the stage's merged kept records, to count them per mode")
     s.add_argument("--out", required=True)
 
@@ -318,7 +318,7 @@ def run(args: argparse.Namespace) -> int | None:
         case "generate-code":
             steps.generate_code(cfg, _client(cfg), args.names, args.out, args.failures, args.timing)
         case "timing":
-            steps.timing(args.shards, args.kept, args.out, args.test_shards)
+            steps.timing(args.shards, args.kept, args.out, args.test_shards or None)
         case "filter-code":
             steps.filter_code_step(cfg, args.raw, args.index, args.out, args.rejects)
         case "generate-tests":
@@ -394,8 +394,9 @@ def _plot(args: argparse.Namespace) -> None:
 
 def _export(cfg: Config, args: argparse.Namespace) -> None:
     from evoselfcode import dataset
+    from evoselfcode.layout import Layout
 
-    found = dataset.Inputs.under(args.outputs, cfg) if args.outputs else dataset.Inputs.of_run(cfg)
+    found = dataset.Inputs.of(Layout.under(args.outputs, cfg) if args.outputs else Layout.of(cfg))
     inputs = dataset.Inputs(
         records=Path(args.records or found.records),
         code_metrics=Path(args.code_metrics or found.code_metrics),
