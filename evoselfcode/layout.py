@@ -38,6 +38,7 @@ class Folder:
     NAME: ClassVar[str]  # the folder's name in a run's output folder (and what `evoselfcode validate` recognises)
     PARTS: ClassVar[dict[str, str]] = {}  # split per shard into a folder of their own, then (some) merged
     FILES: ClassVar[dict[str, str]] = {}  # never split
+    MERGED: ClassVar[tuple[str, ...]] = ()  # the parts a merge rule joins into PART.jsonl (its {part} wildcard)
 
     def __init__(self, root: str | Path):
         self.root = str(root)
@@ -95,7 +96,7 @@ class Names(Folder):
     NAME = "names"
     PARTS = {"raw": "names/raw", "failures": FAILURES, "timing": TIMING, "filtered": "names/filtered",
              "rejects": "names/rejects"}  # fmt: skip
-    MERGED = ("raw", "filtered", "rejects", "failures")  # merge_names' {part}
+    MERGED = ("raw", "filtered", "rejects", "failures")  # merge_names'
 
 
 class Tests(Folder):
@@ -112,7 +113,7 @@ class Code(Folder):
     NAME = "code"
     PARTS = {"raw": "code/raw", "failures": FAILURES, "timing": TIMING, "filtered": "code/filtered",
              "rejects": "code/rejects", "tested": "code/tested"}  # fmt: skip
-    MERGED = ("raw", "failures")  # merge_code_parts' {part}; merge_code writes filtered.jsonl and rejects.jsonl
+    MERGED = ("raw", "failures")  # merge_code_parts'; merge_code writes filtered.jsonl and rejects.jsonl
     FILES = {"scored": "code/scored", "score_rejects": "code/score_rejects", "score_failures": FAILURES,
              "score_timing": TIMING}  # fmt: skip
 

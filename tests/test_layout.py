@@ -137,7 +137,7 @@ def test_every_file_of_a_finished_run_is_one_the_layout_names(finished):
         named |= {run.shards.descriptions(shard), run.shards.contaminated(shard)}
     for folder in (run.names, run.code, run.tests):
         named |= {folder.part(part, shard) for part in folder.PARTS for shard in shards}
-        named |= {folder.part(part) for part in (*getattr(folder, "MERGED", ()), *folder.FILES)}
+        named |= {folder.part(part) for part in (*folder.MERGED, *folder.FILES)}
     named |= {run.code.filtered(), run.code.rejects()}  # merge_code's
     named |= {run.plot(p) for p in ("ab_test", "name_rejects", "code_funnel", "code_lengths", "perplexity")}
     outputs = written(finished, "data/generated", "data/shards")
