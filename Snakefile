@@ -24,12 +24,12 @@ include: "rules/dataset.smk"
 rule all:
     default_target: True
     input:
-        f"{CODE}/filtered.jsonl",
-        f"{NAMES}/filtered.jsonl",
-        f"{NAMES}/rejects.jsonl",
-        f"{NAMES}/timing.json",
-        f"{CODE}/timing.json",
-        f"{CODE}/scored.jsonl" if CFG.scoring.enabled else [],
+        RUN.code.filtered(),
+        RUN.names.filtered(),
+        RUN.names.rejects(),
+        RUN.names.timing_json,
+        RUN.code.timing_json,
+        RUN.scores(),  # with scoring on (RUN.stages)
         rules.plot_metrics.output,  # the plots of `snakemake --report report.html`
         rules.export_dataset.output,  # Parquet + dataset card, loadable with `datasets`
 

@@ -27,6 +27,7 @@ from evoselfcode.config import Config
 from evoselfcode.datagen.readers import numbered_records
 from evoselfcode.datagen.schemas import CodeRecord, ScoredRecord
 from evoselfcode.datagen.writers import DIR_MODE
+from evoselfcode.layout import Layout
 
 DATA_DIR = "data"
 ROW_GROUP_ROWS = 10_000  # ~10 MB of typical functions: row groups small enough for the Hub's dataset viewer
@@ -119,24 +120,14 @@ class DatasetError(ValueError):
 class Inputs:
     """The run's files the dataset is made of."""
 
-    records: Path  # code/filtered.jsonl, or code/scored.jsonl with scoring on
+    records: Path  # Layout.final_records: the kept functions, or with scoring on the scored ones
     code_metrics: Path
     names_metrics: Path
 
     @classmethod
-    def under(cls, outputs: str | Path, cfg: Config) -> Inputs:
-        """The files in a run's output folder (`data/generated`), laid out as the workflow writes them."""
-        return cls.of_dirs(Path(outputs) / "code", Path(outputs) / "names", cfg)
-
-    @classmethod
-    def of_run(cls, cfg: Config) -> Inputs:
-        """The files where the config's run wrote them (`io.out_code_dir`, `io.out_names_dir`)."""
-        return cls.of_dirs(Path(cfg.io.out_code_dir), Path(cfg.io.out_names_dir), cfg)
-
-    @classmethod
-    def of_dirs(cls, code: Path, names: Path, cfg: Config) -> Inputs:
-        records = code / ("scored.jsonl" if cfg.scoring.enabled else "filtered.jsonl")
-        return cls(records, code / "metrics.json", names / "metrics.json")
+    def of(cls, layout: Layout) -> Inputs:
+        """The files where the run laid out as `layout` wrote them."""
+        return cls(Path(layout.final_records()), Path(layout.code.metrics_json), Path(layout.names.metrics_json))
 
 
 @dataclass

@@ -16,6 +16,7 @@ import yaml
 
 from evoselfcode import __version__
 from evoselfcode.config import Config, redact_url
+from evoselfcode.layout import FAILURES, Code, Names
 from evoselfcode.summary import why_empty
 
 MARK = "<!-- written by evoselfcode export -->"  # an existing folder is replaced only when its card holds this
@@ -191,7 +192,9 @@ def _funnel(run: Run) -> list[str]:
     if reasons := code.get("reasons"):
         lines += ["", "Why functions were dropped: " + ", ".join(f"`{r}` {n:,}" for r, n in reasons.items()) + "."]
     if failed := (names.get("failed_requests") or 0) + (code.get("failed_requests") or 0):
-        files = ["names/failures.jsonl", "code/failures.jsonl", *(["code/tests/failures/"] * run.cfg.tests.enabled)]
+        stage_a, stage_b = Names(Names.NAME), Code(Code.NAME)  # as the output folder holds them
+        tests = [stage_b.tests.folder(FAILURES) + "/"] if run.cfg.tests.enabled else []
+        files = [stage_a.failures(), stage_b.failures(), *tests]
         lines += ["", f"Requests that failed after retries: {failed:,} ({', '.join(f'`{f}`' for f in files)})."]
     return lines
 

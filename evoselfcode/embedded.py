@@ -38,8 +38,9 @@ import requests
 from tqdm import tqdm
 
 from evoselfcode.config import EMBEDDED, Api, Embedded
+from evoselfcode.layout import STATE_DIR
 
-STATE_FILE = Path(".evoselfcode/embedded.json")
+STATE_FILE = STATE_DIR / "embedded.json"
 CHUNK = 1 << 20
 
 

@@ -145,7 +145,12 @@ STEPS: tuple[Step, ...] = (
         "steps.timing",
         (
             reads("shards", "{names,code}/timing/{shard}.jsonl", nargs="+"),
-            reads("test_shards", "code/tests/timing/{shard}.jsonl, with the tests stage on", nargs="+", required=False),
+            reads(
+                "test_shards",
+                "code/tests/timing/{shard}.jsonl (none: the tests stage is off)",
+                nargs="*",
+                required=False,
+            ),
             reads("kept", "the stage's merged kept records, to count them per mode"),
             writes("out"),
         ),

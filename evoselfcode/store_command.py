@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from evoselfcode.config import Config
 from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.readers import read_jsonl
-
-
-def timing_files(folder: str | Path) -> Iterator[Path]:
-    """Every request-timing file of the runs under `folder`: names, code, tests and scoring."""
-    root = Path(folder)
-    yield from sorted(root.rglob("timing/*.jsonl"))
-    yield from sorted(root.rglob("score_timing.jsonl"))
+from evoselfcode.layout import Layout, timing_files
 
 
 def run_timing_files(cfg: Config) -> list[Path]:
-    return [*timing_files(cfg.io.out_names_dir), *timing_files(cfg.io.out_code_dir)]
+    run = Layout.of(cfg)
+    return [*timing_files(run.names.root), *timing_files(run.code.root)]
 
 
 def used_keys(files: Iterable[Path]) -> set[str]:

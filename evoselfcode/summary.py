@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from evoselfcode.datagen.inputs import STATE_DIR
+from evoselfcode.layout import DATASET, FAILURES, REPORT, STATE_DIR, Code, Names
 
 MAKE_VARS = "EVOSELFCODE_MAKE_VARS"  # set by `make run` / `make report` to the variables they were given
 
@@ -103,14 +103,15 @@ def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = No
     """A short report of the run whose metrics are in `names_dir` and `code_dir`; reads only metrics files (and the
     report command the run remembered, when `report` is not given)."""
     names_dir, code_dir = Path(names_dir), Path(code_dir)
+    names_files, code_files = Names(names_dir), Code(code_dir)
     if report is None:
         remembered = _remembered(code_dir)
         fallback = "snakemake --report report.html   (with the run's --profile and --configfile)"
         report = remembered.read_text(encoding="utf-8").strip() if remembered.is_file() else fallback
-    names, code = _load(names_dir / "metrics.json"), _load(code_dir / "metrics.json")
+    names, code = _load(Path(names_files.metrics_json)), _load(Path(code_files.metrics_json))
     modes = names["modes"]
     acc = code["accounting"]
-    final = code_dir / "filtered.jsonl"
+    final = Path(code_files.filtered())
     lines = [
         f"EvoSelfCode: {names['descriptions']} descriptions",
         f"  names      {sum(m['kept'] for m in modes.values())} kept of {sum(m['sampled'] for m in modes.values())}"
@@ -123,7 +124,7 @@ def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = No
         lines.append(f"  chosen     {_selection(selection)}")
     if not acc["kept"]:
         lines.append(f"  why none   {why_empty(names, code)}".replace("`", ""))
-    if asked := _requests(names_dir / "timing.json", code_dir / "timing.json"):
+    if asked := _requests(Path(names_files.timing_json), Path(code_files.timing_json)):
         lines.append(f"  requests   {asked}")
     quarantined = names.get("quarantined_input_lines", 0)
     repeated = names.get("repeated_descriptions", 0)
@@ -139,12 +140,12 @@ def summary(names_dir: str | Path, code_dir: str | Path, report: str | None = No
         lines.insert(1, "  input      " + ", ".join(left_out))
     failed = names.get("failed_requests", 0) + code.get("failed_requests", 0)  # code's counts the tests' requests
     if failed:
-        files = [names_dir / "failures.jsonl", code_dir / "failures.jsonl", code_dir / "tests/failures"]
+        files = [Path(names_files.failures()), Path(code_files.failures()), Path(code_files.tests.folder(FAILURES))]
         lines.append(
             f"  failed     {failed} requests after retries, in {', '.join(map(str, filter(Path.exists, files)))}"
         )
     lines.append(f"Outputs: {final}; beside it and in {names_dir}/ the rejects with reasons, metrics.json, timing.json")
-    plots, dataset = code_dir.parent / "report", code_dir.parent / "dataset"
+    plots, dataset = Path(code_files.beside(REPORT)), Path(code_files.beside(DATASET))
     if plots.is_dir():
         lines.append(f"Plots:   {plots}/")
     if dataset.is_dir() and not acc["kept"]:

@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from evoselfcode import layout
 from evoselfcode.datagen import schemas
 
-# schema name (the file's place in data/) -> the record models a line may match, tried in order
+# schema name (what `layout` says a file holds) -> the record models a line may match, tried in order
 SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
     "shards": (schemas.Description,),
     "quarantine": (schemas.Quarantined,),
@@ -37,20 +38,9 @@ SCHEMAS: dict[str, tuple[type[BaseModel], ...]] = {
 
 
 def detect_schema(path: str | Path) -> str:
-    """The schema of a pipeline file from its name: `names/raw.jsonl`, `names/raw/00000.jsonl`, `failures.jsonl`."""
-    parts = Path(path).with_suffix("").parts
-    if len(parts) > 1 and parts[-1].isdigit():  # a shard file: names/raw/00000 holds what names/raw does
-        parts = parts[:-1]
-    if parts and parts[-1] in ("failures", "score_failures"):
-        return "failures"
-    if parts and parts[-1] == "timing":
-        if Path(path).suffix == ".jsonl":
-            return "timing"
-        parts = ()  # timing.json is a summary, not records
-    if parts and parts[-1] in ("shards", "quarantine", "contaminated"):
-        return parts[-1]
-    if (name := "/".join(parts[-2:])) in SCHEMAS:
-        return name
+    """The schema of a pipeline file, from where the layout puts it: `names/raw.jsonl`, `code/tests/raw/00000.jsonl`."""
+    if schema := layout.schema_of(path):
+        return schema
     raise ValueError(f"cannot tell the schema of {path} from its name; pass --schema ({', '.join(SCHEMAS)})")
 
 

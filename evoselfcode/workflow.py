@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from evoselfcode.config import DEFAULT_CONFIG, PROD_URL, Api, Config, read_yaml
-from evoselfcode.datagen.inputs import STATE_DIR
+from evoselfcode.layout import STATE_DIR
 
 RESUME_HINT = (
     "To resume, run the same command again (after fixing the error above, if any): finished steps and answered "
@@ -163,10 +163,10 @@ def cluster_profile_problem(workflow, argv: list[str]) -> str | None:
     return not_ready(image_problem(profile_image(argv)) + problems)
 
 
-def builds_final_records(dag, code_dir: str) -> bool:
-    """Whether this run was asked for the default target or the final records: the moment for a summary."""
+def builds_final_records(dag, kept: str) -> bool:
+    """Whether this run was asked for the default target or the kept functions (`kept`): the moment for a summary."""
     targets = {str(f) for f in dag.targetfiles}
-    return any(rule.name == "all" for rule in dag.targetrules) or f"{code_dir}/filtered.jsonl" in targets
+    return any(rule.name == "all" for rule in dag.targetrules) or kept in targets
 
 
 def needs_echo(cfg: Config, dag) -> bool:

@@ -10,17 +10,17 @@ rule generate_code:
     input:
         names=rules.filter_names.output.kept,
     output:
-        raw=f"{CODE}/raw/{{shard}}.jsonl",
-        failures=f"{CODE}/failures/{{shard}}.jsonl",
-        timing=f"{CODE}/timing/{{shard}}.jsonl",
+        raw=RUN.code.raw("{shard}"),
+        failures=RUN.code.failures("{shard}"),
+        timing=RUN.code.timing("{shard}"),
     params:
         spec=spec("generate_code"),
     resources:
         llm_slots=1,
     log:
-        f"{LOGS}/generate_code/{{shard}}.log",
+        RUN.log("generate_code", "{shard}"),
     benchmark:
-        f"{BENCHMARKS}/generate_code/{{shard}}.tsv"
+        RUN.benchmark("generate_code", "{shard}")
     shell:
         "{EVO} generate-code {input.names} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -31,14 +31,14 @@ rule filter_code:
         raw=rules.generate_code.output.raw,
         index=local(ancient(BENCHMARK_INDEX)),  # built when the workflow is parsed (rules/common.smk), as split's
     output:
-        kept=f"{CODE}/filtered/{{shard}}.jsonl",
-        rejects=f"{CODE}/rejects/{{shard}}.jsonl",
+        kept=RUN.code.filtered("{shard}"),
+        rejects=RUN.code.rejects("{shard}"),
     params:
         spec=spec("filter_code"),
     # worker processes for large shards (Snakemake passes threads as OMP_NUM_THREADS); --set-threads for more
     threads: 2
     log:
-        f"{LOGS}/filter_code/{{shard}}.log",
+        RUN.log("filter_code", "{shard}"),
     shell:
         "{EVO} filter-code {input.raw} --index {input.index} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
@@ -46,27 +46,28 @@ rule filter_code:
 
 # Global dedup needs every shard; the metrics come with it, so the documented target
 # (code/filtered.jsonl) also writes code/metrics.json, which quotes the names A/B verdict.
-# With tests on, the functions that passed them (rules/tests.smk); their rejects join the static checks' ones.
+# With tests on (RUN.stages), the functions that passed them (rules/tests.smk); their rejects join the static
+# checks' ones, and with tests off the tests' inputs are empty lists.
 rule merge_code:
     input:
-        kept=expand(f"{CODE}/{'tested' if CFG.tests.enabled else 'filtered'}/{{shard}}.jsonl", shard=SHARDS),
-        rejects=expand(f"{CODE}/rejects/{{shard}}.jsonl", shard=SHARDS),
-        test_rejects=expand(f"{CODE}/tests/rejects/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
-        raw=f"{CODE}/raw.jsonl",
-        failures=f"{CODE}/failures.jsonl",
-        test_failures=expand(f"{CODE}/tests/failures/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
-        selection=expand(f"{CODE}/tests/selection/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
+        kept=expand(RUN.kept("{shard}"), shard=SHARDS),
+        rejects=expand(RUN.code.rejects("{shard}"), shard=SHARDS),
+        test_rejects=RUN.tests_files("rejects", SHARDS),
+        raw=RUN.code.raw(),
+        failures=RUN.code.failures(),
+        test_failures=RUN.tests_files("failures", SHARDS),
+        selection=RUN.tests_files("selection", SHARDS),
         names_metrics=rules.names_metrics.output[0],
     output:
-        kept=f"{CODE}/filtered.jsonl",
-        rejects=f"{CODE}/rejects.jsonl",
-        metrics=f"{CODE}/metrics.json",
+        kept=RUN.code.filtered(),
+        rejects=RUN.code.rejects(),
+        metrics=RUN.code.metrics_json,
     params:
         spec=spec("merge_code"),
         formatter=formatter_version(),  # the kept functions' code is ruff format's
     threads: 2
     log:
-        f"{LOGS}/merge_code/all.log",
+        RUN.log("merge_code"),
     shell:
         "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
         "--failures {input.failures} {input.test_failures} --names-metrics {input.names_metrics} --out {output.kept} "
@@ -76,27 +77,26 @@ rule merge_code:
 
 rule merge_code_parts:
     input:
-        lambda wc: expand(f"{CODE}/{wc.part}/{{shard}}.jsonl", shard=SHARDS),
+        lambda wc: expand(RUN.code.part(wc.part, "{shard}"), shard=SHARDS),
     output:
-        f"{CODE}/{{part}}.jsonl",
+        RUN.code.part("{part}"),
     wildcard_constraints:
-        part="raw|failures",
+        part="|".join(RUN.code.MERGED),
     log:
-        f"{LOGS}/merge_code_parts/{{part}}.log",
+        RUN.log("merge_code_parts", "{part}"),
     shell:
         "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
 
 rule code_timing:
     input:
-        shards=expand(f"{CODE}/timing/{{shard}}.jsonl", shard=SHARDS),
-        tests=expand(f"{CODE}/tests/timing/{{shard}}.jsonl", shard=SHARDS) if CFG.tests.enabled else [],
-        kept=f"{CODE}/filtered.jsonl",
+        shards=expand(RUN.code.timing("{shard}"), shard=SHARDS),
+        tests=RUN.tests_files("timing", SHARDS),  # none with tests off
+        kept=RUN.code.filtered(),
     output:
-        f"{CODE}/timing.json",
+        RUN.code.timing_json,
     log:
-        f"{LOGS}/code_timing/all.log",
+        RUN.log("code_timing"),
     shell:
-        "{EVO} timing --shards {input.shards} "
-        + ("--test-shards {input.tests} " if CFG.tests.enabled else "")
-        + "--kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"
+        "{EVO} timing --shards {input.shards} --test-shards {input.tests} --kept {input.kept} --out {output} "
+        "--config {CONFIG_FILE} --log {log}"

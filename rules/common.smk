@@ -11,6 +11,7 @@ from evoselfcode.datagen.decontam import BenchmarkError, benchmark_index
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.datagen.sandbox import sandbox_problem
 from evoselfcode.datagen.utils.ruff import formatter_version
+from evoselfcode.layout import Layout
 from evoselfcode.rule_settings import rule_digest
 from evoselfcode.summary import remember_report_command, report_command, summary
 from evoselfcode.workflow import (
@@ -34,9 +35,12 @@ if problem := cluster_profile_problem(workflow, sys.argv):
 # Every input line is checked here, before any job runs, so a bad line stops the run before any request.
 try:
     CFG = validate_config(config, config_sources(workflow))
+    # Every path of the rules, and the optional stages' switches (RUN.stages) with what they change
+    RUN = Layout.of(CFG)
     INDEX = index_input(CFG)
     # The benchmarks' index, named by what it is built from; built here, not by a job: a lost one reruns no check.
-    BENCHMARK_INDEX = benchmark_index(CFG.decontamination, CFG.io.shards_dir)  # or a bad benchmark stops the run
+    # A bad benchmark stops the run here.
+    BENCHMARK_INDEX = benchmark_index(CFG.decontamination, RUN.shards.benchmark_indexes)
     if CFG.api.base_url != "embedded":
         CFG.api.resolved_headers()  # an unset ${VAR} stops the run here, not in its first generation job
 except (ConfigError, InputError, BenchmarkError, OSError) as exc:  # OSError: e.g. data/shards is not writable
@@ -47,12 +51,6 @@ SHARDS = INDEX.shard_ids
 # their outputs depend on, so e.g. a new timeout or concurrency reruns nothing.
 CONFIG_FILE = write_resolved_config(CFG)
 EVO = f"{sys.executable} -m evoselfcode"
-SHARD_DIR = CFG.io.shards_dir
-NAMES = CFG.io.out_names_dir
-CODE = CFG.io.out_code_dir
-LOGS = CFG.io.logs_dir
-# production keeps its benchmarks/ folder; a run with a logs folder of its own keeps its job benchmarks in it
-BENCHMARKS = "benchmarks" if os.path.normpath(LOGS) == "logs" else f"{LOGS}/benchmarks"
 
 
 wildcard_constraints:
@@ -67,7 +65,7 @@ def spec(rule):
 def start_embedded_server():
     if CFG.api.base_url == "embedded":
         # scoring's prompt log-probs need llama-cpp-python's server; otherwise the native one, which batches
-        url = embedded.start(CFG.embedded, echo=needs_echo(CFG, workflow.dag), log_path=f"{LOGS}/embedded_server.log")
+        url = embedded.start(CFG.embedded, echo=needs_echo(CFG, workflow.dag), log_path=RUN.server_log)
         print(f"starting the embedded server: {url}", file=sys.stderr)
 
 
@@ -81,16 +79,17 @@ def check_before_start():
     image = image_problem(workflow.remote_execution_settings.container_image)  # known only now, not when parsed
     problem = profile_placeholders(workflow.resource_settings) or (image and not_ready(image))
     problem = problem or (workflow.local_exec and unresolved_default_server(CFG.api))
-    problem = problem or (workflow.local_exec and CFG.tests.enabled and sandbox_problem(CFG.execution))
+    problem = problem or (workflow.local_exec and RUN.stages.tests and sandbox_problem(CFG.execution))
     if problem:
         raise WorkflowError(problem)
 
 
 def print_summary():
-    if builds_final_records(workflow.dag, CODE) and os.path.exists(f"{CODE}/metrics.json"):  # not on remote storage
+    # metrics.json is read here, so not on remote storage
+    if builds_final_records(workflow.dag, RUN.code.filtered()) and os.path.exists(RUN.code.metrics_json):
         collect = report_command(sys.argv)  # the next command; `report` is a Snakemake keyword
-        remember_report_command(CODE, collect)
-        print(summary(NAMES, CODE, collect), file=sys.stderr)
+        remember_report_command(RUN.code.root, collect)
+        print(summary(RUN.names.root, RUN.code.root, collect), file=sys.stderr)
 
 
 def say_how_to_resume():

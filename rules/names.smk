@@ -10,19 +10,19 @@ localrules:
 
 rule generate_names:
     input:
-        shard=f"{SHARD_DIR}/{{shard}}.jsonl",
+        shard=RUN.shards.descriptions("{shard}"),
     output:
-        raw=f"{NAMES}/raw/{{shard}}.jsonl",
-        failures=f"{NAMES}/failures/{{shard}}.jsonl",
-        timing=f"{NAMES}/timing/{{shard}}.jsonl",
+        raw=RUN.names.raw("{shard}"),
+        failures=RUN.names.failures("{shard}"),
+        timing=RUN.names.timing("{shard}"),
     params:
         spec=spec("generate_names"),
     resources:
         llm_slots=1,
     log:
-        f"{LOGS}/generate_names/{{shard}}.log",
+        RUN.log("generate_names", "{shard}"),
     benchmark:
-        f"{BENCHMARKS}/generate_names/{{shard}}.tsv"
+        RUN.benchmark("generate_names", "{shard}")
     shell:
         "{EVO} generate-names {input.shard} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -32,14 +32,14 @@ rule filter_names:
     input:
         raw=rules.generate_names.output.raw,
     output:
-        kept=f"{NAMES}/filtered/{{shard}}.jsonl",
-        rejects=f"{NAMES}/rejects/{{shard}}.jsonl",
+        kept=RUN.names.filtered("{shard}"),
+        rejects=RUN.names.rejects("{shard}"),
     # before the CPU-heavy jobs: it is quick and unblocks a shard's code generation (keeps the server fed)
     priority: 10
     params:
         spec=spec("filter_names"),
     log:
-        f"{LOGS}/filter_names/{{shard}}.log",
+        RUN.log("filter_names", "{shard}"),
     shell:
         "{EVO} filter-names {input.raw} --out {output.kept} --rejects {output.rejects} "
         "--config {CONFIG_FILE} --log {log}"
@@ -47,30 +47,30 @@ rule filter_names:
 
 rule merge_names:
     input:
-        lambda wc: expand(f"{NAMES}/{wc.part}/{{shard}}.jsonl", shard=SHARDS),
+        lambda wc: expand(RUN.names.part(wc.part, "{shard}"), shard=SHARDS),
     output:
-        f"{NAMES}/{{part}}.jsonl",
+        RUN.names.part("{part}"),
     wildcard_constraints:
-        part="raw|filtered|rejects|failures",
+        part="|".join(RUN.names.MERGED),
     log:
-        f"{LOGS}/merge_names/{{part}}.log",
+        RUN.log("merge_names", "{part}"),
     shell:
         "{EVO} merge {input} --out {output} --config {CONFIG_FILE} --log {log}"
 
 
 rule names_metrics:
     input:
-        raw=f"{NAMES}/raw.jsonl",
-        kept=f"{NAMES}/filtered.jsonl",
-        rejects=f"{NAMES}/rejects.jsonl",
-        failures=f"{NAMES}/failures.jsonl",
-        shards=expand(f"{SHARD_DIR}/{{shard}}.jsonl", shard=SHARDS),
+        raw=RUN.names.raw(),
+        kept=RUN.names.filtered(),
+        rejects=RUN.names.rejects(),
+        failures=RUN.names.failures(),
+        shards=expand(RUN.shards.descriptions("{shard}"), shard=SHARDS),
         quarantine=rules.quarantine_descriptions.output[0],
-        contaminated=expand(f"{SHARD_DIR}/contaminated/{{shard}}.jsonl", shard=SHARDS),
+        contaminated=expand(RUN.shards.contaminated("{shard}"), shard=SHARDS),
     output:
-        f"{NAMES}/metrics.json",
+        RUN.names.metrics_json,
     log:
-        f"{LOGS}/names_metrics/all.log",
+        RUN.log("names_metrics"),
     shell:
         "{EVO} names-metrics --raw {input.raw} --kept {input.kept} --rejects {input.rejects} "
         "--failures {input.failures} --shards {input.shards} --quarantine {input.quarantine} "
@@ -81,11 +81,11 @@ rule names_metrics:
 # Wall-clock apart from metrics.json: timings differ run to run, the data and metrics do not.
 rule names_timing:
     input:
-        shards=expand(f"{NAMES}/timing/{{shard}}.jsonl", shard=SHARDS),
-        kept=f"{NAMES}/filtered.jsonl",
+        shards=expand(RUN.names.timing("{shard}"), shard=SHARDS),
+        kept=RUN.names.filtered(),
     output:
-        f"{NAMES}/timing.json",
+        RUN.names.timing_json,
     log:
-        f"{LOGS}/names_timing/all.log",
+        RUN.log("names_timing"),
     shell:
         "{EVO} timing --shards {input.shards} --kept {input.kept} --out {output} --config {CONFIG_FILE} --log {log}"

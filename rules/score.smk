@@ -6,18 +6,18 @@ rule score_code:
     input:
         kept=rules.merge_code.output.kept,
     output:
-        scored=f"{CODE}/scored.jsonl",
-        rejects=f"{CODE}/score_rejects.jsonl",
-        failures=f"{CODE}/score_failures.jsonl",
-        timing=f"{CODE}/score_timing.jsonl",
+        scored=RUN.code.scored(),
+        rejects=RUN.code.score_rejects(),
+        failures=RUN.code.score_failures(),
+        timing=RUN.code.score_timing(),
     params:
         spec=spec("score_code"),
     resources:
         llm_slots=1,
     log:
-        f"{LOGS}/score_code/all.log",
+        RUN.log("score_code"),
     benchmark:
-        f"{BENCHMARKS}/score_code/all.tsv"
+        RUN.benchmark("score_code")
     shell:
         "{EVO} score {input.kept} --out {output.scored} --rejects {output.rejects} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"

@@ -11,13 +11,13 @@ rule split_descriptions:
         source=local(ancient(CFG.io.input_desc_path)),
         index=local(ancient(BENCHMARK_INDEX)),
     output:
-        shard=f"{SHARD_DIR}/{{shard}}.jsonl",
-        contaminated=f"{SHARD_DIR}/contaminated/{{shard}}.jsonl",
+        shard=RUN.shards.descriptions("{shard}"),
+        contaminated=RUN.shards.contaminated("{shard}"),
     params:
         lines=lambda wc: INDEX.span(wc.shard).digest,
         spec=spec("split_descriptions"),
     log:
-        f"{LOGS}/split_descriptions/{{shard}}.log",
+        RUN.log("split_descriptions", "{shard}"),
     shell:
         "{EVO} split {input.source} --shard {wildcards.shard} --index {input.index} --out {output.shard} "
         "--contaminated {output.contaminated} --config {CONFIG_FILE} --log {log}"
@@ -27,11 +27,11 @@ rule quarantine_descriptions:
     input:
         local(ancient(CFG.io.input_desc_path)),
     output:
-        f"{SHARD_DIR}/quarantine.jsonl",
+        RUN.shards.quarantine(),
     params:
         lines=INDEX.bad_digest(),
         spec=spec("quarantine_descriptions"),
     log:
-        f"{LOGS}/quarantine_descriptions/all.log",
+        RUN.log("quarantine_descriptions"),
     shell:
         "{EVO} quarantine {input} --out {output} --config {CONFIG_FILE} --log {log}"

@@ -7,17 +7,17 @@ rule generate_tests:
     input:
         raw=rules.generate_code.output.raw,
     output:
-        raw=f"{CODE}/tests/raw/{{shard}}.jsonl",
-        failures=f"{CODE}/tests/failures/{{shard}}.jsonl",
-        timing=f"{CODE}/tests/timing/{{shard}}.jsonl",
+        raw=RUN.tests.raw("{shard}"),
+        failures=RUN.tests.failures("{shard}"),
+        timing=RUN.tests.timing("{shard}"),
     params:
         spec=spec("generate_tests"),
     resources:
         llm_slots=1,
     log:
-        f"{LOGS}/generate_tests/{{shard}}.log",
+        RUN.log("generate_tests", "{shard}"),
     benchmark:
-        f"{BENCHMARKS}/generate_tests/{{shard}}.tsv"
+        RUN.benchmark("generate_tests", "{shard}")
     shell:
         "{EVO} generate-tests {input.raw} --out {output.raw} --failures {output.failures} "
         "--timing {output.timing} --config {CONFIG_FILE} --log {log}"
@@ -29,17 +29,17 @@ rule execute_tests:
         rejects=rules.filter_code.output.rejects,  # duplicates among them are votes
         tests=rules.generate_tests.output.raw,
     output:
-        kept=f"{CODE}/tested/{{shard}}.jsonl",
-        rejects=f"{CODE}/tests/rejects/{{shard}}.jsonl",
-        selection=f"{CODE}/tests/selection/{{shard}}.jsonl",
+        kept=RUN.code.tested("{shard}"),
+        rejects=RUN.tests.rejects("{shard}"),
+        selection=RUN.tests.selection("{shard}"),
     params:
         spec=spec("execute_tests"),
     # one sandbox per thread
     threads: 2
     log:
-        f"{LOGS}/execute_tests/{{shard}}.log",
+        RUN.log("execute_tests", "{shard}"),
     benchmark:
-        f"{BENCHMARKS}/execute_tests/{{shard}}.tsv"
+        RUN.benchmark("execute_tests", "{shard}")
     shell:
         "{EVO} execute-tests {input.kept} --static-rejects {input.rejects} --tests {input.tests} --out {output.kept} "
         "--rejects {output.rejects} --selection {output.selection} --workers {threads} --config {CONFIG_FILE} --log {log}"

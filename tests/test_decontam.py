@@ -181,20 +181,21 @@ def test_the_index_is_the_same_bytes_every_time(humaneval):
 
 
 def test_the_index_file_is_built_once_named_by_its_content_and_rebuilt_the_same(tmp_path, capsys):
-    path = Path(decontam.benchmark_index(CFG, tmp_path))
+    folder = tmp_path / "benchmarks"  # made when missing
+    path = Path(decontam.benchmark_index(CFG, folder))
     tasks = len(read_benchmarks(CFG))
     assert capsys.readouterr().err == f"decontamination: indexed {tasks} benchmark tasks (humaneval) in {path}\n"
-    assert path.parent == tmp_path / "benchmarks" and path.name.startswith("index-")
+    assert path.parent == folder and path.name.startswith("index-")
     built, mtime = path.read_bytes(), path.stat().st_mtime_ns
-    (tmp_path / "benchmarks" / f".{path.name}.other.tmp").write_text("")  # another process writing it now
-    assert decontam.benchmark_index(CFG, tmp_path) == str(path) and path.stat().st_mtime_ns == mtime  # not rebuilt
+    (folder / f".{path.name}.other.tmp").write_text("")  # another process writing it now
+    assert decontam.benchmark_index(CFG, folder) == str(path) and path.stat().st_mtime_ns == mtime  # not rebuilt
     assert capsys.readouterr().err == ""
     path.unlink()
-    assert decontam.benchmark_index(CFG, tmp_path) == str(path) and path.read_bytes() == built
-    assert (tmp_path / "benchmarks" / f".{path.name}.other.tmp").exists()  # left to its writer
-    assert decontam.benchmark_index(CFG.model_copy(update={"min_words": 4}), tmp_path) != str(path)
+    assert decontam.benchmark_index(CFG, folder) == str(path) and path.read_bytes() == built
+    assert (folder / f".{path.name}.other.tmp").exists()  # left to its writer
+    assert decontam.benchmark_index(CFG.model_copy(update={"min_words": 4}), folder) != str(path)
     capsys.readouterr()
-    decontam.benchmark_index(Decontamination(enabled=False), tmp_path)
+    decontam.benchmark_index(Decontamination(enabled=False), folder)
     assert capsys.readouterr().err == ""  # switched off: nothing indexed, nothing to say
 
 

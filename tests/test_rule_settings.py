@@ -141,7 +141,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             "scored", "score_rejects", "score_failures", "score_timing", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
-        run("benchmark_index", decontam.benchmark_index, cfg.decontamination, tmp)
+        run("benchmark_index", decontam.benchmark_index, cfg.decontamination, tmp / "benchmarks")
         (index,) = [str(p) for p in (tmp / "benchmarks").glob("index-*.json")]
         run_step("split", cfg, source=str(source), shard="00000", index=index, out=p["shard"],
                  contaminated=p["contaminated"])  # fmt: skip

@@ -224,12 +224,12 @@ def write_index(cfg: Decontamination, out: str | Path) -> int:
 
 
 def benchmark_index(cfg: Decontamination, directory: str | Path) -> str:
-    """The index file `{directory}/benchmarks/index-{digest}.json` (see `check_benchmarks`), built if missing.
+    """The index file `{directory}/index-{digest}.json` (see `check_benchmarks`), built if missing.
 
     The Snakefile calls this when it is parsed, so the index is no job's output: Snakemake reruns every job that
     reads a file it must rebuild, while a rebuilt index is the same file (its name is its content).
     """
-    path = f"{directory}/benchmarks/index-{check_benchmarks(cfg)}.json"  # as ever: a new spelling reruns the checks
+    path = f"{directory}/index-{check_benchmarks(cfg)}.json"  # as ever: a new spelling reruns the checks
     if not Path(path).exists():
         tasks = write_index(cfg, path)
         if cfg.enabled:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from evoselfcode.config import Config
 from evoselfcode.datagen.schemas import Description, Quarantined
+from evoselfcode.layout import STATE_DIR
 
 BOM = b"\xef\xbb\xbf"
 NUL_CHARACTER, CR_LINE_ENDS, LONE_SURROGATE = "nul_character", "cr_line_ends", "lone_surrogate"
@@ -31,7 +32,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 # quarantine holds it with this reason; a repeat the user gave an id of its own is still a bad line.
 REPEATED_DESC = "repeated_desc"
 INDEX_VERSION = 3  # 3: repeats without an id are set aside (`repeats`), no longer bad lines
-STATE_DIR = Path(".evoselfcode")  # the run's own files beside the data: input index cache, resolved config
 
 
 class InputError(ValueError):

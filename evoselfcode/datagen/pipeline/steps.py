@@ -67,7 +67,7 @@ def timing(*, shards: Sequence[str], kept: str, out: str, test_shards: Sequence[
         return (RequestTiming.model_validate(r) for p in paths for r in read_jsonl(p))
 
     kept_modes = (r["source"] for r in read_jsonl(kept))
-    write_json(out, timing_summary(read(shards), kept_modes, read(test_shards) if test_shards is not None else None))
+    write_json(out, timing_summary(read(shards), kept_modes, read(test_shards) if test_shards else None))
 
 
 def filter_names_step(cfg: Config, *, raw: str, out: str, rejects: str) -> None:
