@@ -184,7 +184,7 @@ def main() -> None:
     p.add_argument("--max-asserts", type=int, nargs="+", default=[10], help="tests.max_asserts of the rows")
     p.add_argument("--tests-temperature", type=float, default=0.2, help="tests.temperature of the run")
     p.add_argument("--store", type=Path, default=Path("/tmp/evoselfcode-agreement-store"),
-                   help="store.dir, kept across runs: another --tests-temperature asks only the test requests")  # fmt: skip
+                   help="store.dir, kept across runs: another tests temperature asks only the tests")  # fmt: skip
     p.add_argument("--model", help="embedded model preset (default: configs/local.yaml's, the 0.5B)")
     p.add_argument("--name", help="results file name (bench/results/NAME.json)")
     p.add_argument("--skip-run", action="store_true", help="use the workdir's outputs as they are")

@@ -116,6 +116,20 @@ def test_a_single_candidate_is_judged_by_its_own_tests():
     assert stats.evidence == "single" and stats.wrong == 1
 
 
+def test_a_single_candidate_counts_the_assertions_trivial_functions_pass_but_needs_one_they_fail():
+    # 1! == 1 and 2! == 2 pass for a function returning its argument too; 3! == 6 does not; two wrong ones
+    asserts = "assert factorial(1) == 1\nassert factorial(2) == 2\nassert factorial(3) == 6\n"
+    wrong = "assert factorial(5) == 100\nassert factorial(6) == 700"
+    chosen, _, [stats] = select([record(RIGHT, 0)], [], [model_tests(asserts + wrong)], CFG, workers=1)
+    assert chosen[0].tests == ["assert factorial(3) == 6"]  # 3 of 5 passed; only the usable one is kept with it
+    assert chosen[0].meta.tests["passed"] == 1 and chosen[0].meta.tests["run"] == 5 and stats.evidence == "single"
+    trivial_only = "assert factorial(1) == 1\nassert factorial(2) == 2\nassert factorial(5) == 100"
+    chosen, rejects, [stats] = select([record(RIGHT, 0)], [], [model_tests(trivial_only)], CFG, workers=1)
+    assert chosen == [] and rejects[0].reason == NO_EVIDENCE and stats.reason == NO_EVIDENCE
+    chosen, _, _ = select([record(RIGHT, 0)], [], [model_tests(trivial_only)], PER_FUNCTION, workers=1)
+    assert len(chosen) == 1  # per_function asks for no evidence beyond the pass rate
+
+
 def test_failed_or_missing_or_empty_tests_reject_every_candidate_with_a_reason():
     kept = [record(RIGHT, 0), record(RIGHT, 0, "d2"), record(RIGHT, 0, "d3")]
     desc_tests = [model_tests(error="Timeout"), model_tests("assert True\nprint(1)", desc_id="d2")]

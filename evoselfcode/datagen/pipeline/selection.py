@@ -6,9 +6,10 @@ Every candidate of a description runs every assertion of the description's tests
 - `agreement` (datagen/agreement.py): candidates vote by behaviour. Exact and near duplicates, which the
   static checks rejected, run too and vote for their group, but only a candidate the static checks kept can
   be kept. The winning group's kept candidates stay; the others are `outvoted`, or `no_evidence` when no group
-  may win. A description with a single candidate (no duplicates either) has nobody to agree with: it is judged
-  alone, as `per_function` judges, on the assertions that are not non-discriminating (a wrong assertion is
-  then the function's failure, since nothing tells the test's mistake from the function's).
+  may win. A description whose candidates are one function (with its exact copies) has nobody to agree with: it
+  is judged alone, as `per_function` judges, on every assertion (a wrong assertion is then the function's
+  failure, since nothing tells the test's mistake from the function's), and it must pass one that no trivial
+  function passes (else `no_evidence`).
 - `per_function`: each kept candidate passes at least `execution.min_passed` of the assertions and
   `execution.min_pass_rate` of them (`checks.execution.verdict`), whatever the others do.
 
@@ -135,23 +136,28 @@ def _reject(c: Candidate, plan: _Plan, run: Run | None, reason: str, group_size:
 
 
 def _alone(plan: _Plan, runs: list[Run], kinds: Sequence[str], cfg: Config) -> tuple[list, list, dict]:
-    """Each candidate judged by its own outcomes on the assertions that count (not NON_DISCRIMINATING)."""
+    """Each candidate judged by its own outcomes on every assertion; with agreement it must also pass a usable one.
+
+    A usable assertion a lone candidate passes is one no trivial function passes: the evidence that it does more
+    than return None or its argument. The pass rate counts every assertion, the ones trivial functions pass too.
+    """
     kept, rejects = [], []
-    counted = [i for i, k in enumerate(kinds) if k != NON_DISCRIMINATING]
+    agreement = cfg.tests.selection == "agreement"
     for c, run in zip(plan.candidates, runs, strict=True):
         if c.record is None:
             continue
-        outcomes = [run.outcomes[i] for i in counted]
-        reason = verdict(outcomes, cfg.execution)
+        passing = [i for i, (o, k) in enumerate(zip(run.outcomes, kinds, strict=True)) if o == "pass" and k == USABLE]
+        reason = verdict(list(run.outcomes), cfg.execution)
+        if reason is None and agreement and not passing:
+            reason = NO_EVIDENCE
         if reason is None:
-            passing = [i for i in counted if run.outcomes[i] == "pass"]
-            meta = {"selection": cfg.tests.selection, "passed": len(passing), "run": len(outcomes),
-                    "outcomes": dict(sorted(Counter(outcomes).items()))}  # fmt: skip
+            meta = {"selection": cfg.tests.selection, "passed": len(passing), "run": len(run.outcomes),
+                    "outcomes": dict(sorted(Counter(run.outcomes).items()))}  # fmt: skip
             kept.append(_kept(c, plan, passing, meta))
         else:
             rejects.append(_reject(c, plan, run, reason))
     stats = {"kept": len(kept)}
-    if kept and cfg.tests.selection == "agreement":
+    if kept and agreement:
         stats.update(evidence=SINGLE, winner_size=1, winner_passed=kept[0].meta.tests["passed"])
     return kept, rejects, stats
 
