@@ -56,7 +56,7 @@ from humaneval_execution import asserts as hidden_asserts  # noqa: E402
 from evoselfcode.config import load_config  # noqa: E402
 from evoselfcode.datagen.checks import checks_for  # noqa: E402
 from evoselfcode.datagen.checks.base import run_checks  # noqa: E402
-from evoselfcode.datagen.filters.names import select_names  # noqa: E402
+from evoselfcode.datagen.name_filters import select_names  # noqa: E402
 from evoselfcode.datagen.pipeline import selection  # noqa: E402
 from evoselfcode.datagen.pipeline.steps import final_record  # noqa: E402
 from evoselfcode.datagen.readers import read_models  # noqa: E402

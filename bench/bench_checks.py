@@ -30,7 +30,7 @@ from synth import samples
 from evoselfcode.config import Config, Filters
 from evoselfcode.datagen import checks
 from evoselfcode.datagen.checks import base
-from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.utils import process_pool
 from evoselfcode.datagen.utils.ruff import ruff_check
 

@@ -24,7 +24,7 @@ from common import PeakRSS, median, save
 from synth import NOUNS, VERBS, samples
 
 from evoselfcode.config import Decontamination
-from evoselfcode.datagen import decontam
+from evoselfcode.datagen import benchmark_index
 
 WORDS = [
     "the",
@@ -90,11 +90,11 @@ def run_child(mode: str, path: str, index: str) -> None:
     """One measured process: read (and with a check_* mode, check) every record of `path`."""
     start = time.perf_counter()
     cfg = Decontamination()
-    idx = decontam.Index.load(index) if mode.startswith("check") else None
+    idx = benchmark_index.Index.load(index) if mode.startswith("check") else None
     loaded = time.perf_counter() - start
     found = 0
     if mode == "build":
-        decontam.write_index(cfg, path)
+        benchmark_index.write_index(cfg, path)
         print(json.dumps({"seconds": time.perf_counter() - start, "index_load_s": 0.0, "found": 0}))
         return
     with open(path, encoding="utf-8") as fh:
@@ -126,7 +126,7 @@ def main() -> None:
         run_child(*args.child)
         return
     rng = random.Random(0)
-    items = decontam.read_benchmarks(Decontamination())
+    items = benchmark_index.read_benchmarks(Decontamination())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         index = tmp / "index.json"

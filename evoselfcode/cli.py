@@ -307,8 +307,8 @@ def _export(cfg: Config, args: argparse.Namespace) -> None:
     from evoselfcode import dataset
     from evoselfcode.layout import Layout
 
-    found = dataset.Inputs.of(Layout.under(args.outputs, cfg) if args.outputs else Layout.of(cfg))
-    inputs = dataset.Inputs(
+    found = dataset.ExportInputs.of(Layout.under(args.outputs, cfg) if args.outputs else Layout.of(cfg))
+    inputs = dataset.ExportInputs(
         records=Path(args.records or found.records),
         code_metrics=Path(args.code_metrics or found.code_metrics),
         names_metrics=Path(args.names_metrics or found.names_metrics),

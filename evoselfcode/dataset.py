@@ -117,7 +117,7 @@ class DatasetError(ValueError):
 
 
 @dataclass(frozen=True)
-class Inputs:
+class ExportInputs:
     """The run's files the dataset is made of."""
 
     records: Path  # Layout.final_records: the kept functions, or with scoring on the scored ones
@@ -125,7 +125,7 @@ class Inputs:
     names_metrics: Path
 
     @classmethod
-    def of(cls, layout: Layout) -> Inputs:
+    def of(cls, layout: Layout) -> ExportInputs:
         """The files where the run laid out as `layout` wrote them."""
         return cls(Path(layout.final_records()), Path(layout.code.metrics_json), Path(layout.names.metrics_json))
 
@@ -262,7 +262,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old)
 
 
-def export(cfg: Config, inputs: Inputs, out: str | Path) -> int:
+def export(cfg: Config, inputs: ExportInputs, out: str | Path) -> int:
     """Write the dataset folder `out` from a run's outputs; returns the number of rows."""
     out = Path(out)
     scored = cfg.scoring.enabled

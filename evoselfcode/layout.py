@@ -86,7 +86,7 @@ class Shards(Folder):
 
     @property
     def benchmark_indexes(self) -> str:
-        """The folder of the benchmarks' indexes (`decontam.benchmark_index` names each by its content)."""
+        """The folder of the benchmarks' indexes (`benchmark_index.benchmark_index` names each by its content)."""
         return f"{self.root}/benchmarks"
 
 

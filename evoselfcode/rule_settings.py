@@ -103,7 +103,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 _CONNECTION = "how the job reaches the server, not what it asks"
-_INDEX = "the benchmark index's name (decontam.INDEX_SETTINGS), an input of split and filter_code, follows it"
+_INDEX = "the benchmark index's name (benchmark_index.INDEX_SETTINGS), an input of split and filter_code, follows it"
 _EMBEDDED = "how the local server runs; the model is api.model, sent and recorded"
 
 AFFECTS_NO_OUTPUT: dict[str, str] = {

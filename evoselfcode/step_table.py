@@ -126,7 +126,7 @@ STEPS: tuple[Step, ...] = (
         "names-metrics",
         ("names_metrics",),
         "A/B metrics of FIM vs L2R names",
-        "steps.names_metrics",
+        "steps.names_metrics_step",
         (
             reads("raw"),
             reads("kept"),

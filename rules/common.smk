@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from evoselfcode import embedded
 from evoselfcode.config import ConfigError, validate_config
-from evoselfcode.datagen.decontam import BenchmarkError, benchmark_index
+from evoselfcode.datagen.benchmark_index import BenchmarkError, benchmark_index
 from evoselfcode.datagen.inputs import InputError, index_input
 from evoselfcode.datagen.sandbox import sandbox_problem
 from evoselfcode.datagen.utils.ruff import formatter_version

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from evoselfcode.config import Filters, NameGen
-from evoselfcode.datagen.filters.names import filter_names
+from evoselfcode.datagen.name_filters import filter_names
 from evoselfcode.datagen.pipeline.abtest import (
     bootstrap_means,
     entropy_bits,

@@ -3,7 +3,7 @@ import subprocess
 import pytest
 
 from evoselfcode.config import Config, Dedup, Filters
-from evoselfcode.datagen import checks
+from evoselfcode.datagen import checks, dedup
 from evoselfcode.datagen.checks import base, check_samples, funnel, lint, reason_counts
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.checks.lint import ruff_reason
@@ -15,8 +15,7 @@ from evoselfcode.datagen.checks.structure import (
     TRIVIAL_BODY,
     TRUNCATED,
 )
-from evoselfcode.datagen.filters import dedup
-from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates
+from evoselfcode.datagen.dedup import exact_duplicates, near_duplicates
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils import process_pool
 from evoselfcode.datagen.utils import ruff as ruff_module

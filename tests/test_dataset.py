@@ -24,7 +24,7 @@ from huggingface_hub import DatasetCard  # noqa: E402
 
 from evoselfcode import dataset, dataset_card  # noqa: E402
 from evoselfcode.config import load_config  # noqa: E402
-from evoselfcode.dataset import DatasetError, Inputs, export  # noqa: E402
+from evoselfcode.dataset import DatasetError, ExportInputs, export  # noqa: E402
 from evoselfcode.layout import Layout  # noqa: E402
 
 pytestmark = pytest.mark.workflow
@@ -182,7 +182,7 @@ def test_large_outputs_are_written_in_shards_that_load_in_order(done, outputs, t
     many = records(path) * 5
     path.write_text("".join(json.dumps(r) + "\n" for r in many))
     cfg = run_config(done, dataset={"shard_rows": 3})
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     shards = sorted(p.name for p in (tmp_path / "ds/data").iterdir())
     n = -(-len(many) // 3)
     assert shards == [f"train-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
@@ -204,7 +204,7 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
     metrics["execution"] = {"functions": len(kept), "passed": 2, "reasons": {"tests_failed": 1}}
     (outputs / "code/metrics.json").write_text(json.dumps(metrics))
     cfg = run_config(done, scoring={"enabled": True}, dataset={"license": "apache-2.0"})
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     ds = load(tmp_path / "ds", tmp_path)
     assert ds.column_names == ["desc", "func_name", "source", "code", "meta", "score", "tests"]
     assert list(ds) == [as_row(r, ds) for r in kept]
@@ -226,7 +226,7 @@ def test_tests_scores_and_extra_meta_become_columns(done, outputs, tmp_path):
 def test_the_card_names_only_the_checks_the_run_applied(done, outputs, tmp_path):
     cfg = run_config(done, filters={"enable_ruff": False, "dedup": {"near": False}}, tests={"enabled": False},
                      decontamination={"enabled": False})  # fmt: skip
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     intro = (tmp_path / "ds/README.md").read_text().split("## Licence")[0]
     assert "filtered (AST checks, exact deduplication)." in intro
     assert "ruff" not in intro and "near" not in intro and "benchmark" not in intro
@@ -244,7 +244,7 @@ def test_secrets_in_the_config_stay_off_the_card(done, outputs, tmp_path):
         api={"base_url": "http://user:hunter2@example.com:8000", "headers": {"Authorization": "Bearer sk-live-123",
                                                                             "X-Key": "${MY_KEY}"}},
     )  # fmt: skip
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     text = (tmp_path / "ds/README.md").read_text()
     assert "hunter2" not in text and "sk-live-123" not in text
     assert "http://***@example.com:8000" in text and "${MY_KEY}" in text
@@ -258,7 +258,7 @@ def test_the_card_shows_what_decontamination_set_aside_per_benchmark(done, outpu
     names_path.write_text(json.dumps(names))
     code_path.write_text(json.dumps(code))
     cfg = run_config(done)
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     text = (tmp_path / "ds/README.md").read_text()
     assert "| descriptions set aside (they match a benchmark) | 7 |" in text  # in the funnel
     assert "## Decontamination" in text
@@ -308,14 +308,14 @@ def test_bad_input_names_file_and_line_and_writes_nothing(done, outputs, tmp_pat
         message = message.format(last=len(lines))
     cfg = run_config(done)
     with pytest.raises(DatasetError, match=re.escape(message)):
-        export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+        export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     _no_folder(tmp_path / "ds")
 
 
 def test_no_records_make_an_empty_dataset_whose_card_says_why(done, outputs, tmp_path):
     (outputs / "code/filtered.jsonl").write_text("")
     cfg = run_config(done)
-    assert export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds") == 0
+    assert export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds") == 0
     (data,) = (tmp_path / "ds/data").iterdir()
     table = pq.read_table(data)
     assert table.num_rows == 0 and "tests" in table.schema.names  # the columns of a full run's dataset
@@ -326,14 +326,14 @@ def test_no_records_make_an_empty_dataset_whose_card_says_why(done, outputs, tmp
 def test_records_of_another_model_need_the_runs_config(done, outputs, tmp_path):
     cfg = run_config(done, api={"model": "other-model"})
     with pytest.raises(DatasetError, match="made with Qwen2.5-Coder-32B, but the config says other-model"):
-        export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
+        export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "ds")
     _no_folder(tmp_path / "ds")
 
 
 def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(done, outputs, tmp_path, monkeypatch):
     cfg = run_config(done)
     out = tmp_path / "ds"
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), out)
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), out)
     before = files(out)
 
     def broken(run):
@@ -341,7 +341,7 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_old_one(done, ou
 
     monkeypatch.setattr(dataset.dataset_card, "render", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        export(cfg, Inputs.of(Layout.under(outputs, cfg)), out)
+        export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), out)
     assert files(out) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -352,7 +352,7 @@ def test_a_killed_exports_leftovers_go_and_only_its_own(done, outputs, tmp_path)
     stale.mkdir()
     other.mkdir()
     cfg = run_config(done)
-    export(cfg, Inputs.of(Layout.under(outputs, cfg)), out)
+    export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), out)
     assert (out / "README.md").is_file()
     assert not stale.exists() and other.exists()
 
@@ -362,7 +362,7 @@ def test_an_existing_folder_that_is_not_a_dataset_is_left_alone(done, outputs, t
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine/notes.txt").write_text("keep me")
     with pytest.raises(DatasetError, match="is not a dataset folder evoselfcode wrote"):
-        export(cfg, Inputs.of(Layout.under(outputs, cfg)), tmp_path / "mine")
+        export(cfg, ExportInputs.of(Layout.under(outputs, cfg)), tmp_path / "mine")
     assert (tmp_path / "mine/notes.txt").read_text() == "keep me"
 
 

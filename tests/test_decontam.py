@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from evoselfcode.config import ConfigError, Decontamination, load_config
-from evoselfcode.datagen import decontam
-from evoselfcode.datagen.decontam import BenchmarkError, Index, build_index, read_benchmarks, words
+from evoselfcode.datagen import benchmark_index
+from evoselfcode.datagen.benchmark_index import BenchmarkError, Index, build_index, read_benchmarks, words
 from evoselfcode.datagen.utils.code_tokens import decontam_split
 
 CFG = Decontamination()
@@ -79,7 +79,7 @@ def test_humaneval_is_read_as_data_from_the_installed_package(humaneval):
 
 
 def test_every_humaneval_prompt_and_docstring_given_as_a_description_matches(humaneval, index):
-    with gzip.open(decontam.humaneval_path(), "rt") as fh:
+    with gzip.open(benchmark_index.humaneval_path(), "rt") as fh:
         prompts = {r["task_id"]: r["prompt"] for r in map(json.loads, fh)}
     matched, right_task = 0, 0
     for item in humaneval:
@@ -182,20 +182,20 @@ def test_the_index_is_the_same_bytes_every_time(humaneval):
 
 def test_the_index_file_is_built_once_named_by_its_content_and_rebuilt_the_same(tmp_path, capsys):
     folder = tmp_path / "benchmarks"  # made when missing
-    path = Path(decontam.benchmark_index(CFG, folder))
+    path = Path(benchmark_index.benchmark_index(CFG, folder))
     tasks = len(read_benchmarks(CFG))
     assert capsys.readouterr().err == f"decontamination: indexed {tasks} benchmark tasks (humaneval) in {path}\n"
     assert path.parent == folder and path.name.startswith("index-")
     built, mtime = path.read_bytes(), path.stat().st_mtime_ns
     (folder / f".{path.name}.other.tmp").write_text("")  # another process writing it now
-    assert decontam.benchmark_index(CFG, folder) == str(path) and path.stat().st_mtime_ns == mtime  # not rebuilt
+    assert benchmark_index.benchmark_index(CFG, folder) == str(path) and path.stat().st_mtime_ns == mtime  # not rebuilt
     assert capsys.readouterr().err == ""
     path.unlink()
-    assert decontam.benchmark_index(CFG, folder) == str(path) and path.read_bytes() == built
+    assert benchmark_index.benchmark_index(CFG, folder) == str(path) and path.read_bytes() == built
     assert (folder / f".{path.name}.other.tmp").exists()  # left to its writer
-    assert decontam.benchmark_index(CFG.model_copy(update={"min_words": 4}), folder) != str(path)
+    assert benchmark_index.benchmark_index(CFG.model_copy(update={"min_words": 4}), folder) != str(path)
     capsys.readouterr()
-    decontam.benchmark_index(Decontamination(enabled=False), folder)
+    benchmark_index.benchmark_index(Decontamination(enabled=False), folder)
     assert capsys.readouterr().err == ""  # switched off: nothing indexed, nothing to say
 
 
@@ -266,7 +266,7 @@ def test_a_bad_user_benchmark_is_an_error_naming_the_key_and_the_file(tmp_path, 
         write_jsonl(path, records)
     cfg = Decontamination(benchmarks=["humaneval", {"name": "mine", "path": str(path), **fields}])
     with pytest.raises(BenchmarkError) as exc:
-        decontam.check_benchmarks(cfg)
+        benchmark_index.check_benchmarks(cfg)
     assert message.format(path=path) in str(exc.value)
 
 
@@ -294,7 +294,7 @@ def test_set_aside_records_validate_and_stats_counts_them_per_benchmark(tmp_path
 
     descs = [Description(id="ok", desc="Parse a CSV line into fields, honouring quoted commas.")]
     descs += [Description(id=it.id, desc=it.prompt) for it in humaneval[:3]]
-    kept, contaminated = decontam.set_aside(descs, index, CFG.desc_threshold)
+    kept, contaminated = benchmark_index.set_aside(descs, index, CFG.desc_threshold)
     assert [d.id for d in kept] == ["ok"] and [c.task_id for c in contaminated] == [it.id for it in humaneval[:3]]
     path = tmp_path / "data/shards/contaminated/00000.jsonl"
     write_jsonl(path.parent.mkdir(parents=True) or path, [c.model_dump() for c in contaminated])

@@ -12,7 +12,7 @@ from fakeserver import FakeServer, Options
 from reliability import read_jsonl
 
 from evoselfcode.config import Decontamination
-from evoselfcode.datagen.decontam import read_benchmarks
+from evoselfcode.datagen.benchmark_index import read_benchmarks
 
 pytestmark = pytest.mark.workflow
 

@@ -12,8 +12,8 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import pytest
 
-from evoselfcode.datagen.filters import dedup
-from evoselfcode.datagen.filters.dedup import (
+from evoselfcode.datagen import dedup
+from evoselfcode.datagen.dedup import (
     band_keys,
     exact_duplicates,
     lsh_bands,
@@ -231,7 +231,7 @@ def test_band_keys_are_the_same_in_every_process_and_batch():
     keys = band_keys(codes, threshold=0.8, num_perm=128, ngram=5)
     assert np.array_equal(keys[3:], band_keys(codes[3:], threshold=0.8, num_perm=128, ngram=5))
     script = (
-        "import sys, numpy as np; from evoselfcode.datagen.filters.dedup import band_keys; "
+        "import sys, numpy as np; from evoselfcode.datagen.dedup import band_keys; "
         "codes = sys.stdin.read().split('\\0'); "
         "sys.stdout.write(band_keys(codes, threshold=0.8, num_perm=128, ngram=5).tobytes().hex())"
     )

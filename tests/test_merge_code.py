@@ -13,7 +13,7 @@ import pytest
 
 from evoselfcode.config import load_config
 from evoselfcode.datagen.checks import funnel
-from evoselfcode.datagen.filters.dedup import exact_duplicates, near_duplicates, without_own_name
+from evoselfcode.datagen.dedup import exact_duplicates, near_duplicates, without_own_name
 from evoselfcode.datagen.pipeline import merge
 from evoselfcode.datagen.pipeline.merge import _sort_key, merge_code
 from evoselfcode.datagen.readers import LineReader, read_jsonl, read_models, scan_jsonl

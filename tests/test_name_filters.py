@@ -1,8 +1,8 @@
 import pytest
 
 from evoselfcode.config import Filters, NameGen, Select
-from evoselfcode.datagen.filters import names as nf
-from evoselfcode.datagen.filters.names import (
+from evoselfcode.datagen import name_filters as nf
+from evoselfcode.datagen.name_filters import (
     filter_names,
     name_reason,
     normalise_name,

@@ -6,8 +6,8 @@ import pytest
 
 from evoselfcode.clients import make_client
 from evoselfcode.config import load_config
-from evoselfcode.datagen.filters.names import filter_names
 from evoselfcode.datagen.inputs import read_descriptions
+from evoselfcode.datagen.name_filters import filter_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.driver import run_stage
 from evoselfcode.datagen.pipeline.namegen import NAMES

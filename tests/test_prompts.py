@@ -4,7 +4,7 @@ import inspect
 import pytest
 
 from evoselfcode.config import CodeGen, ConfigError, NameGen, validate_config
-from evoselfcode.datagen.filters.names import normalise_name
+from evoselfcode.datagen.name_filters import normalise_name
 from evoselfcode.datagen.prompts import (
     EMULATED_TEMPLATE,
     FIM_PRESETS,

@@ -17,7 +17,7 @@ from fakeserver import FakeServer, Options
 
 from evoselfcode import cli, dataset
 from evoselfcode.config import Config, Strict, load_config
-from evoselfcode.datagen import decontam
+from evoselfcode.datagen import benchmark_index
 from evoselfcode.rule_settings import AFFECTS_NO_OUTPUT, RULE_SETTINGS, rule_digest
 from evoselfcode.step_table import BY_COMMAND
 
@@ -141,7 +141,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             "scored", "score_rejects", "score_failures", "score_timing", "contaminated",
         )}  # fmt: skip
         metrics = str(tmp / "names_metrics.json")
-        run("benchmark_index", decontam.benchmark_index, cfg.decontamination, tmp / "benchmarks")
+        run("benchmark_index", benchmark_index.benchmark_index, cfg.decontamination, tmp / "benchmarks")
         (index,) = [str(p) for p in (tmp / "benchmarks").glob("index-*.json")]
         run_step("split", cfg, source=str(source), shard="00000", index=index, out=p["shard"],
                  contaminated=p["contaminated"])  # fmt: skip
@@ -165,7 +165,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
                  selection=[p["tests_selection"]])  # fmt: skip
         run_step("score", cfg, records=p["kept"], out=p["scored"], rejects=p["score_rejects"],
                  failures=p["score_failures"], timing=p["score_timing"])  # fmt: skip
-        inputs = dataset.Inputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))
+        inputs = dataset.ExportInputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))
         run("export_dataset", dataset.export, cfg, inputs, tmp / "dataset")
     # every step had something to work on, so the checks below saw each one do its work
     for name in ("shard", "quarantine", "names_kept", "code_kept", "tested", "kept", "scored", "score_rejects"):
@@ -175,7 +175,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
 
 def test_the_benchmark_index_is_named_by_exactly_the_settings_it_is_built_from(reads):
     # built when the Snakefile is parsed, by no rule: its name (a digest) changes with what it is built from
-    assert reads["benchmark_index"] == {f"decontamination.{key}" for key in decontam.INDEX_SETTINGS}
+    assert reads["benchmark_index"] == {f"decontamination.{key}" for key in benchmark_index.INDEX_SETTINGS}
 
 
 @pytest.mark.parametrize("rule", [*RULE_SETTINGS, "names_metrics"])

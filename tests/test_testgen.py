@@ -7,6 +7,7 @@ from fakeserver import FakeServer, Options
 
 from evoselfcode.clients import make_client
 from evoselfcode.config import Config, Execution
+from evoselfcode.datagen.assertions import parse_asserts
 from evoselfcode.datagen.checks.execution import (
     EXEC_TIMEOUT,
     NO_TESTS,
@@ -14,7 +15,6 @@ from evoselfcode.datagen.checks.execution import (
     TOO_FEW_TESTS,
     verdict,
 )
-from evoselfcode.datagen.filters.asserts import parse_asserts
 from evoselfcode.datagen.pipeline.driver import run_stage
 from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.pipeline.testgen import TESTS, descriptions_to_test, requests_for_tests

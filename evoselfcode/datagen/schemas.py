@@ -199,7 +199,7 @@ class DescSelection(Record):
     selection: Literal["agreement", "per_function"]
     candidates: int  # that ran, duplicates included (each a vote in `agreement`)
     duplicates: int
-    asserts: int  # usable assertions parsed from the answers (filters/asserts.py)
+    asserts: int  # usable assertions parsed from the answers (assertions.py)
     tokens: int = 0  # completion tokens of the description's test request
     dropped: dict[str, int] = {}  # assertions of the answers left out, per reason
     wrong: int = 0  # assertions no candidate passed: not counted

@@ -1,4 +1,4 @@
-"""Functions that match a benchmark task (`datagen/decontam.py`): dropped as `contaminated:<benchmark>`."""
+"""Functions that match a benchmark task (`datagen/benchmark_index.py`): dropped as `contaminated:<benchmark>`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 
 from evoselfcode.config import Config
+from evoselfcode.datagen.benchmark_index import Index
 from evoselfcode.datagen.checks.base import Check, Prepared
-from evoselfcode.datagen.decontam import Index
 from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeSample
 
 
@@ -29,8 +29,8 @@ class BenchmarkMatch(Check):
         if not d.enabled:
             return None
         if "index" not in inputs:
-            raise ValueError("the benchmark check needs the benchmark index (decontam.benchmark_index): pass it as "
-                             "the input `index`, or set decontamination.enabled: false")  # fmt: skip
+            raise ValueError("the benchmark check needs the benchmark index (benchmark_index.benchmark_index): "
+                             "pass it as the input `index`, or set decontamination.enabled: false")  # fmt: skip
         return cls(inputs["index"], d.code_threshold, d.desc_threshold)
 
     @cached_property

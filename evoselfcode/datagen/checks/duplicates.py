@@ -1,6 +1,6 @@
 """Exact and near duplicates among the samples that passed every earlier check; the first copy in order stays.
 
-The rules themselves live in `filters/dedup.py`, shared with merge-code's global dedup across shards.
+The rules themselves live in `dedup.py`, shared with merge-code's global dedup across shards.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 from evoselfcode.config import Config, Dedup
 from evoselfcode.datagen.checks.base import Check, Parsed, Prepared
-from evoselfcode.datagen.filters.dedup import band_keys, first_copies, near_duplicate_positions, without_own_name
+from evoselfcode.datagen.dedup import band_keys, first_copies, near_duplicate_positions, without_own_name
 from evoselfcode.datagen.schemas import CodeSample
 from evoselfcode.datagen.utils.hashing import ast_fingerprint, text_fingerprint
 

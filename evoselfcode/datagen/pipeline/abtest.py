@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from evoselfcode.datagen.filters.names import DUPLICATE, EMPTY, IRRELEVANT, REASONS, TOO_SHORT, WEAK_NAME, relevance
+from evoselfcode.datagen.name_filters import DUPLICATE, EMPTY, IRRELEVANT, REASONS, TOO_SHORT, WEAK_NAME, relevance
 from evoselfcode.datagen.schemas import NameCandidate, NameReject, NameSample
 
 MODES = ("FIM", "L2R")

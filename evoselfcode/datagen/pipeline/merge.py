@@ -14,7 +14,7 @@ import numpy as np
 
 from evoselfcode.config import Config, Dedup
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
-from evoselfcode.datagen.filters.dedup import first_copies, near_duplicate_positions, without_own_name
+from evoselfcode.datagen.dedup import first_copies, near_duplicate_positions, without_own_name
 from evoselfcode.datagen.pipeline.code_metrics import CodeMetrics
 from evoselfcode.datagen.readers import LineReader, read_jsonl, scan_jsonl
 from evoselfcode.datagen.schemas import CONTAMINATED_PREFIX, CodeRecord, GlobalReject

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from evoselfcode.clients.base import Choice
 from evoselfcode.config import Config
-from evoselfcode.datagen.filters.names import normalise_name
+from evoselfcode.datagen.name_filters import normalise_name
 from evoselfcode.datagen.pipeline.driver import ModelStage
 from evoselfcode.datagen.pipeline.runner import Request, request_seed, sampling_params
 from evoselfcode.datagen.prompts import name_prompt, name_stop

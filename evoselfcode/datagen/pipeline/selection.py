@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from evoselfcode.config import Config
 from evoselfcode.datagen.agreement import NON_DISCRIMINATING, USABLE, WRONG, Choice, choose, kinds_of
+from evoselfcode.datagen.assertions import parse_asserts, renamed
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.checks.execution import NO_EVIDENCE, NO_TESTS, OUTVOTED, TESTS_REQUEST_FAILED, verdict
-from evoselfcode.datagen.filters.asserts import parse_asserts, renamed
 from evoselfcode.datagen.pipeline.driver import drop_private_store
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, Run, execute

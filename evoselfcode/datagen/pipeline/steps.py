@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from evoselfcode.config import Config
-from evoselfcode.datagen import decontam, inputs
+from evoselfcode.datagen import benchmark_index, inputs
 from evoselfcode.datagen.checks import checks_for, run_checks
-from evoselfcode.datagen.filters.names import filter_names, select_names
+from evoselfcode.datagen.name_filters import filter_names, select_names
 from evoselfcode.datagen.pipeline.abtest import name_metrics
 from evoselfcode.datagen.pipeline.codegen import CODE
 from evoselfcode.datagen.pipeline.driver import drop_private_store, open_store, run_stage, write_stage
@@ -40,7 +40,9 @@ log = logging.getLogger("evoselfcode")
 def split(cfg: Config, *, source: str, shard: str, index: str, out: str, contaminated: str) -> None:
     """One shard of the checked input; descriptions that match a benchmark go to `contaminated` instead."""
     descs = inputs.read_shard(inputs.index_input(cfg, source), shard, max_chars=cfg.io.max_desc_chars)
-    kept, set_aside = decontam.set_aside(descs, decontam.Index.load(index), cfg.decontamination.desc_threshold)
+    kept, set_aside = benchmark_index.set_aside(
+        descs, benchmark_index.Index.load(index), cfg.decontamination.desc_threshold
+    )
     write_jsonl(out, kept)
     write_jsonl(contaminated, set_aside)
     log.info("shard %s: %d descriptions, %d set aside as benchmark tasks", shard, len(kept), len(set_aside))
@@ -79,7 +81,7 @@ def filter_names_step(cfg: Config, *, raw: str, out: str, rejects: str) -> None:
     log.info("kept %d of %d names", len(kept), len(samples))
 
 
-def names_metrics(
+def names_metrics_step(
     cfg: Config,
     *,
     raw: str,
