@@ -19,6 +19,8 @@ pytestmark = pytest.mark.workflow
 
 DESCRIPTIONS = [{"id": f"c{i}", "desc": f"Task {i}: return the {w} of a list of numbers."} for i, w in
                 enumerate(["sum", "mean", "median"])]  # fmt: skip
+# a stop that waits on the network (a credentials lookup, a bucket) hangs for longer; 2-7 s is Snakemake's start-up
+HANG = 30
 FAKE_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -49,7 +51,7 @@ def stop_line(proc) -> str:
 def test_without_credentials_the_kubernetes_profile_stops_before_any_job_naming_each_key(workdir):
     proc, seconds = run(workdir)
     line = stop_line(proc)
-    assert seconds < 5, f"{seconds:.1f} s"
+    assert seconds < HANG, f"{seconds:.1f} s"
     assert "container-image (still ghcr.io/CHANGE_ME/evoselfcode:0.1.0" in line
     assert "default-storage-prefix (still s3://CHANGE_ME/evoselfcode" in line
     assert "S3 credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line
@@ -60,7 +62,7 @@ def test_without_credentials_the_kubernetes_profile_stops_before_any_job_naming_
 def test_with_credentials_but_placeholders_it_names_only_the_placeholders(workdir):
     proc, seconds = run(workdir, env=FAKE_KEYS)
     line = stop_line(proc)
-    assert seconds < 5, f"{seconds:.1f} s"
+    assert seconds < HANG, f"{seconds:.1f} s"
     assert "container-image (still" in line and "default-storage-prefix (still" in line
     assert "S3 credentials" not in line
 
