@@ -21,6 +21,7 @@ tasks with a right kept function / tasks with a right candidate (the ceiling), a
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def run_workflow(workdir: Path, problems: list[dict], args) -> None:
     (workdir / "configs/agreement.yaml").write_text(
         model + "decontamination: {enabled: false}\n"
         f"namegen: {{select: {{per_desc: {args.per_desc}}}}}\ncodegen: {{n: {args.codegen_n}}}\n"
-        f"tests: {{n: {args.tests_n}, temperature: {args.tests_temperature}}}\n"
+        f"tests: {{n: {args.tests_n}, temperature: {args.tests_temperature}, "
+        f"template: {json.dumps(args.tests_template)}}}\n"
         f"io: {{input_desc_path: data/descriptions/sample.jsonl}}\nstore: {{dir: {args.store.resolve()}}}\n"
     )
     cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile", "configs/local.yaml",
@@ -183,6 +185,7 @@ def main() -> None:
     p.add_argument("--tests-n", type=int, default=3, help="tests.n of the run; rows pool its first 1..T answers")
     p.add_argument("--max-asserts", type=int, nargs="+", default=[10], help="tests.max_asserts of the rows")
     p.add_argument("--tests-temperature", type=float, default=0.2, help="tests.temperature of the run")
+    p.add_argument("--tests-template", help="tests.template of the run (default: the built-in one)")
     p.add_argument("--store", type=Path, default=Path("/tmp/evoselfcode-agreement-store"),
                    help="store.dir, kept across runs: another tests temperature asks only the tests")  # fmt: skip
     p.add_argument("--model", help="embedded model preset (default: configs/local.yaml's, the 0.5B)")
