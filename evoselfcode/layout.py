@@ -218,7 +218,7 @@ def schema_of(path: str | Path) -> str | None:
     """The schema of the records in a run's file, from where the layout puts it; None for any other path.
 
     A file is known by its folder's name and its own (`names/raw.jsonl`, `code/tests/raw/00000.jsonl`), so this
-    needs no config; a folder named otherwise than the defaults' (`names`, `code`, `shards`) is not recognised.
+    needs no config; in a folder named otherwise, only by a name that means one schema everywhere (`failures`).
     """
     pure = PurePath(path)
     if pure.suffix != ".jsonl":
@@ -235,7 +235,17 @@ def schema_of(path: str | Path) -> str | None:
                 return folder.PARTS[parts[-1]]
             if shard is None and parts[-1] in folder.FILES:
                 return folder.FILES[parts[-1]]
-    return None
+    return _same_everywhere().get(parts[-1]) if parts else None  # a folder of another name (`io.out_code_dir`)
+
+
+def _same_everywhere() -> dict[str, str]:
+    """File names that mean one schema wherever they are: a stage's failures and timing, the shards' set-asides."""
+    seen: dict[str, list[str]] = {}
+    for folder in FOLDERS:
+        for name, schema in (*folder.PARTS.items(), *folder.FILES.items()):
+            seen.setdefault(name, []).append(schema)
+    common = {name: schemas[0] for name, schemas in seen.items() if len(schemas) > 1 and len(set(schemas)) == 1}
+    return common | Shards.PARTS | Shards.FILES
 
 
 def schemas() -> set[str]:

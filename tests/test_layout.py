@@ -97,6 +97,15 @@ def test_the_schema_of_a_file_is_the_one_its_place_declares(path, schema):
 
 
 @pytest.mark.parametrize(
+    ("path", "schema"),
+    [("x/mycode/failures.jsonl", "failures"), ("failures.jsonl", "failures"), ("runs/a/timing/00002.jsonl", "timing"),
+     ("runs/a/quarantine.jsonl", "quarantine"), ("runs/a/contaminated/00000.jsonl", "contaminated")],
+)  # fmt: skip
+def test_in_folders_named_otherwise_a_file_whose_name_means_one_schema_everywhere_is_known(path, schema):
+    assert schema_of(path) == schema == tools.detect_schema(path)  # io.out_code_dir or io.shards_dir of the user's
+
+
+@pytest.mark.parametrize(
     "path", ["data/generated/code/metrics.json", "data/generated/names/timing.json", "notes/raw.jsonl",
              "data/generated/names/tested/00000.jsonl", "data/generated/code/scored/00000.jsonl"]
 )  # fmt: skip
