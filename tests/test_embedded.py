@@ -19,7 +19,8 @@ def test_jobs_get_the_configured_url_or_a_clear_error(tmp_path):
 
 
 @pytest.mark.embedded
-def test_start_reuse_and_stop(tmp_path):
+def test_start_reuse_and_stop(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # a user's own choice would be kept
     state, log = tmp_path / "state.json", tmp_path / "server.log"
     cfg = Embedded(n_threads=2, cache_dir=os.path.expanduser("~/.cache/evoselfcode"))
     url = embedded.start(cfg, log_path=log, state_file=state)

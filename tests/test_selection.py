@@ -122,7 +122,8 @@ def test_a_single_candidate_counts_the_assertions_trivial_functions_pass_but_nee
     wrong = "assert factorial(5) == 100\nassert factorial(6) == 700"
     chosen, _, [stats] = select([record(RIGHT, 0)], [], [model_tests(asserts + wrong)], CFG, workers=1)
     assert chosen[0].tests == ["assert factorial(3) == 6"]  # 3 of 5 passed; only the usable one is kept with it
-    assert chosen[0].meta.tests["passed"] == 1 and chosen[0].meta.tests["run"] == 5 and stats.evidence == "single"
+    tests = chosen[0].meta.tests
+    assert (tests["passed"], tests["run"], tests["usable_passed"]) == (3, 5, 1) and stats.evidence == "single"
     trivial_only = "assert factorial(1) == 1\nassert factorial(2) == 2\nassert factorial(5) == 100"
     chosen, rejects, [stats] = select([record(RIGHT, 0)], [], [model_tests(trivial_only)], CFG, workers=1)
     assert chosen == [] and rejects[0].reason == NO_EVIDENCE and stats.reason == NO_EVIDENCE

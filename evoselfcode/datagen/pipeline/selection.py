@@ -151,14 +151,15 @@ def _alone(plan: _Plan, runs: list[Run], kinds: Sequence[str], cfg: Config) -> t
         if reason is None and agreement and not passing:
             reason = NO_EVIDENCE
         if reason is None:
-            meta = {"selection": cfg.tests.selection, "passed": len(passing), "run": len(run.outcomes),
-                    "outcomes": dict(sorted(Counter(run.outcomes).items()))}  # fmt: skip
+            # passed / run is the rate the verdict judged; the usable ones passed are the ones kept with it
+            meta = {"selection": cfg.tests.selection, "passed": run.outcomes.count("pass"), "run": len(run.outcomes),
+                    "usable_passed": len(passing), "outcomes": dict(sorted(Counter(run.outcomes).items()))}  # fmt: skip
             kept.append(_kept(c, plan, passing, meta))
         else:
             rejects.append(_reject(c, plan, run, reason))
     stats = {"kept": len(kept)}
     if kept and agreement:
-        stats.update(evidence=SINGLE, winner_size=1, winner_passed=kept[0].meta.tests["passed"])
+        stats.update(evidence=SINGLE, winner_size=1, winner_passed=kept[0].meta.tests["usable_passed"])
     return kept, rejects, stats
 
 
