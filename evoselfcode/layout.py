@@ -55,13 +55,14 @@ class Folder:
         return f"{self.root}/{name}"
 
     def __getattr__(self, name: str) -> Callable[..., str]:
-        if name in self.PARTS or name in self.FILES:
+        if name in self.declared():
             return partial(self.part, name)
-        raise AttributeError(f"{type(self).__name__} has no file {name!r}; its files: {', '.join(self.names())}")
+        raise AttributeError(f"{type(self).__name__} has no file {name!r}; its files: {', '.join(self.declared())}")
 
     @classmethod
-    def names(cls) -> list[str]:
-        return [*cls.PARTS, *cls.FILES]
+    def declared(cls) -> dict[str, str]:
+        """Every file name of the folder, split or not, with the schema of its records."""
+        return {**cls.PARTS, **cls.FILES}
 
     @property
     def metrics_json(self) -> str:
@@ -242,15 +243,15 @@ def _same_everywhere() -> dict[str, str]:
     """File names that mean one schema wherever they are: a stage's failures and timing, the shards' set-asides."""
     seen: dict[str, list[str]] = {}
     for folder in FOLDERS:
-        for name, schema in (*folder.PARTS.items(), *folder.FILES.items()):
+        for name, schema in folder.declared().items():
             seen.setdefault(name, []).append(schema)
     common = {name: schemas[0] for name, schemas in seen.items() if len(schemas) > 1 and len(set(schemas)) == 1}
-    return common | Shards.PARTS | Shards.FILES
+    return common | Shards.declared()
 
 
 def schemas() -> set[str]:
     """Every schema the layout's files hold."""
-    return {Shards.SCHEMA} | {s for folder in FOLDERS for s in (*folder.PARTS.values(), *folder.FILES.values())}
+    return {Shards.SCHEMA} | {s for folder in FOLDERS for s in folder.declared().values()}
 
 
 def timing_files(root: str | Path) -> list[Path]:
