@@ -153,8 +153,9 @@ def analyse(workdir: Path, problems: list[dict], args) -> dict:
                     for how in ("agreement", "per_function"):
                         cfg = base.model_copy(update={"tests": base.tests.model_copy(
                             update={"n": t, "max_asserts": max_asserts, "selection": how})})  # fmt: skip
-                        out, _, _ = selection.select(kept, dups, tests, cfg, WORKERS)
+                        out, _, stats = selection.select(kept, dups, tests, cfg, WORKERS)
                         good = [r for r in out if right[(r.code, r.func_name)]]
+                        why = {s.desc_id: s.reason or "kept_wrong" for s in stats}
                         tokens = run["name_tokens"] + code_tokens + test_tokens
                         evidence: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kept, right per evidence
                         for r in out:
@@ -166,7 +167,8 @@ def analyse(workdir: Path, problems: list[dict], args) -> dict:
                                "share": round(len(good) / len(out), 3) if out else None,
                                "tasks_kept": len({r.meta.desc_id for r in out}),
                                "tasks_right": len({r.meta.desc_id for r in good}), "tokens": tokens,
-                               "tokens_per_right": round(tokens / len(good)) if good else None}  # fmt: skip
+                               "tokens_per_right": round(tokens / len(good)) if good else None,
+                               "missed": {d: why.get(d) for d in sorted(ceiling - {r.meta.desc_id for r in good})}}  # fmt: skip
                         rows.append(row)
                         print(row, flush=True)
     return {"descriptions": len(problems), "judged": len(by_id), "functions": len(codes),
@@ -198,7 +200,7 @@ def main() -> None:
     figures = analyse(args.workdir, problems, args)
     figures = {"start": args.start, "model": args.model or "qwen2.5-coder-0.5b", "per_desc": args.per_desc,
                "codegen_n": args.codegen_n, "tests_n": args.tests_n, "tests_temperature": args.tests_temperature,
-               **figures}  # fmt: skip
+               "tests_template": args.tests_template, **figures}  # fmt: skip
     save(args.name or f"agreement_{figures['model']}_{args.start}_{args.start + args.problems}", figures)
 
 

@@ -75,6 +75,14 @@ def test_asserts_beyond_the_limit_are_dropped_and_samples_are_pooled():
     assert dropped == Counter(duplicate=1, over_limit=1)
 
 
+def test_pooled_samples_take_turns_so_one_long_answer_does_not_fill_the_limit():
+    # a small model's first answer often runs on with calls of the wrong type; the second is read too
+    long = "\n".join(f"assert f({i}) == {i}" for i in range(5))
+    kept, dropped = parse_asserts([long, "assert f([1, 2]) == 3\nassert f([]) == 0"], "f", 3)
+    assert kept == ["assert f(0) == 0", "assert f([1, 2]) == 3", "assert f(1) == 1"]
+    assert dropped == Counter(over_limit=4)
+
+
 def test_asserts_with_a_name_nothing_defines_are_dropped():
     code = "\n".join([
         "import math", "from collections import Counter as C", "LIMIT = 3",

@@ -13,12 +13,14 @@ import ast
 import builtins
 from collections import Counter
 from collections.abc import Iterable
+from itertools import zip_longest
 
 SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, UNDEFINED_NAME, DUPLICATE, OVER_LIMIT = (
     "syntax_error", "not_assert", "no_call", "cannot_fail", "undefined_name", "duplicate", "over_limit",
 )  # fmt: skip
 # What every module has before its first line runs (the sandbox runs code and tests as one module).
 _PREDEFINED = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__", "__spec__", "__loader__"}
+_NO_STATEMENT = object()  # a text with fewer statements than the longest, in parse_asserts's turns
 # What the parser refuses: syntax, null bytes, nesting too deep (a model that repeats `-` hundreds of times).
 _UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
@@ -137,13 +139,15 @@ def parse_asserts(
 ) -> tuple[list[str], Counter[str]]:
     """The first `limit` distinct usable assertions in `texts` (each a whole test text), and drops per reason.
 
-    With the function's `code`, assertions that use a name it does not define are dropped (`undefined_name`).
+    The texts take turns (every text's first statement, then every text's second, ...): one answer that runs on
+    does not fill the limit before the others are read. With the function's `code`, assertions that use a name it
+    does not define are dropped (`undefined_name`).
     """
     defined = top_level_names(code) if code is not None else None
     kept: list[str] = []
     dropped: Counter[str] = Counter()
-    for text in texts:
-        for node in _statements(text):
+    for turn in zip_longest(*(list(_statements(t)) for t in texts), fillvalue=_NO_STATEMENT):
+        for node in (n for n in turn if n is not _NO_STATEMENT):
             try:
                 reason = _reason(node, func_name, defined)
                 source = ast.unparse(node) if reason is None else ""
