@@ -168,7 +168,8 @@ def analyse(workdir: Path, problems: list[dict], args) -> dict:
                                "tasks_kept": len({r.meta.desc_id for r in out}),
                                "tasks_right": len({r.meta.desc_id for r in good}), "tokens": tokens,
                                "tokens_per_right": round(tokens / len(good)) if good else None,
-                               "missed": {d: why.get(d) for d in sorted(ceiling - {r.meta.desc_id for r in good})}}  # fmt: skip
+                               "missed": {d: why.get(d) for d in sorted(ceiling - {r.meta.desc_id for r in good})},
+                               }  # fmt: skip
                         rows.append(row)
                         print(row, flush=True)
     return {"descriptions": len(problems), "judged": len(by_id), "functions": len(codes),

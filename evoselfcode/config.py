@@ -327,14 +327,15 @@ class Tests(Strict):
     """Nucleus sampling of test requests."""
     max_new_tokens: PositiveInt = 256
     """Tokens per test sample; an assertion cut off here does not parse and is dropped."""
-    n: PositiveInt = 2
-    """Test samples per function (one request); their assertions are pooled."""
+    n: PositiveInt = 3
+    """Test samples per description (one request); their assertions are pooled."""
     stop: list[str] = ["\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
     """Stop strings that end the tests."""
     template: str | None = None
     """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
     max_asserts: PositiveInt = 10
-    """Assertions kept per function's or description's tests (the first distinct ones that parse and can fail)."""
+    """Assertions kept per description's tests: the first distinct ones that parse and can fail, the samples taking
+    turns (each one's first, then each one's second, ...)."""
     selection: Literal["agreement", "per_function"] = "agreement"
     """`agreement`: a description's candidates vote by how they behave on its tests; `per_function`: each alone."""
 
