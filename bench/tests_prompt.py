@@ -50,7 +50,7 @@ def answers(url: str, t: DescTests, variant: str, n: int, cfg) -> tuple[list[str
     for seed in range(1, n + 1):
         body = {"model": cfg.api.model, "prompt": prompt, "max_tokens": cfg.tests.max_new_tokens, "seed": seed,
                 "temperature": cfg.tests.temperature, "top_p": cfg.tests.top_p, "stop": stop}  # fmt: skip
-        reply = requests.post(f"{url}/completions", json=body, timeout=900).json()
+        reply = requests.post(f"{url}/v1/completions", json=body, timeout=900).json()
         text, tokens = head + reply["choices"][0]["text"], tokens + reply["usage"]["completion_tokens"]
         if variant == "doctest":
             examples = doctest.DocTestParser().get_examples("    " + text)
