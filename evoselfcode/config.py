@@ -332,7 +332,8 @@ class Tests(Strict):
     stop: list[str] = ["\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
     """Stop strings that end the tests."""
     template: str | None = None
-    """Text after the code prompt and the function: `{func_name}`; ends with `assert {func_name}(`."""
+    """Text after the code prompt and the signature stub (the description as docstring, `...` as body): `{func_name}`;
+    ends with `assert {func_name}(`."""
     max_asserts: PositiveInt = 10
     """Assertions kept per description's tests: the first distinct ones that parse and can fail, the samples taking
     turns (each one's first, then each one's second, ...)."""

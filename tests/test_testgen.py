@@ -83,6 +83,17 @@ def test_pooled_samples_take_turns_so_one_long_answer_does_not_fill_the_limit():
     assert dropped == Counter(over_limit=4)
 
 
+def test_turns_count_a_bad_line_where_it_stands_and_names_bound_by_an_earlier_kept_assertion():
+    # a line that does not parse takes its answer's turn; a walrus binds for the assertions run after it
+    kept, dropped = parse_asserts(["assert f(1) == 1\nassert f(2", "assert f(3) == 3\nassert f(4) == 4"], "f", 10)
+    assert kept == ["assert f(1) == 1", "assert f(3) == 3", "assert f(4) == 4"]
+    assert dropped == Counter(syntax_error=1)
+    texts = ["assert f(y) == 1\nassert f((x := 2)) == 2", "assert f(x) == 3\nassert f((y := 1)) == 1"]
+    kept, dropped = parse_asserts(texts, "f", 10, code="def f(v):\n    return v")
+    assert kept == ["assert f((x := 2)) == 2", "assert f((y := 1)) == 1"]
+    assert dropped == Counter(undefined_name=2)
+
+
 def test_asserts_with_a_name_nothing_defines_are_dropped():
     code = "\n".join([
         "import math", "from collections import Counter as C", "LIMIT = 3",
