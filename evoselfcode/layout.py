@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, ClassVar
 
@@ -239,6 +239,7 @@ def schema_of(path: str | Path) -> str | None:
     return _same_everywhere().get(parts[-1]) if parts else None  # a folder of another name (`io.out_code_dir`)
 
 
+@cache  # the folders' tables are constants: built once, not per path asked about
 def _same_everywhere() -> dict[str, str]:
     """File names that mean one schema wherever they are: a stage's failures and timing, the shards' set-asides."""
     seen: dict[str, list[str]] = {}
