@@ -8,11 +8,12 @@ functions. Per variant: the tasks with a usable right assertion (the reference p
 functions fail it: the evidence agreement needs to keep a right function), the assertions the reference
 passes, completion tokens.
 
-Variants: `assert` (the pipeline's prompt, ending `assert {func_name}(`) and `doctest` (the stub's docstring left
-open with `>>> {func_name}(`; each example becomes `assert call == want`).
+Variants: `assert` (the pipeline's prompt, ending `assert {func_name}(` and the first parameter by keyword),
+`plain` (the same without the keyword, the pipeline's prompt before) and `doctest` (the stub's docstring left open
+with `>>> {func_name}(`; each example becomes `assert call == want`).
 
     python bench/agreement.py --start 0 --problems 40 --workdir /tmp/ag/a02 ...   # first: a workdir
-    python bench/tests_prompt.py --workdir /tmp/ag/a02 --variants assert doctest --n 4
+    python bench/tests_prompt.py --workdir /tmp/ag/a02 --variants assert plain doctest --n 4
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from evoselfcode.clients import make_client
 from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import load_config
 from evoselfcode.datagen.assertions import parse_asserts
-from evoselfcode.datagen.prompts import prompt_for_desc_tests
+from evoselfcode.datagen.prompts import head_of_tests, parameters, prompt_for_desc_tests
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, execute
 from evoselfcode.datagen.schemas import DescTests
@@ -43,7 +44,9 @@ TRIVIAL = ("return None", "return a[0] if a else None")
 def answers(client: CompletionClient, t: DescTests, variant: str, n: int, cfg) -> tuple[list[str], int]:
     """`n` test texts for `t` (seeds 1..n) in the variant's prompt, as assertion text, and their tokens."""
     prompt = prompt_for_desc_tests(t.desc, t.func_name, t.signature, cfg.codegen, cfg.tests)
-    head, stop = f"assert {t.func_name}(", cfg.tests.stop
+    head, stop = head_of_tests(t.func_name, t.signature), cfg.tests.stop
+    if variant == "plain":
+        prompt, head = prompt.removesuffix(head) + f"assert {t.func_name}(", f"assert {t.func_name}("
     if variant == "doctest":
         head, stop = f">>> {t.func_name}(", ['"""', "\n\n\n", "\ndef "]
         prompt = prompt[: prompt.rindex('"""\n    ...')] + f"\n\n    {head}"
@@ -62,7 +65,7 @@ def answers(client: CompletionClient, t: DescTests, variant: str, n: int, cfg) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, required=True, help="a workdir of bench/agreement.py")
-    p.add_argument("--variants", nargs="+", default=["assert", "doctest"], choices=["assert", "doctest"])
+    p.add_argument("--variants", nargs="+", default=["assert", "plain"], choices=["assert", "plain", "doctest"])
     p.add_argument("--n", type=int, default=4, help="test answers per task")
     p.add_argument("--model", help="embedded model preset (default: configs/local.yaml's)")
     p.add_argument("--name", default="tests_prompt")
@@ -83,7 +86,8 @@ def main() -> None:
             jobs = []
             for t, (texts, _) in zip(tests, got, strict=True):
                 task = problems[t.desc_id]
-                asserts = tuple(parse_asserts(texts, t.func_name, cfg.tests.max_asserts)[0])
+                params = parameters(t.signature)
+                asserts = tuple(parse_asserts(texts, t.func_name, cfg.tests.max_asserts, params=params)[0])
                 reference = f"{task['prompt']}{task['canonical_solution']}\n\n{t.func_name} = {task['entry_point']}\n"
                 jobs += [Job(reference, asserts)]
                 jobs += [Job(f"def {t.func_name}(*a, **k):\n    {body}\n", asserts) for body in TRIVIAL]

@@ -30,6 +30,7 @@ As a process: `python tests/fakeserver.py --port 0 --seed 1 --error-rate 0.1`; i
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import hashlib
 import json
@@ -73,7 +74,7 @@ TESTS = {
     "Rotate a square": (["[[1, 2], [3, 4]]) == [[3, 1], [4, 2]]", "[]) == []", "[[5]]) == [[5]]"],
                         ["[[1]]) == [[2]]", "[[1, 2], [3, 4]]) == [[1, 2], [3, 4]]"]),
 }  # fmt: skip
-_TEST_HEAD = re.compile(r"\nassert (\w+)\($")
+_TEST_HEAD = re.compile(r"\nassert (\w+)\((\w+=)?$")  # the first parameter by keyword, when there is one
 _TOKEN = re.compile(r"<\|[a-z_]+\|>|\w+|\s+|[^\w\s]")
 _DIRECTIVE = re.compile(r"\[\[(fail|always|slow|name|code|tests):([^\]]+)\]\]")
 FAULT_KINDS = ("server_error", "rate_limited", "reset", "stall", "invalid_json", "short")
@@ -143,14 +144,28 @@ def _tests_for(prompt: str) -> tuple[list[str], list[str]]:
     return ["0) is not None"], ["0) is None"]
 
 
-def fake_tests(prompt: str, name: str, h: int) -> str:
-    """Asserts about the function in a test prompt (which ends with `assert {name}(`), that head left out."""
+def _by_keyword(line: str, name: str, prompt: str) -> str:
+    """`line` with the arguments of its call of `name` passed by the keywords of the signature in the prompt."""
+    signature = next(s for s in prompt.splitlines() if s.startswith(f"def {name}("))
+    params = [a.arg for a in ast.parse(signature + "\n    pass").body[0].args.args]
+    tree = ast.parse(line)
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name)
+    call.keywords = [ast.keyword(p, a) for p, a in zip(params, call.args, strict=False)]  # too few: a wrong call
+    call.args = call.args[len(call.keywords) :]
+    return ast.unparse(tree)
+
+
+def fake_tests(prompt: str, name: str, keyword: str | None, h: int) -> str:
+    """Asserts about the function in a test prompt (which ends with `assert {name}(` and maybe its first
+    parameter by keyword, as the first line then takes its arguments), that head left out."""
     good, bad = _tests_for(prompt)
     lines = [f"assert {name}({t}" for t in ([*good, bad[0]] if h % 4 else [good[0], *bad])]
+    if keyword:
+        lines[0] = _by_keyword(lines[0], name, prompt)
     if h % 3 == 0:  # a call compared with itself and one that never calls the function: the parser drops both
         call = lines[0].split(" ==")[0].removeprefix("assert ")
         lines += [f"assert {call} == {call}", "assert 1 + 1 == 2"]
-    return "\n".join(lines).removeprefix(f"assert {name}(") + "\n\n"
+    return "\n".join(lines).removeprefix(f"assert {name}({keyword or ''}") + "\n\n"
 
 
 def generate(prompt: str, seed: Any, index: int, max_tokens: int, stop: list[str]) -> tuple[str, str, str | None]:
@@ -160,7 +175,7 @@ def generate(prompt: str, seed: Any, index: int, max_tokens: int, stop: list[str
     if max_tokens <= 32:
         text = f"{NAMES[h % len(NAMES)]}(data):\n    return data\n"
     elif test := _TEST_HEAD.search(prompt):
-        text = fake_tests(prompt, test.group(1), h)
+        text = fake_tests(prompt, test.group(1), test.group(2), h)
     else:
         text = BODIES[h % len(BODIES)]
     text = _scripted(prompt, max_tokens, index) or text

@@ -159,7 +159,7 @@ class DownAfter(CompletionClient):
         self.calls += 1
         if self.answers is not None and self.calls > self.answers:
             raise ConnectionError("the server went away")
-        return [Choice(text="1, 2) == 3\n", finish_reason="stop") for _ in range(n)]
+        return [Choice(text="1, b=2) == 3\n", finish_reason="stop") for _ in range(n)]  # after `assert addN(a=`
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -26,7 +26,7 @@ def scripted(desc: str, body: str, tests: str) -> str:
 
 
 def hostile(outside, port: int) -> dict[str, tuple[str, str]]:
-    """Per case: the function after `def name(`, the tests after `assert name(`."""
+    """Per case: the function after `def name(`, the tests after `assert name(` and its first parameter by keyword."""
     return {
         "deletes files": (f"):\n    import shutil\n    shutil.rmtree({str(outside)!r})\n    return 1\n", ") == 1\n"),
         "writes outside": (f"):\n    with open({str(outside / 'keep.txt')!r}, 'w') as fh:\n"
@@ -41,7 +41,7 @@ def hostile(outside, port: int) -> dict[str, tuple[str, str]]:
         "calls the model server": (f"):\n    import socket\n    s = socket.create_connection(('127.0.0.1', {port}))\n"
                                    "    s.sendall(b'POST /v1/completions')\n    return s.recv(100)\n", ") == b''\n"),
         "reads the API key": ("):\n    import os\n    return os.environ['QWEN_API_KEY'][:3]\n", ") == 'sk-'\n"),
-        "is right": ("a, b):\n    total = a + b\n    return total\n", "1, 2) == 3\n"),
+        "is right": ("a, b):\n    total = a + b\n    return total\n", "1, b=2) == 3\n"),
     }  # fmt: skip
 
 

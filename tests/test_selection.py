@@ -75,6 +75,16 @@ def test_a_function_whose_parameters_do_not_fit_the_calls_fails_them():
     assert rejects[0].outcomes == ["error:TypeError"] * 4 and rejects[0].reason == OUTVOTED
 
 
+def test_calls_by_the_prompts_keyword_reach_candidates_that_name_the_parameter_otherwise():
+    # the prompt ends `assert factorial(n=`; a candidate's own parameter is `k`
+    by_keyword = "assert factorial(n=3) == 6\nassert factorial(n=4) == 24\nassert factorial(5) == 120"
+    other_name = "def factorial(k):\n    return 1 if k <= 1 else k * factorial(k - 1)\n"
+    chosen, _, [stats] = select([record(other_name, 0), record(OFF, 1)], [], [model_tests(by_keyword)], CFG, 1)
+    assert [r.meta.sample_index for r in chosen] == [0]
+    assert chosen[0].tests == ["assert factorial(3) == 6", "assert factorial(4) == 24", "assert factorial(5) == 120"]
+    assert stats.wrong == 0 and stats.winner_passed == 3
+
+
 def test_hostile_candidates_are_outvoted_and_the_selection_goes_on():
     hostile = [
         "def factorial(n):\n    while True:\n        pass\n",
@@ -169,6 +179,6 @@ def test_the_desc_tests_prompt_shows_the_signature_and_the_description_but_no_bo
     assert signature_for(candidates[:1]) == ("fact", "def fact(n: int, base=1) -> int:")
     prompt = prompt_for_desc_tests(DESC, name, signature, CFG.codegen, CFG.tests)
     assert prompt.endswith(f'def factorial(n):\n    """{DESC}"""\n    ...\n\n\n# Check that factorial does what the '
-                           "task above asks, one assert per line:\nassert factorial(")  # fmt: skip
+                           "task above asks, one assert per line:\nassert factorial(n=")  # fmt: skip
     assert "return" not in prompt
     assert prompt.count(DESC) == 2  # the code prompt's comment, then the docstring

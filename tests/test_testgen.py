@@ -18,7 +18,7 @@ from evoselfcode.datagen.checks.execution import (
 from evoselfcode.datagen.pipeline.driver import run_stage
 from evoselfcode.datagen.pipeline.store import AnswerStore
 from evoselfcode.datagen.pipeline.testgen import TESTS, descriptions_to_test, requests_for_tests
-from evoselfcode.datagen.prompts import code_prompt
+from evoselfcode.datagen.prompts import code_prompt, head_of_tests, parameters
 from evoselfcode.datagen.schemas import CodeRecord, CodeSample
 
 CLAMP = 'def clamp(value, low, high):\n    """Clamp value into [low, high]."""\n    return max(low, min(value, high))\n'
@@ -41,7 +41,7 @@ def test_the_test_prompt_shows_the_description_and_a_signature_but_no_candidate_
     start = code_prompt("Clamp a value into a range.", "clamp", cfg.codegen).removesuffix("def clamp(")
     assert request.prompt.startswith(start + "def clamp(value, low, high):\n")
     assert "return max" not in request.prompt and "sorted" not in request.prompt
-    assert request.prompt.endswith("\nassert clamp(")
+    assert request.prompt.endswith("\nassert clamp(value=")
 
 
 def test_one_test_request_per_description_with_a_candidate_and_the_commonest_name():
@@ -215,3 +215,26 @@ def test_generation_asks_once_per_description_with_its_own_seed_and_records_fail
     assert tests[0].answers[0].startswith("assert clamp(") and tests[0].tokens > 0
     assert [(f.stage, f.desc_id, f.func_name) for f in failures] == [("tests", "d2", "clamp")]
     assert [(t.desc_id, t.func_name, t.resumed) for t in timings] == [("d1", "clamp", False)]
+
+
+def test_the_tests_head_names_the_first_parameter_a_call_can_fill_by_position():
+    assert parameters("def f(a, /, b, *rest, c=1, **kw):") == ["a", "b"]
+    assert head_of_tests("f", "def f(items, k=2):") == "assert f(items="
+    assert head_of_tests("f", "def f(*items):") == head_of_tests("f", "def f(...):") == "assert f("
+
+
+def test_keyword_calls_become_positional_so_candidates_with_other_parameter_names_take_them():
+    texts = [
+        "assert f(xs=[1, 2], k=3) == 1\nassert f(k=3, xs=[5]) == 5\nassert f([1, 2], 3) == 1",
+        "assert f(xs=[1], y=2) == 0\nassert g(f(xs=[f(xs=[2])])) == 2\nassert f([1], k=2) == 1",
+    ]
+    kept, dropped = parse_asserts(texts, "f", 10, params=["xs", "k"])
+    assert kept == [
+        "assert f([1, 2], 3) == 1",
+        "assert f(xs=[1], y=2) == 0",  # not a parameter of the signature: as written
+        "assert f([5], 3) == 5",
+        "assert g(f([f([2])])) == 2",
+        "assert f([1], 2) == 1",
+    ]
+    assert dropped == {"duplicate": 1}  # the third line of the first text, once the first reads by position
+    assert parse_asserts(["assert f(k=3) == 1"], "f", 10, params=["xs", "k"])[0] == ["assert f(k=3) == 1"]

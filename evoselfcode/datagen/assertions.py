@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import builtins
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import zip_longest
 
 SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, UNDEFINED_NAME, DUPLICATE, OVER_LIMIT = (
@@ -120,6 +120,20 @@ def _undefined(test: ast.AST, defined: frozenset[str]) -> bool:
                for n in ast.walk(test))  # fmt: skip
 
 
+def _by_position(node: ast.AST, func_name: str, params: Sequence[str]) -> None:
+    """Rewrite, in place, each call of `func_name` that names the next parameters of `params` by keyword so it
+    passes them by position; other calls stay as written."""
+    for call in ast.walk(node):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == func_name):
+            continue
+        if not call.keywords or any(isinstance(a, ast.Starred) for a in call.args):
+            continue
+        given = {k.arg: k.value for k in call.keywords}
+        following = list(params[len(call.args) : len(call.args) + len(given)])
+        if len(given) == len(call.keywords) and set(given) == set(following):
+            call.args, call.keywords = [*call.args, *(given[p] for p in following)], []
+
+
 def _reason(node: ast.stmt | None, func_name: str, defined: frozenset[str] | None) -> str | None:
     if node is None:
         return SYNTAX_ERROR
@@ -135,13 +149,15 @@ def _reason(node: ast.stmt | None, func_name: str, defined: frozenset[str] | Non
 
 
 def parse_asserts(
-    texts: Iterable[str], func_name: str, limit: int, code: str | None = None
+    texts: Iterable[str], func_name: str, limit: int, code: str | None = None, params: Sequence[str] = ()
 ) -> tuple[list[str], Counter[str]]:
     """The first `limit` distinct usable assertions in `texts` (each a whole test text), and drops per reason.
 
     The texts take turns (every text's first statement, then every text's second, ...): one answer that runs on
     does not fill the limit before the others are read. With the function's `code`, assertions that use a name it
-    does not define are dropped (`undefined_name`).
+    does not define are dropped (`undefined_name`). With the parameters of the signature the tests were asked
+    for, calls that fill them by keyword fill them by position, so a candidate that names them otherwise takes
+    the same calls.
     """
     defined = top_level_names(code) if code is not None else None
     kept: list[str] = []
@@ -149,6 +165,8 @@ def parse_asserts(
     for turn in zip_longest(*(list(_statements(t)) for t in texts), fillvalue=_NO_STATEMENT):
         for node in (n for n in turn if n is not _NO_STATEMENT):
             try:
+                if node is not None and params:
+                    _by_position(node, func_name, params)
                 reason = _reason(node, func_name, defined)
                 source = ast.unparse(node) if reason is None else ""
             except RecursionError:  # parsed, but too deep to compare or print again

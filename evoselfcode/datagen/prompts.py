@@ -179,9 +179,28 @@ def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
     return render(template.replace(FUNC_NAME, func_name), desc)
 
 
-def head_of_tests(func_name: str) -> str:
-    """The end of every test prompt: the tests are this plus the model's continuation."""
-    return f"assert {func_name}("
+def parameters(signature: str) -> list[str]:
+    """The names of the parameters a call can fill by position in a `def` line, in order; none when it does not
+    parse (`def f(...):`)."""
+    try:
+        node = ast.parse(signature + "\n    pass").body[0]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return []
+    return [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+
+
+def _first_keyword(signature: str) -> str:
+    # `assert f(numbers=` gets a list where `assert f(` gets its items one by one (bench/README.md, fourth sitting)
+    first = parameters(signature)[:1]
+    return f"{first[0]}=" if first else ""
+
+
+def head_of_tests(func_name: str, signature: str) -> str:
+    """The end of every test prompt: `assert {func_name}(` and the first parameter by keyword; the tests are this
+    plus the model's continuation."""
+    return f"assert {func_name}({_first_keyword(signature)}"
 
 
 def _def_line(code: str, func_name: str) -> str | None:
@@ -211,9 +230,10 @@ def signature_for(candidates: Sequence[CodeRecord]) -> tuple[str, str]:
 
 def prompt_for_desc_tests(desc: str, func_name: str, signature: str, codegen: CodeGen, tests: Tests) -> str:
     """The code prompt up to its `def`, then the signature with the description as docstring and `...` for a
-    body, then the test template: tests written from the task, not from any candidate's code."""
+    body, then the test template and the signature's first parameter by keyword (`head_of_tests`): tests written
+    from the task, not from any candidate's code."""
     prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
     start = prompt[: -len(head)] if prompt.endswith(head) else prompt
     docstring = escape_docstring(_strip_tokens(desc, SPECIAL_TOKENS))
     template = (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
-    return f'{start}{signature}\n    """{docstring}"""\n    ...{template}'
+    return f'{start}{signature}\n    """{docstring}"""\n    ...{template}{_first_keyword(signature)}'

@@ -33,6 +33,7 @@ from evoselfcode.datagen.assertions import parse_asserts, renamed
 from evoselfcode.datagen.checks.duplicates import DUPLICATE, NEAR_DUPLICATE
 from evoselfcode.datagen.checks.execution import NO_EVIDENCE, NO_TESTS, OUTVOTED, TESTS_REQUEST_FAILED, verdict
 from evoselfcode.datagen.pipeline.driver import drop_private_store
+from evoselfcode.datagen.prompts import parameters
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, Run, execute
 from evoselfcode.datagen.schemas import (
@@ -101,7 +102,8 @@ def _plan(desc_id: str, candidates: list[Candidate], tests: DescTests | None, cf
     if tests is None or tests.error is not None:
         reason = TESTS_REQUEST_FAILED if tests is not None else NO_TESTS
         return _Plan(desc_id, candidates, tests, [], {}, reason)
-    asserts, dropped = parse_asserts(tests.answers, tests.func_name, cfg.tests.max_asserts)
+    params = parameters(tests.signature)
+    asserts, dropped = parse_asserts(tests.answers, tests.func_name, cfg.tests.max_asserts, params=params)
     if cfg.tests.selection == "per_function":
         candidates = [c for c in candidates if c.record is not None]  # duplicates are no votes here
     return _Plan(desc_id, candidates, tests, asserts, dict(sorted(dropped.items())), None if asserts else NO_TESTS)

@@ -49,7 +49,7 @@ def requests_for_tests(todo: Sequence[DescTests], cfg: Config) -> list[Request]:
 
 def _tests(request: Request, choices: list[Choice]) -> list[DescTests]:
     d: DescTests = request.item
-    head = head_of_tests(d.func_name)
+    head = head_of_tests(d.func_name, d.signature)
     tokens = sum(c.completion_tokens or 0 for c in choices)
     return [d.model_copy(update={"answers": [head + c.text for c in choices], "tokens": tokens})]
 
