@@ -327,7 +327,7 @@ class Tests(Strict):
     """Nucleus sampling of test requests."""
     max_new_tokens: PositiveInt = 256
     """Tokens per test sample; an assertion cut off here does not parse and is dropped."""
-    n: PositiveInt = 3
+    n: PositiveInt = 2
     """Test samples per description (one request); their assertions are pooled."""
     stop: list[str] = ["\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
     """Stop strings that end the tests."""
