@@ -12,7 +12,7 @@ Per setting × selection: functions kept, the share of them right (hidden tests)
 tasks with a right kept function / tasks with a right candidate (the ceiling), and generated completion tokens
 (names + code of the subset + tests, scaled by t / tests-n) per right kept function.
 
-    python bench/agreement.py --start 0 --problems 40 --workdir /tmp/agree-a [--per-desc 2 --codegen-n 2 --tests-n 3]
+    python bench/agreement.py --start 0 --problems 40 --workdir /tmp/agree-a [--per-desc 2 --codegen-n 2 --tests-n 2]
     python bench/agreement.py --start 40 --problems 40 --workdir /tmp/agree-b
     python bench/agreement.py ... --model qwen2.5-coder-1.5b      # the 1.5B (python -m evoselfcode model ...)
     python bench/agreement.py ... --skip-run                        # only the offline part, on the workdir's files
@@ -186,7 +186,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/evoselfcode-agreement"))
     p.add_argument("--per-desc", type=int, default=2, help="namegen.select.per_desc of the run; rows use 1..K")
     p.add_argument("--codegen-n", type=int, default=2, help="codegen.n of the run; rows use 1..M")
-    p.add_argument("--tests-n", type=int, default=3, help="tests.n of the run; rows pool its first 1..T answers")
+    p.add_argument("--tests-n", type=int, default=2, help="tests.n of the run; rows pool its first 1..T answers")
     p.add_argument("--max-asserts", type=int, nargs="+", default=[10], help="tests.max_asserts of the rows")
     p.add_argument("--tests-temperature", type=float, default=0.2, help="tests.temperature of the run")
     p.add_argument("--tests-template", help="tests.template of the run (default: the built-in one)")

@@ -343,7 +343,7 @@ class Tests(Strict):
     @field_validator("template")
     @classmethod
     def _ends_with_assert(cls, v: str | None) -> str | None:
-        # the tests are rebuilt as `assert {func_name}(` + continuation, so the prompt must end there
+        # the tests are rebuilt as this head (and the first parameter) + continuation, so the prompt must end there
         if v is not None and not v.endswith("assert {func_name}("):
             raise ValueError("must end with 'assert {func_name}(' (the tests are rebuilt from that head)")
         return v

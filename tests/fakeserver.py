@@ -145,7 +145,8 @@ def _tests_for(prompt: str) -> tuple[list[str], list[str]]:
 
 
 def _by_keyword(line: str, name: str, prompt: str) -> str:
-    """`line` with the arguments of its call of `name` passed by the keywords of the signature in the prompt."""
+    """`line` with the arguments of its call of `name` passed by the keywords of the signature in the prompt; more
+    arguments than parameters give a line that does not continue the prompt, which the parser drops."""
     signature = next(s for s in prompt.splitlines() if s.startswith(f"def {name}("))
     params = [a.arg for a in ast.parse(signature + "\n    pass").body[0].args.args]
     tree = ast.parse(line)

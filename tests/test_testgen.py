@@ -1,5 +1,6 @@
 """The tests stage: test prompts, parsing the model's asserts, the pass verdict, and execution in the real sandbox."""
 
+import ast
 from collections import Counter
 
 import pytest
@@ -212,7 +213,8 @@ def test_generation_asks_once_per_description_with_its_own_seed_and_records_fail
     tests, failures, timings = result.records, result.failures, result.timings
     assert asked == 2 and result.requests == 2 and result.from_store == 0
     assert [t.error for t in tests] == [None, "BadRequest"]
-    assert tests[0].answers[0].startswith("assert clamp(") and tests[0].tokens > 0
+    assert tests[0].answers[0].startswith("assert clamp(value=") and tests[0].tokens > 0
+    ast.parse(tests[0].answers[0].splitlines()[0])  # the head and the continuation make one statement
     assert [(f.stage, f.desc_id, f.func_name) for f in failures] == [("tests", "d2", "clamp")]
     assert [(t.desc_id, t.func_name, t.resumed) for t in timings] == [("d1", "clamp", False)]
 
@@ -221,6 +223,7 @@ def test_the_tests_head_names_the_first_parameter_a_call_can_fill_by_position():
     assert parameters("def f(a, /, b, *rest, c=1, **kw):") == ["a", "b"]
     assert head_of_tests("f", "def f(items, k=2):") == "assert f(items="
     assert head_of_tests("f", "def f(*items):") == head_of_tests("f", "def f(...):") == "assert f("
+    assert head_of_tests("f", "def f(a, /, b):") == "assert f("  # `a` cannot be passed by keyword
 
 
 def test_keyword_calls_become_positional_so_candidates_with_other_parameter_names_take_them():
@@ -231,10 +234,24 @@ def test_keyword_calls_become_positional_so_candidates_with_other_parameter_name
     kept, dropped = parse_asserts(texts, "f", 10, params=["xs", "k"])
     assert kept == [
         "assert f([1, 2], 3) == 1",
-        "assert f(xs=[1], y=2) == 0",  # not a parameter of the signature: as written
+        "assert f([1], y=2) == 0",  # `y`: not a parameter of the signature, as written
         "assert f([5], 3) == 5",
         "assert g(f([f([2])])) == 2",
         "assert f([1], 2) == 1",
     ]
     assert dropped == {"duplicate": 1}  # the third line of the first text, once the first reads by position
     assert parse_asserts(["assert f(k=3) == 1"], "f", 10, params=["xs", "k"])[0] == ["assert f(k=3) == 1"]
+
+
+def test_only_the_keywords_that_fill_the_next_parameters_in_order_move():
+    texts = [
+        "assert f(xs=[1], reverse=True) == [1]\nassert f(xs=[1], **opts) == [1]\nassert f(*rows, k=1) == 0\n"
+        "assert f(xs=1, xs=2) == 0\nassert f(1, xs=2) == 0"
+    ]
+    assert parse_asserts(texts, "f", 10, params=["xs", "k"])[0] == [
+        "assert f([1], reverse=True) == [1]",  # after the gap, as written
+        "assert f([1], **opts) == [1]",
+        "assert f(*rows, k=1) == 0",  # where `k` lands is unknown
+        "assert f(xs=1, xs=2) == 0",  # an error either way: kept for the candidates to fail
+        "assert f(1, xs=2) == 0",
+    ]

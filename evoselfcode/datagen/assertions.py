@@ -13,7 +13,7 @@ import ast
 import builtins
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import zip_longest
+from itertools import takewhile, zip_longest
 
 SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, UNDEFINED_NAME, DUPLICATE, OVER_LIMIT = (
     "syntax_error", "not_assert", "no_call", "cannot_fail", "undefined_name", "duplicate", "over_limit",
@@ -22,7 +22,7 @@ SYNTAX_ERROR, NOT_ASSERT, NO_CALL, CANNOT_FAIL, UNDEFINED_NAME, DUPLICATE, OVER_
 _PREDEFINED = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__", "__spec__", "__loader__"}
 _NO_STATEMENT = object()  # a text with fewer statements than the longest, in parse_asserts's turns
 # What the parser refuses: syntax, null bytes, nesting too deep (a model that repeats `-` hundreds of times).
-_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
+UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def _statements(text: str) -> Iterable[ast.stmt | None]:
@@ -30,12 +30,12 @@ def _statements(text: str) -> Iterable[ast.stmt | None]:
     try:
         yield from ast.parse(text).body
         return
-    except _UNPARSABLE:
+    except UNPARSABLE:
         pass
     head, _, last = text.rstrip().rpartition("\n")
     try:  # most often only the last line is cut off (max_new_tokens)
         body = ast.parse(head).body
-    except _UNPARSABLE:
+    except UNPARSABLE:
         pass
     else:
         yield from body
@@ -46,7 +46,7 @@ def _statements(text: str) -> Iterable[ast.stmt | None]:
             continue
         try:
             yield from ast.parse(line.strip()).body
-        except _UNPARSABLE:
+        except UNPARSABLE:
             yield None
 
 
@@ -81,7 +81,7 @@ def top_level_names(code: str) -> frozenset[str] | None:
     """
     try:
         module = ast.parse(code)
-    except _UNPARSABLE:
+    except UNPARSABLE:
         return None
     names = set(_PREDEFINED)
     todo: list[ast.AST] = list(module.body)
@@ -120,18 +120,20 @@ def _undefined(test: ast.AST, defined: frozenset[str]) -> bool:
                for n in ast.walk(test))  # fmt: skip
 
 
-def _by_position(node: ast.AST, func_name: str, params: Sequence[str]) -> None:
-    """Rewrite, in place, each call of `func_name` that names the next parameters of `params` by keyword so it
-    passes them by position; other calls stay as written."""
+def _by_position(node: ast.AST, func_name: str, params: Sequence[str]) -> ast.AST:
+    """`node` (changed in place) with each call of `func_name` passing by position the keyword arguments that
+    fill the next parameters of `params` in order; the keywords after a gap stay keywords."""
     for call in ast.walk(node):
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == func_name):
             continue
-        if not call.keywords or any(isinstance(a, ast.Starred) for a in call.args):
-            continue
+        names = [k.arg for k in call.keywords]
+        if any(isinstance(a, ast.Starred) for a in call.args) or len(set(names)) < len(names):
+            continue  # `f(*a, k=1)`: positions unknown; `f(x=1, x=2)`: an error to keep
         given = {k.arg: k.value for k in call.keywords}
-        following = list(params[len(call.args) : len(call.args) + len(given)])
-        if len(given) == len(call.keywords) and set(given) == set(following):
-            call.args, call.keywords = [*call.args, *(given[p] for p in following)], []
+        moved = list(takewhile(given.__contains__, params[len(call.args) :]))
+        call.args += [given[p] for p in moved]
+        call.keywords = [k for k in call.keywords if k.arg not in moved]
+    return node
 
 
 def _reason(node: ast.stmt | None, func_name: str, defined: frozenset[str] | None) -> str | None:
@@ -156,8 +158,8 @@ def parse_asserts(
     The texts take turns (every text's first statement, then every text's second, ...): one answer that runs on
     does not fill the limit before the others are read. With the function's `code`, assertions that use a name it
     does not define are dropped (`undefined_name`). With the parameters of the signature the tests were asked
-    for, calls that fill them by keyword fill them by position, so a candidate that names them otherwise takes
-    the same calls.
+    for, keyword arguments that fill its next parameters in order are passed by position, so a candidate that
+    names its parameters otherwise takes the same calls.
     """
     defined = top_level_names(code) if code is not None else None
     kept: list[str] = []
@@ -166,7 +168,7 @@ def parse_asserts(
         for node in (n for n in turn if n is not _NO_STATEMENT):
             try:
                 if node is not None and params:
-                    _by_position(node, func_name, params)
+                    node = _by_position(node, func_name, params)
                 reason = _reason(node, func_name, defined)
                 source = ast.unparse(node) if reason is None else ""
             except RecursionError:  # parsed, but too deep to compare or print again

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from evoselfcode.config import CodeGen, NameGen, Tests
+from evoselfcode.datagen.assertions import UNPARSABLE
 from evoselfcode.datagen.schemas import CodeRecord
 
 GLOBAL_PREFIX = "This is an algorithm function.\n\n"
@@ -179,35 +180,35 @@ def code_prompt(desc: str, func_name: str, cfg: CodeGen) -> str:
     return render(template.replace(FUNC_NAME, func_name), desc)
 
 
+def _arguments(signature: str) -> ast.arguments | None:
+    try:
+        node = ast.parse(signature + "\n    pass").body[0]
+    except UNPARSABLE:
+        return None
+    return node.args if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else None
+
+
 def parameters(signature: str) -> list[str]:
     """The names of the parameters a call can fill by position in a `def` line, in order; none when it does not
     parse (`def f(...):`)."""
-    try:
-        node = ast.parse(signature + "\n    pass").body[0]
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-        return []
-    return [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
-
-
-def _first_keyword(signature: str) -> str:
-    # `assert f(numbers=` gets a list where `assert f(` gets its items one by one (bench/README.md, fourth sitting)
-    first = parameters(signature)[:1]
-    return f"{first[0]}=" if first else ""
+    args = _arguments(signature)
+    return [a.arg for a in (*args.posonlyargs, *args.args)] if args else []
 
 
 def head_of_tests(func_name: str, signature: str) -> str:
-    """The end of every test prompt: `assert {func_name}(` and the first parameter by keyword; the tests are this
-    plus the model's continuation."""
-    return f"assert {func_name}({_first_keyword(signature)}"
+    """The end of every test prompt: `assert {func_name}(` and the first parameter by keyword when it can be
+    passed so; the tests are this plus the model's continuation."""
+    args = _arguments(signature)
+    # a small model passes a list as one value after `f(numbers=`, its items one by one after `f(`
+    first = f"{args.args[0].arg}=" if args and args.args and not args.posonlyargs else ""
+    return f"assert {func_name}({first}"
 
 
 def _def_line(code: str, func_name: str) -> str | None:
     """The `def` line of `func_name` in `code` as the parser reads it: decorators and body left out."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except UNPARSABLE:
         return None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == func_name:
@@ -230,10 +231,11 @@ def signature_for(candidates: Sequence[CodeRecord]) -> tuple[str, str]:
 
 def prompt_for_desc_tests(desc: str, func_name: str, signature: str, codegen: CodeGen, tests: Tests) -> str:
     """The code prompt up to its `def`, then the signature with the description as docstring and `...` for a
-    body, then the test template and the signature's first parameter by keyword (`head_of_tests`): tests written
-    from the task, not from any candidate's code."""
+    body, then the test template, which ends with `head_of_tests`: tests written from the task, not from any
+    candidate's code."""
     prompt, head = code_prompt(desc, func_name, codegen), code_head(func_name)
     start = prompt[: -len(head)] if prompt.endswith(head) else prompt
     docstring = escape_docstring(_strip_tokens(desc, SPECIAL_TOKENS))
     template = (tests.template or TEST_TEMPLATE).replace(FUNC_NAME, func_name)
-    return f'{start}{signature}\n    """{docstring}"""\n    ...{template}{_first_keyword(signature)}'
+    template = template.removesuffix(f"assert {func_name}(") + head_of_tests(func_name, signature)
+    return f'{start}{signature}\n    """{docstring}"""\n    ...{template}'

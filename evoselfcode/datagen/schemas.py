@@ -171,7 +171,7 @@ class DescTests(Record):
     desc: str
     func_name: str  # the name the tests call; candidates named otherwise are bound to it
     signature: str  # the `def` line the prompt showed (`prompts.signature_for`)
-    answers: list[str] = []  # each sample's whole text: `assert {func_name}(` + the continuation
+    answers: list[str] = []  # each sample's whole text: `prompts.head_of_tests` + the continuation
     tokens: int = 0  # completion tokens of the request
     error: str | None = None  # the request failed after its retries
 
