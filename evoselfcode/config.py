@@ -333,7 +333,7 @@ class Tests(Strict):
     """Stop strings that end the tests."""
     template: str | None = None
     """Text after the code prompt and the signature stub (the description as docstring, `...` as body): `{func_name}`;
-    ends with `assert {func_name}(` (the signature's first parameter and `=` follow it)."""
+    ends with `assert {func_name}(` (the first parameter and `=` follow, when it can be passed by keyword)."""
     max_asserts: PositiveInt = 10
     """Assertions kept per description's tests: the first distinct ones that parse and can fail, the samples taking
     turns (each one's first, then each one's second, ...)."""
