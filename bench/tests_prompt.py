@@ -33,12 +33,11 @@ from evoselfcode.clients import make_client
 from evoselfcode.clients.base import CompletionClient
 from evoselfcode.config import load_config
 from evoselfcode.datagen.assertions import parse_asserts
+from evoselfcode.datagen.pipeline.selection import TRIVIAL
 from evoselfcode.datagen.prompts import head_of_tests, parameters, prompt_for_desc_tests
 from evoselfcode.datagen.readers import read_models
 from evoselfcode.datagen.sandbox import Job, execute
 from evoselfcode.datagen.schemas import DescTests
-
-TRIVIAL = ("return None", "return a[0] if a else None")
 
 
 def answers(client: CompletionClient, t: DescTests, variant: str, n: int, cfg) -> tuple[list[str], int]:
@@ -90,7 +89,7 @@ def main() -> None:
                 asserts = tuple(parse_asserts(texts, t.func_name, cfg.tests.max_asserts, params=params)[0])
                 reference = f"{task['prompt']}{task['canonical_solution']}\n\n{t.func_name} = {task['entry_point']}\n"
                 jobs += [Job(reference, asserts)]
-                jobs += [Job(f"def {t.func_name}(*a, **k):\n    {body}\n", asserts) for body in TRIVIAL]
+                jobs += [Job(trivial.format(name=t.func_name), asserts) for trivial in TRIVIAL]
             runs = execute(jobs, cfg.execution, 2)
             usable, right, asserts = [], 0, 0
             for i, t in enumerate(tests):
