@@ -378,7 +378,8 @@ class Store(Strict):
     enabled: bool = True
     """false: answers are kept only until their job is done (resume after a kill), then dropped."""
     dir: str = "data/store"
-    """Where the answers are kept; many runs and jobs (a cluster's too, on shared storage) can share it."""
+    """Where the answers are kept (`~` is the home folder); many runs and jobs (a cluster's too, on shared storage)
+    can share it."""
 
 
 BuiltinBenchmark = Literal["humaneval"]

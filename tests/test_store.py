@@ -39,6 +39,15 @@ def test_an_answer_comes_back_as_it_was_put(tmp_path):
     assert list(store.keys()) == [k]
 
 
+def test_a_store_under_the_home_folder_is_there_not_in_a_folder_named_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    store, k = AnswerStore("~/answers-store"), key()
+    store.put(k, choices())
+    assert AnswerStore(tmp_path / "answers-store").get(k) == choices()
+    assert not (tmp_path / "~").exists()
+
+
 def test_everything_sent_is_part_of_the_key():
     base = key()
     assert base == key(params=dict(reversed(PARAMS.items())))  # the order of the parameters is not

@@ -55,7 +55,7 @@ class AnswerStore:
     """Model answers under their request key, shared by every job and run that points at `root`."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).expanduser()  # `store: {dir: ~/answers}` in a profile means the home folder
         self._tmp_names = threading.local()
 
     def path(self, key: str) -> Path:
