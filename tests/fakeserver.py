@@ -99,6 +99,8 @@ class Options:
     seed: int = 0
     faults: Faults = Faults()
     single_choice: bool = False  # like llama.cpp's server: one choice whatever `n` says
+    usage_of_one: bool = False  # like llama.cpp's native server: `usage` counts one choice of n; `timings`, /tokenize
+    tokenize_route: bool = True  # with usage_of_one: POST /tokenize answers (False: 404)
     logprobs: str = "ok"  # "ok" | "missing" (silently absent) | "error" (500 naming logits_all)
     fim_tokens: bool = True  # `<|fim_prefix|>` etc. are single tokens
     latency_s: float = 0.0
@@ -223,6 +225,7 @@ class FakeServer:
         self.hold_after = self.options.hold_after
         self.held = 0
         self.refused = 0  # requests without the required headers (not in the other counters)
+        self.tokenized = 0  # POST /tokenize requests (not in the other counters)
         self._released = threading.Event()
         self._first_faults = [k for k in FAULT_KINDS if getattr(self.options.faults, k)]
         if not self.options.each_fault_first:
@@ -367,6 +370,12 @@ def _handler_for(server: FakeServer):
                 assert isinstance(body, dict)
             except (ValueError, AssertionError):
                 return self._json(400, {"error": {"message": "body is not a JSON object"}})
+            if self.path == "/tokenize" and opts.usage_of_one:
+                with server._lock:
+                    server.tokenized += 1
+                if not opts.tokenize_route:
+                    return self._json(404, {"error": {"message": "File Not Found"}})
+                return self._json(200, {"tokens": list(range(len(tokenize(str(body.get("content", ""))))))})
             canon = json.dumps(body, sort_keys=True)
             attempt = server.record(canon)
             prompt = str(body.get("prompt", body.get("inputs", "")))
@@ -440,10 +449,15 @@ def _handler_for(server: FakeServer):
                         lp = logprobs_block(prompt, text, len(prompt), opts.fim_tokens)
                     choice["logprobs"] = lp
                 choices.append(choice)
+            if opts.usage_of_one:  # ggml-org/llama.cpp#27318: the last choice's count stands for all
+                completion_tokens = len(tokenize(choices[-1]["text"]))
             usage = {"prompt_tokens": len(tokenize(prompt)), "completion_tokens": completion_tokens}
             usage["total_tokens"] = usage["prompt_tokens"] + completion_tokens
-            return 200, {"id": "cmpl-fake", "object": "text_completion", "model": body.get("model"), "choices": choices,
-                         "usage": usage}  # fmt: skip
+            answer = {"id": "cmpl-fake", "object": "text_completion", "model": body.get("model"), "choices": choices,
+                      "usage": usage}  # fmt: skip
+            if opts.usage_of_one:
+                answer["timings"] = {"predicted_n": completion_tokens}
+            return 200, answer
 
         def _tgi(self, body: dict) -> tuple[int, dict]:
             params = body.get("parameters") or {}
@@ -591,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--invalid-json-rate", type=float, default=0.0, help="fraction answered 200 with broken JSON")
     p.add_argument("--short-rate", type=float, default=0.0, help="fraction answered with fewer choices than n")
     p.add_argument("--single-choice", action="store_true", help="always one choice, like llama.cpp's server")
+    p.add_argument("--usage-of-one", action="store_true", help="usage counts one choice of n, like llama.cpp's")
     p.add_argument("--logprobs", choices=["ok", "missing", "error"], default="ok")
     p.add_argument("--no-fim-tokens", action="store_true", help="FIM markers split into characters")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
@@ -605,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=Faults(a.error_rate, a.rate_429, a.reset_rate, a.stall_rate, a.invalid_json_rate, a.short_rate,
                       a.retry_after, a.stall_s),
         single_choice=a.single_choice,
+        usage_of_one=a.usage_of_one,
         logprobs=a.logprobs,
         fim_tokens=not a.no_fim_tokens,
         latency_s=a.latency,

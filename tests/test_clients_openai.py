@@ -33,6 +33,7 @@ from evoselfcode.config import Api, ConfigError, deep_merge
 from evoselfcode.datagen.pipeline.store import AnswerStore
 
 NAME_ARGS = {"max_tokens": 16, "temperature": 0.4, "top_p": 0.9, "stop": ["(", " ", "\n"]}
+CODE_ARGS = {"max_tokens": 64, "temperature": 0.8, "top_p": 0.95}
 
 
 def fast_api(**overrides) -> Api:
@@ -176,6 +177,23 @@ def test_single_choice_server_fans_out_with_derived_seeds(server):
     assert [c.text for c in client.complete("def ", n=4, seed=7, **NAME_ARGS)] == [c.text for c in choices]
     seeds = sorted(json.loads(body)["seed"] for body in server.received)
     assert seeds == [7 + SEED_STRIDE * i for i in range(4)]
+
+
+@pytest.mark.parametrize("server", [Options(usage_of_one=True)], indirect=True)
+def test_each_choice_has_its_own_token_count_when_the_server_counts_one(server):
+    choices = client_for(server).complete("def ", n=3, seed=5, **CODE_ARGS)
+    assert [c.completion_tokens for c in choices] == [len(tokenize(c.text)) for c in choices]
+    assert server.tokenized == 3
+
+
+@pytest.mark.parametrize("server", [Options(usage_of_one=True, tokenize_route=False)], indirect=True)
+def test_a_server_that_cannot_tokenize_keeps_its_answer_and_warns_once(server, caplog):
+    client = client_for(server)
+    first = client.complete("def ", n=3, seed=5, **CODE_ARGS)
+    client.complete("def ", n=3, seed=6, **CODE_ARGS)
+    assert len(first) == 3 and sum(c.completion_tokens for c in first) == len(tokenize(first[-1].text))
+    assert sum("undercounted" in r.getMessage() for r in caplog.records) == 1
+    assert server.tokenized == 1  # after the first refusal it is not asked again
 
 
 @pytest.mark.parametrize("server", [Options(faults=Faults(short=1.0))], indirect=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from dataclasses import replace
@@ -17,6 +18,7 @@ from evoselfcode.clients.retry import RetryWait
 from evoselfcode.clients.transport import Transport
 from evoselfcode.config import Api
 
+log = logging.getLogger("evoselfcode")
 # Error answers that mean "this server cannot return prompt log-probs" (vLLM, llama-cpp-python wordings).
 _CANNOT_SCORE = re.compile(r"logprob|logits_all|echo", re.IGNORECASE)
 
@@ -64,6 +66,19 @@ def parse_choices(data: Any, *, url: str) -> list[Choice]:
     return choices
 
 
+def _token_count(data: Any, url: str) -> int:
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(tokens, list):
+        raise _format_error(url, "its /tokenize answer has no 'tokens' list")
+    return len(tokens)
+
+
+def shares_one_count(data: Any) -> bool:
+    """Whether the answer's usage counts one choice of several: llama.cpp's server (known by its `timings`)
+    reports one choice's tokens for `n` > 1 (ggml-org/llama.cpp#27318), so splitting it would undercount n-fold."""
+    return isinstance(data, dict) and isinstance(data.get("timings"), dict) and len(data.get("choices") or ()) > 1
+
+
 def score_from_echo(data: Any, *, url: str, full: str, start: int) -> list[float]:
     """Log-probs of the echoed tokens that cover `full[start:]`; drops tokens generated after the prompt."""
     choice = (data.get("choices") or [None])[0] if isinstance(data, dict) else None
@@ -108,6 +123,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
         self.transport = transport or Transport(api, base_url, concurrency=concurrency, pool=pool)
         self.url = self.transport.base_url + api.route
         self._unscorable: str | None = None
+        self._uncounted = False  # warned once that /tokenize cannot count choices
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -153,16 +169,35 @@ class OpenAIClient(CompletionClient, ScoringClient):
             if k_seed is not None:
                 body["seed"] = k_seed
             body.update(extra or {})
-            choices, latency = self.transport.post(
+            (choices, one_count), latency = self.transport.post(
                 self.api.route,
                 body,
-                lambda data: parse_choices(data, url=self.url),
+                lambda data: (parse_choices(data, url=self.url), shares_one_count(data)),
                 cost_tokens=estimate_tokens(prompt, max_tokens, k),
                 retry_wait=retry_wait,
             )
+            if one_count:
+                choices = [self._counted(c, retry_wait) for c in choices]
             return [replace(c, latency=latency) for c in choices]
 
         return collect_choices(n, seed, ask)
+
+    def _counted(self, choice: Choice, retry_wait: RetryWait) -> Choice:
+        """`choice` with its own completion tokens, counted by the server's `/tokenize` (llama.cpp's)."""
+        if choice.tokens or self._uncounted:
+            return choice
+        try:
+            count, _ = self.transport.post(
+                "/tokenize", {"content": choice.text}, lambda data: _token_count(data, self.url), cost_tokens=0.0,
+                retry_wait=retry_wait,
+            )  # fmt: skip
+        except LLMError as err:  # the answer stands; only its count is the server's share
+            with self._lock:
+                if not self._uncounted:
+                    log.warning("cannot count tokens per choice (%s): completion tokens are undercounted", err)
+                self._uncounted = True
+            return choice
+        return replace(choice, usage={**choice.usage, "completion_tokens": count})
 
     def token_logprobs(
         self, text: str, *, prompt: str = "", retry_wait: RetryWait = contextlib.nullcontext
