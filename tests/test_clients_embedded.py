@@ -35,7 +35,8 @@ def test_n_choices_come_back(server):
 def test_each_of_n_choices_counts_its_own_tokens(server):
     # llama.cpp's usage counts one choice of n (ggml-org/llama.cpp#27318); the client counts each by /tokenize
     _, _, client = server
-    choices = client.complete(PROMPT, max_tokens=8, temperature=0.9, top_p=0.95, n=3, seed=5, extra={"ignore_eos": True})
+    args = dict(max_tokens=8, temperature=0.9, top_p=0.95, n=3, seed=5)
+    choices = client.complete(PROMPT, **args, extra={"ignore_eos": True})
     assert [c.finish_reason for c in choices] == ["length"] * 3
     assert all(7 <= c.completion_tokens <= 8 for c in choices)  # read back from the text: a merge may make one fewer
 
