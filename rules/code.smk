@@ -57,6 +57,7 @@ rule merge_code:
         failures=RUN.code.failures(),
         test_failures=RUN.tests_files("failures", SHARDS),
         selection=RUN.tests_files("selection", SHARDS),
+        tests=RUN.tests_files("raw", SHARDS),
         names_metrics=rules.names_metrics.output[0],
     output:
         kept=RUN.code.filtered(),
@@ -71,8 +72,8 @@ rule merge_code:
     shell:
         "{EVO} merge-code --kept {input.kept} --shard-rejects {input.rejects} {input.test_rejects} --raw {input.raw} "
         "--failures {input.failures} {input.test_failures} --names-metrics {input.names_metrics} --out {output.kept} "
-        "--rejects {output.rejects} --metrics {output.metrics} --selection {input.selection} --config {CONFIG_FILE} "
-        "--log {log}"
+        "--rejects {output.rejects} --metrics {output.metrics} --selection {input.selection} --tests {input.tests} "
+        "--config {CONFIG_FILE} --log {log}"
 
 
 rule merge_code_parts:

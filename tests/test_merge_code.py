@@ -235,6 +235,22 @@ def test_failed_requests_count_the_tests_requests_too(inputs, tmp_path):
     assert json.loads(Path(out["metrics"]).read_text())["failed_requests"] == 3
 
 
+def test_every_test_request_counts_its_tokens_even_with_no_candidate_to_select(inputs, tmp_path):
+    # d1's candidates all failed the static checks: it has no selection record, but its test request was answered
+    asked = tmp_path / "tests_raw.jsonl"
+    write_jsonl(asked, [{"desc_id": "d0", "tokens": 40}, {"desc_id": "d1", "tokens": 25}])
+    chosen = tmp_path / "selection.jsonl"
+    write_jsonl(chosen, [{"desc_id": "d0", "selection": "agreement", "candidates": 2, "duplicates": 0, "asserts": 3,
+                          "tokens": 40, "kept": 1}])  # fmt: skip
+    cfg = load_config(ROOT / "configs/datagen.yaml")
+    out = {name: str(tmp_path / f"{name}.json") for name in ("kept", "rejects", "metrics")}
+    src = inputs["tmp"]
+    merge_code(cfg, kept=inputs["kept"], shard_rejects=inputs["rejects"], raw=str(src / "raw.jsonl"),
+               failures=[str(src / "failures.jsonl")], names_metrics=str(src / "names_metrics.json"), out=out["kept"],
+               rejects=out["rejects"], metrics=out["metrics"], selection=[str(chosen)], tests=[str(asked)])  # fmt: skip
+    assert json.loads(Path(out["metrics"]).read_text())["completion_tokens"]["tests"] == 65
+
+
 def test_every_record_is_kept_or_rejected_once_in_sorted_order(inputs, tmp_path):
     out = _run(merge_code, inputs, tmp_path, True, True)
     kept = read_models(out["kept"], CodeRecord)

@@ -162,7 +162,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         run_step("merge-code", cfg, kept=[p["tested"]], shard_rejects=[p["code_rejects"], p["tests_rejects"]],
                  raw=p["code_raw"], failures=[p["code_failures"], p["tests_failures"]], names_metrics=metrics,
                  out=p["kept"], rejects=p["rejects"], metrics=str(tmp / "code_metrics.json"),
-                 selection=[p["tests_selection"]])  # fmt: skip
+                 selection=[p["tests_selection"]], tests=[p["tests_raw"]])  # fmt: skip
         run_step("score", cfg, records=p["kept"], out=p["scored"], rejects=p["score_rejects"],
                  failures=p["score_failures"], timing=p["score_timing"])  # fmt: skip
         inputs = dataset.ExportInputs(Path(p["kept"]), tmp / "code_metrics.json", Path(metrics))

@@ -175,7 +175,8 @@ def test_kept_functions_passed_their_generated_tests_in_the_sandbox(done):
     execution = metrics["execution"]
     assert execution["functions"] - execution["passed"] == sum(execution["reasons"].values()) == len(rejects)
     assert execution["passed"] >= len(records)  # the global dedup comes after the tests
-    assert metrics["completion_tokens"]["tests"] > 0
+    asked = [t for p in sorted((done / "data/generated/code/tests/raw").glob("*.jsonl")) for t in read_jsonl(p)]
+    assert metrics["completion_tokens"]["tests"] == sum(t["tokens"] for t in asked) > 0  # every test request's
     selection = metrics["selection"]  # tests.selection: agreement, the default
     assert selection["selection"] == "agreement" and selection["kept"] == execution["passed"]
     assert selection["asserts"] > selection["wrong"] + selection["non_discriminating"] > 0

@@ -56,10 +56,14 @@ class CodeMetrics:
         if "tests" in record["meta"]:
             self.passed_tests += 1
 
-    def add_selection(self, record: dict) -> None:
-        """How one description's candidates were chosen; its test request's tokens were spent whatever won."""
-        self.selections.append(DescSelection.model_validate(record))
+    def add_tests(self, record: dict) -> None:
+        """One description's test request (a `DescTests`): its tokens were spent whether or not a candidate of it
+        passed the static checks."""
         self.tokens["tests"] += record.get("tokens", 0)
+
+    def add_selection(self, record: dict) -> None:
+        """How one description's candidates were chosen."""
+        self.selections.append(DescSelection.model_validate(record))
 
     def add_reject(self, reject: dict) -> None:
         self.rejected[reject["source"], reject["reason"]] += 1

@@ -145,6 +145,7 @@ def merge_code(
     rejects: str,
     metrics: str,
     selection: Sequence[str] = (),
+    tests: Sequence[str] = (),
 ) -> None:
     """Merge shards, deduplicate across all of them (the first copy in sorted order survives), and measure.
 
@@ -189,6 +190,8 @@ def merge_code(
                 counts.add_failure(failure)
             for chosen in (s for path in selection for s in read_jsonl(path)):
                 counts.add_selection(chosen)
+            for asked in (t for path in tests for t in read_jsonl(path)):
+                counts.add_tests(asked)
             result = counts.result()
     removed = {r.removeprefix(CONTAMINATED_PREFIX): n for r, n in result["reasons"].items()
                if r.startswith(CONTAMINATED_PREFIX)}  # fmt: skip
