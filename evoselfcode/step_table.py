@@ -213,8 +213,7 @@ STEPS: tuple[Step, ...] = (
             writes("rejects"),
             writes("metrics"),
             reads("selection", "code/tests/selection/{shard}.jsonl (tests on)", nargs="*", required=False, default=()),
-            reads("tests", "code/tests/raw/{shard}.jsonl (tests on): every test request's tokens", nargs="*",
-                  required=False, default=()),  # fmt: skip
+            reads("tests", "code/tests/raw/{shard}.jsonl (tests on): tokens", nargs="*", required=False, default=()),
         ),
     ),
     Step(
