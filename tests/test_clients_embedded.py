@@ -64,6 +64,7 @@ def test_the_probe_tells_what_llama_cpp_supports(server):
     assert rows["completion"][0].lower().startswith(("ok", "yes"))
     assert rows["models"][0] == "ok"
     assert rows["n"][0] == "yes" and rows["seed"][0] == "deterministic" and rows["logprobs"][0] == "yes"
+    assert rows["usage"][0] == "one choice" and "/tokenize" in rows["usage"][1]  # ggml-org/llama.cpp#27318
     assert rows["echo"][0] == "no"  # no prompt log-probs: a scoring run starts llama-cpp-python's server instead
     assert rows["fim tokens"][0] == "yes" and "/tokenize" in rows["fim tokens"][1]
     text_markers = {cap: r for cap, r, _ in probe(api, url, fim_tokens=("<fim_prefix>", "<|fim_middle|>"))}

@@ -105,13 +105,21 @@ def test_probe_reports_capabilities():
         rows = {cap: (result, note) for cap, result, note in probe(Api(model="fake-coder"), full.url)}
     assert rows["models"][0] == "ok" and rows["n"][0] == "yes" and rows["seed"][0] == "deterministic"
     assert rows["logprobs"][0] == "yes" and rows["echo"][0] == "yes" and rows["fim tokens"][0] == "yes"
+    assert rows["usage"][0] == "yes"
     like_llama = Options(single_choice=True, fim_tokens=False, models=("gemma",))
     with FakeServer(like_llama) as small:
         rows = {cap: (result, note) for cap, result, note in probe(Api(model="fake-coder"), small.url)}
-    assert rows["models"][0] == "warning" and rows["n"][0] == "no"
+    assert rows["models"][0] == "warning" and rows["n"][0] == "no" and rows["usage"][0] == "per choice"
     assert rows["fim tokens"][0] == "warning" and "emulated" in rows["fim tokens"][1]
     table = format_table([("models", "ok", "serves x"), ("n", "no", "fan out")])
     assert table.splitlines()[0].split() == ["capability", "result", "note"] and "fan out" in table
+
+
+@pytest.mark.parametrize(("tokenize", "note"), [(True, "/tokenize"), (False, "too low")])
+def test_probe_tells_a_usage_that_counts_one_choice_of_n(tokenize, note):
+    with FakeServer(Options(usage_of_one=True, tokenize_route=tokenize)) as server:
+        rows = {cap: (result, note) for cap, result, note in probe(Api(model="fake-coder"), server.url)}
+    assert rows["usage"][0] == "one choice" and note in rows["usage"][1]
 
 
 def test_probe_of_a_down_server_reports_errors_without_raising():

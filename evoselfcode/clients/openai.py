@@ -66,10 +66,11 @@ def parse_choices(data: Any, *, url: str) -> list[Choice]:
     return choices
 
 
-def _token_count(data: Any, url: str) -> int:
+def token_count(data: Any, url: str) -> int:
+    """The length of a tokenize endpoint's `tokens` list (llama.cpp's, llama-cpp-python's, vLLM's)."""
     tokens = data.get("tokens") if isinstance(data, dict) else None
     if not isinstance(tokens, list):
-        raise _format_error(url, "its /tokenize answer has no 'tokens' list")
+        raise ResponseFormatError(f"{display_url(url)} answered a tokenize request without a 'tokens' list", url=url)
     return len(tokens)
 
 
@@ -188,7 +189,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
             return choice
         try:
             count, _ = self.transport.post(
-                "/tokenize", {"content": choice.text}, lambda data: _token_count(data, self.url), cost_tokens=0.0,
+                "/tokenize", {"content": choice.text}, lambda data: token_count(data, self.url), cost_tokens=0.0,
                 retry_wait=retry_wait,
             )  # fmt: skip
         except LLMError as err:  # the answer stands; only its count is the server's share

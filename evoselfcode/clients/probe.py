@@ -1,4 +1,4 @@
-"""Ask a server what it supports (`evoselfcode probe`): models, `n`, seeds, logprobs, echo, FIM tokens."""
+"""Ask a server what it supports (`evoselfcode probe`): models, `n`, seeds, usage, logprobs, echo, FIM tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.clients.openai import answer_logprobs
+from evoselfcode.clients.openai import answer_logprobs, shares_one_count, token_count
 from evoselfcode.config import Api, CircuitBreaker
 
 Row = tuple[str, str, str]
@@ -31,9 +31,11 @@ def probe(api: Api, base_url: str, *, fim_tokens: Sequence[str] | None = QWEN_FI
         completion = _check("completion", lambda: _complete(client, max_tokens=8, temperature=0.0))
         rows.append(completion)
         if completion[1] != "ok":
-            return rows + [(cap, "skipped", "no completion answer") for cap in ("n", "seed", "logprobs", "echo", "fim")]
+            skipped = ("n", "seed", "usage", "logprobs", "echo", "fim")
+            return rows + [(cap, "skipped", "no completion answer") for cap in skipped]
         rows.append(_check("n", lambda: _n(client)))
         rows.append(_check("seed", lambda: _seed(client)))
+        rows.append(_check("usage", lambda: _usage(client)))
         rows.append(_check("logprobs", lambda: _logprobs(client)))
         rows.append(_check("echo", lambda: _echo(client)))
         if fim_tokens is None:
@@ -98,6 +100,34 @@ def _seed(client) -> tuple[str, str]:
     return "not deterministic", "same seed twice gave different text: reruns will not reproduce samples"
 
 
+def _usage(client) -> tuple[str, str]:
+    """Whether `usage` counts every choice of an answer: two choices that run to max_tokens make 2 x 4 tokens."""
+    data, _ = client.request({"model": client.api.model, "prompt": _PROMPT, "max_tokens": 4, "temperature": 1.0,
+                              "n": 2, "seed": 3, "ignore_eos": True})  # fmt: skip
+    choices = data.get("choices") or []
+    if len(choices) < 2:
+        return "per choice", "one choice per answer: each answer's usage is its choice's"
+    if any(c.get("finish_reason") != "length" for c in choices):
+        return "unknown", "a choice stopped before max_tokens"
+    used = (data.get("usage") or {}).get("completion_tokens")
+    if not isinstance(used, int):
+        return "no", "no usage in the answer: completion tokens are not counted"
+    if used >= 8:
+        return "yes", f"{used} tokens for 2 choices of 4: usage counts every choice"
+    if shares_one_count(data) and _tokenizes(client):
+        return "one choice", f"{used} tokens for 2 choices of 4 (llama.cpp#27318): the client counts each by /tokenize"
+    return "one choice", f"{used} tokens for 2 choices of 4: completion tokens will be reported too low"
+
+
+def _tokenizes(client) -> bool:
+    """Whether the server answers the `/tokenize` request the client counts llama.cpp's choices with."""
+    try:
+        client.transport.post("/tokenize", {"content": "x"}, lambda d: token_count(d, client.url), cost_tokens=0.0)
+    except LLMError:
+        return False
+    return True
+
+
 def _logprobs(client) -> tuple[str, str]:
     choices = _choices(client, temperature=0.0, logprobs=1)
     tokens, values = answer_logprobs(choices[0].get("logprobs")) if choices else ((), ())
@@ -136,22 +166,19 @@ _TOKENIZE = (
 )
 
 
-def _token_count(data: Any) -> int:
-    tokens = data.get("tokens") if isinstance(data, dict) else None
-    if not isinstance(tokens, list):
-        raise TypeError("the answer has no tokens list")
-    return len(tokens)
-
-
 def _tokenized_counts(client, texts: Sequence[str]) -> tuple[dict[str, int], str] | None:
     """Token counts of `texts` from the server's tokenize endpoint, less its count for "" (a BOS); None: none."""
+
+    def count(data: Any) -> int:
+        return token_count(data, client.url)
+
     for route, body in _TOKENIZE:
         try:
             counts = {
-                text: client.transport.post(route, body(client.api.model, text), _token_count, cost_tokens=0.0)[0]
+                text: client.transport.post(route, body(client.api.model, text), count, cost_tokens=0.0)[0]
                 for text in ("", *texts)
             }
-        except (LLMError, TypeError):
+        except LLMError:
             continue
         return {t: counts[t] - counts[""] for t in texts}, route
     return None
