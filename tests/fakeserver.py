@@ -100,7 +100,7 @@ class Options:
     faults: Faults = Faults()
     single_choice: bool = False  # like llama.cpp's server: one choice whatever `n` says
     usage_of_one: bool = False  # like llama.cpp's native server: `usage` counts one choice of n; `timings`, /tokenize
-    tokenize_route: bool = True  # with usage_of_one: POST /tokenize answers (False: 404)
+    tokenize: str = "ok"  # with usage_of_one, POST /tokenize: "ok" | "missing" (404) | "error" (502)
     logprobs: str = "ok"  # "ok" | "missing" (silently absent) | "error" (500 naming logits_all)
     fim_tokens: bool = True  # `<|fim_prefix|>` etc. are single tokens
     latency_s: float = 0.0
@@ -373,8 +373,9 @@ def _handler_for(server: FakeServer):
             if self.path == "/tokenize" and opts.usage_of_one:
                 with server._lock:
                     server.tokenized += 1
-                if not opts.tokenize_route:
-                    return self._json(404, {"error": {"message": "File Not Found"}})
+                if opts.tokenize != "ok":
+                    status = 404 if opts.tokenize == "missing" else 502
+                    return self._json(status, {"error": {"message": "File Not Found" if status == 404 else "busy"}})
                 return self._json(200, {"tokens": list(range(len(tokenize(str(body.get("content", ""))))))})
             canon = json.dumps(body, sort_keys=True)
             attempt = server.record(canon)

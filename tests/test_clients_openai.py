@@ -186,7 +186,7 @@ def test_each_choice_has_its_own_token_count_when_the_server_counts_one(server):
     assert server.tokenized == 3
 
 
-@pytest.mark.parametrize("server", [Options(usage_of_one=True, tokenize_route=False)], indirect=True)
+@pytest.mark.parametrize("server", [Options(usage_of_one=True, tokenize="missing")], indirect=True)
 def test_a_server_that_cannot_tokenize_keeps_its_answer_and_warns_once(server, caplog):
     client = client_for(server)
     first = client.complete("def ", n=3, seed=5, **CODE_ARGS)
@@ -194,6 +194,21 @@ def test_a_server_that_cannot_tokenize_keeps_its_answer_and_warns_once(server, c
     assert len(first) == 3 and sum(c.completion_tokens for c in first) == len(tokenize(first[-1].text))
     assert sum("undercounted" in r.getMessage() for r in caplog.records) == 1
     assert server.tokenized == 1  # after the first refusal it is not asked again
+
+
+@pytest.mark.parametrize("server", [Options(usage_of_one=True, tokenize="error")], indirect=True)
+def test_failing_token_counts_neither_fail_a_request_nor_open_the_breaker(server):
+    client = client_for(server, circuit_breaker={"enabled": True, "failure_threshold": 2})
+    for seed in range(4):  # 12 failed counts, each tried once: the answers stand
+        assert len(client.complete("def ", n=3, seed=seed, **CODE_ARGS)) == 3
+    assert server.tokenized == 12 and server.stats()["requests"] == 4
+
+
+@pytest.mark.parametrize("server", [Options(usage_of_one=True)], indirect=True)
+def test_token_counts_find_tokenize_at_the_root_when_the_base_url_ends_in_v1(server):
+    client = make_client(fast_api(route="/completions"), base_url=server.url + "/v1", concurrency=2)
+    choices = client.complete("def ", n=2, seed=5, **CODE_ARGS)
+    assert [c.completion_tokens for c in choices] == [len(tokenize(c.text)) for c in choices]
 
 
 @pytest.mark.parametrize("server", [Options(faults=Faults(short=1.0))], indirect=True)

@@ -188,14 +188,16 @@ class Connections:
     ):
         parts = urlsplit(base_url)
         origin = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path=""))
-        self.target = quote(parts.path, safe="/%:@!$&'()*+,;=~")  # a request line is ASCII
+        self._origin = ""  # what precedes a path in the request line
+        self.target = self.target_of(parts.path)
         if pool is None and env.proxy:
             pool = make_pool(base_url, concurrency, env)
         self.pool = pool
         if pool is None:
             lines: list[Line] = [Connection(_new_connection(parts, env), timeout) for _ in range(concurrency)]
         elif isinstance(pool, urllib3.ProxyManager):
-            self.target = origin + self.target  # the proxy manager needs the absolute URL
+            self._origin = origin  # the proxy manager needs the absolute URL
+            self.target = self.target_of(parts.path)
             lines = [PoolShare(pool.urlopen, timeout)] * concurrency  # one share, `concurrency` times: the slots
         else:
             # the one connection pool for this host, once: PoolManager.urlopen would look it up per request
@@ -203,6 +205,10 @@ class Connections:
         self._free: queue.SimpleQueue[Line] = queue.SimpleQueue()
         for line in lines:
             self._free.put(line)
+
+    def target_of(self, path: str) -> str:
+        """The request-target of `path` on the base URL's host."""
+        return self._origin + quote(path, safe="/%:@!$&'()*+,;=~")  # a request line is ASCII
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[Line]:

@@ -8,6 +8,7 @@ import re
 import threading
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
@@ -124,7 +125,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
         self.transport = transport or Transport(api, base_url, concurrency=concurrency, pool=pool)
         self.url = self.transport.base_url + api.route
         self._unscorable: str | None = None
-        self._uncounted = False  # warned once that /tokenize cannot count choices
+        self._uncounted = False  # the server has no /tokenize to count choices with (warned once)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -178,25 +179,30 @@ class OpenAIClient(CompletionClient, ScoringClient):
                 retry_wait=retry_wait,
             )
             if one_count:
-                choices = [self._counted(c, retry_wait) for c in choices]
+                choices = [self._counted(c) for c in choices]
             return [replace(c, latency=latency) for c in choices]
 
         return collect_choices(n, seed, ask)
 
-    def _counted(self, choice: Choice, retry_wait: RetryWait) -> Choice:
-        """`choice` with its own completion tokens, counted by the server's `/tokenize` (llama.cpp's)."""
-        if choice.tokens or self._uncounted:
+    def count_tokens(self, text: str) -> int:
+        """`text`'s tokens by the server's `/tokenize` (llama.cpp's, at its root beside /v1/completions); one try,
+        outside the breaker and the retries: an LLMError says it cannot count now (retryable) or at all."""
+        path = urlsplit(self.url).path.removesuffix("/completions").removesuffix("/v1") + "/tokenize"
+        url = urlunsplit(urlsplit(self.url)._replace(path=path))
+        return self.transport.side_post(path, {"content": text}, lambda data: token_count(data, url))
+
+    def _counted(self, choice: Choice) -> Choice:
+        """`choice` with its own completion tokens (see `shares_one_count`); as it was when they cannot be counted."""
+        if choice.tokens or not choice.text or self._uncounted:
             return choice
         try:
-            count, _ = self.transport.post(
-                "/tokenize", {"content": choice.text}, lambda data: token_count(data, self.url), cost_tokens=0.0,
-                retry_wait=retry_wait,
-            )  # fmt: skip
-        except LLMError as err:  # the answer stands; only its count is the server's share
-            with self._lock:
-                if not self._uncounted:
+            count = self.count_tokens(choice.text)
+        except LLMError as err:
+            if not err.retryable:  # no /tokenize on this server: stop asking
+                with self._lock:
+                    first, self._uncounted = not self._uncounted, True
+                if first:
                     log.warning("cannot count tokens per choice (%s): completion tokens are undercounted", err)
-                self._uncounted = True
             return choice
         return replace(choice, usage={**choice.usage, "completion_tokens": count})
 

@@ -122,7 +122,7 @@ def _usage(client) -> tuple[str, str]:
 def _tokenizes(client) -> bool:
     """Whether the server answers the `/tokenize` request the client counts llama.cpp's choices with."""
     try:
-        client.transport.post("/tokenize", {"content": "x"}, lambda d: token_count(d, client.url), cost_tokens=0.0)
+        client.count_tokens("x")
     except LLMError:
         return False
     return True

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
 
@@ -116,6 +116,26 @@ class Transport:
 
     def get(self, route: str, parse: Callable[[Any], T]) -> tuple[T, float]:
         return self._with_retries("GET", route, None, parse, 0.0, None, contextlib.nullcontext)
+
+    def side_post(self, path: str, body: dict, parse: Callable[[Any], T]) -> T:
+        """One POST to `path` on the base URL's host, outside the resilience rules (no breaker, rate limit, retry
+        or stats): a side question, such as a token count, whose failure must not count against the server."""
+        url = urlunsplit(urlsplit(self.base_url)._replace(path=path))
+        try:
+            with self.connections.slot() as line:
+                resp = line.exchange("POST", self.connections.target_of(path), json.dumps(body).encode(),
+                                     self._post_headers)  # fmt: skip
+                status, raw = resp.status, resp.data
+        except TRANSPORT_ERRORS as exc:
+            raise translate_request_exception(exc, url=url, timeout=self.timeout, redact=self.redact) from exc
+        if status >= 300:
+            text = raw.decode("utf-8", "replace")
+            raise error_for_status(status, url=url, body=text, headers=resp.headers, redact=self.redact)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ResponseFormatError(f"{display_url(url)} answered {status}, not with JSON", url=url) from exc
+        return parse(data)
 
     def _with_retries(self, method, route, payload, parse, cost, classify, retry_wait: RetryWait):
         url = self.base_url + route
