@@ -10,7 +10,8 @@ per_function (no model calls), and judges every candidate against HumanEval's hi
 
 Per setting × selection: functions kept, the share of them right (hidden tests), tasks with a kept function,
 tasks with a right kept function / tasks with a right candidate (the ceiling), and generated completion tokens
-(names + code of the subset + tests, scaled by t / tests-n) per right kept function.
+(names + code of the subset + the first t test answers, counted from the texts with the model's tokenizer:
+llama-cpp-python, the `echo` extra) per right kept function.
 
     python bench/agreement.py --start 0 --problems 40 --workdir /tmp/agree-a [--per-desc 2 --codegen-n 2 --tests-n 2]
     python bench/agreement.py --start 40 --problems 40 --workdir /tmp/agree-b
@@ -120,11 +121,11 @@ def load_run(workdir: Path, judged: set[str], count: Callable[[str], int]) -> di
             "answer_tokens": answer_tokens}  # fmt: skip
 
 
-def analyse(workdir: Path, problems: list[dict], args) -> dict:
+def analyse(workdir: Path, problems: list[dict], args, count: Callable[[str], int]) -> dict:
     selection.execute = cached_execute  # selection.select's sandbox runs go through the cache
     # tasks whose check has no top-level assert (it loops: HumanEval 32, 38, 50) cannot be judged: left out
     by_id = {p["task_id"].replace("/", "-"): p for p in problems if hidden_asserts(p)}
-    run = load_run(workdir, set(by_id), token_counter(args.model or "qwen2.5-coder-0.5b"))
+    run = load_run(workdir, set(by_id), count)
     by_id = {d: p for d, p in by_id.items() if d in {t.desc_id for t in run["tests"]}}
     base = load_config(ROOT / "configs/datagen.yaml", ROOT / "configs/local.yaml",
                        overrides={"decontamination": {"enabled": False}})  # fmt: skip
@@ -214,9 +215,10 @@ def main() -> None:
     p.add_argument("--skip-run", action="store_true", help="use the workdir's outputs as they are")
     args = p.parse_args()
     problems = list(read_problems().values())[args.start : args.start + args.problems]
+    count = token_counter(args.model or "qwen2.5-coder-0.5b")  # before the run: no missing package after an hour
     if not args.skip_run:
         run_workflow(args.workdir, problems, args)
-    figures = analyse(args.workdir, problems, args)
+    figures = analyse(args.workdir, problems, args, count)
     ran = yaml.safe_load((args.workdir / "configs/agreement.yaml").read_text())["tests"]  # the run's, on --skip-run too
     figures = {"start": args.start, "model": args.model or "qwen2.5-coder-0.5b", "per_desc": args.per_desc,
                "codegen_n": args.codegen_n, "tests_n": max(r["tests_n"] for r in figures["rows"]),
