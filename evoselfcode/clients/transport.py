@@ -6,6 +6,8 @@ with full-jitter exponential backoff (`retry.RetryPolicy`).
 A request waiting to retry (or waiting on the limiter) holds no in-flight slot; the caller hears of a wait
 before a retry through the `retry_wait` it passes.
 The breaker and the limiter are shared by every client of a process that talks to the same base URL.
+The one exception is `side_post`, for a side question (a token count) whose failure must not count against the
+server: one try, an in-flight slot, none of the rest.
 """
 
 from __future__ import annotations
