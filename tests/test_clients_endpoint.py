@@ -115,11 +115,11 @@ def test_probe_reports_capabilities():
     assert table.splitlines()[0].split() == ["capability", "result", "note"] and "fan out" in table
 
 
-@pytest.mark.parametrize(("tokenize", "note"), [("ok", "/tokenize"), ("missing", "too low")])
-def test_probe_tells_a_usage_that_counts_one_choice_of_n(tokenize, note):
+@pytest.mark.parametrize(("tokenize", "says"), [("ok", "/tokenize"), ("missing", "too low")])
+def test_probe_tells_a_usage_that_counts_one_choice_of_n(tokenize, says):
     with FakeServer(Options(usage_of_one=True, tokenize=tokenize)) as server:
         rows = {cap: (result, note) for cap, result, note in probe(Api(model="fake-coder"), server.url)}
-    assert rows["usage"][0] == "one choice" and note in rows["usage"][1]
+    assert rows["usage"][0] == "one choice" and says in rows["usage"][1]
 
 
 def test_probe_of_a_down_server_reports_errors_without_raising():
