@@ -369,7 +369,8 @@ class Execution(Strict):
     min_passed: Annotated[int, Field(ge=0)] = 1
     """A kept function passes at least this many assertions."""
     min_pass_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
-    """... and at least this share of its assertions."""
+    """... and at least this share of its assertions (`per_function`; by agreement a lone function's failures are
+    assertions no candidate passes, the tests' mistakes, so it does not apply)."""
 
 
 class Store(Strict):

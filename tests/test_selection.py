@@ -117,10 +117,20 @@ def test_without_evidence_nothing_is_kept():
     assert stats.non_discriminating == 1 and stats.reason == NO_EVIDENCE
 
 
-def test_a_single_candidate_is_judged_by_its_own_tests():
+def test_a_single_candidate_is_kept_against_wrong_assertions_by_agreement_but_not_per_function():
+    # what a lone function fails, no candidate passes: the tests' mistakes by agreement, its failures per function
     wrong_test = "assert factorial(3) == 6\nassert factorial(5) == 100\nassert factorial(6) == 700"
-    chosen, rejects, [stats] = select([record(RIGHT, 0)], [], [model_tests(wrong_test)], CFG, workers=1)
+    chosen, _, [stats] = select([record(RIGHT, 0)], [], [model_tests(wrong_test)], CFG, workers=1)
+    assert chosen[0].tests == ["assert factorial(3) == 6"] and stats.evidence == "single" and stats.wrong == 2
+    assert chosen[0].meta.tests["passed"] == 1 and chosen[0].meta.tests["run"] == 3
+    chosen, rejects, [stats] = select([record(RIGHT, 0)], [], [model_tests(wrong_test)], PER_FUNCTION, workers=1)
     assert chosen == [] and rejects[0].reason == "tests_failed" and stats.reason == "tests_failed"
+    zero = "def factorial(n):\n    return 0\n"
+    chosen, rejects, _ = select([record(zero, 0)], [], [model_tests(wrong_test)], CFG, workers=1)
+    assert chosen == [] and rejects[0].reason == "tests_failed"  # it passes none: below execution.min_passed
+
+
+def test_a_single_candidate_is_judged_by_its_own_tests():
     chosen, _, [stats] = select([record(RIGHT, 0)], [], [model_tests()], CFG, workers=1)
     assert chosen[0].tests == ["assert factorial(3) == 6", "assert factorial(4) == 24"]  # 1! == 1 tells nothing
     assert stats.evidence == "single" and stats.wrong == 1
