@@ -188,20 +188,19 @@ class Connections:
     ):
         parts = urlsplit(base_url)
         origin = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path=""))
-        self._origin = ""  # what precedes a path in the request line
-        self.target = self.target_of(parts.path)
         if pool is None and env.proxy:
             pool = make_pool(base_url, concurrency, env)
         self.pool = pool
         if pool is None:
             lines: list[Line] = [Connection(_new_connection(parts, env), timeout) for _ in range(concurrency)]
         elif isinstance(pool, urllib3.ProxyManager):
-            self._origin = origin  # the proxy manager needs the absolute URL
-            self.target = self.target_of(parts.path)
             lines = [PoolShare(pool.urlopen, timeout)] * concurrency  # one share, `concurrency` times: the slots
         else:
             # the one connection pool for this host, once: PoolManager.urlopen would look it up per request
             lines = [PoolShare(pool.connection_from_url(origin).urlopen, timeout)] * concurrency
+        # what precedes a path in the request line: the proxy manager needs the absolute URL
+        self._origin = origin if isinstance(pool, urllib3.ProxyManager) else ""
+        self.target = self.target_of(parts.path)
         self._free: queue.SimpleQueue[Line] = queue.SimpleQueue()
         for line in lines:
             self._free.put(line)

@@ -127,17 +127,26 @@ class Transport:
             with self.connections.slot() as line:
                 resp = line.exchange("POST", self.connections.target_of(path), json.dumps(body).encode(),
                                      self._post_headers)  # fmt: skip
-                status, raw = resp.status, resp.data
         except TRANSPORT_ERRORS as exc:
             raise translate_request_exception(exc, url=url, timeout=self.timeout, redact=self.redact) from exc
+        return parse(self._json_of(resp, url))
+
+    def _json_of(self, resp: urllib3.BaseHTTPResponse, url: str, classify: Classifier | None = None) -> Any:
+        """The JSON of a 2xx answer; an error status (`classify` may name it) or a body that is not JSON raises."""
+        status, raw = resp.status, resp.data
         if status >= 300:
             text = raw.decode("utf-8", "replace")
-            raise error_for_status(status, url=url, body=text, headers=resp.headers, redact=self.redact)
+            special = classify(status, self.redact(text)) if classify else None
+            raise special or error_for_status(status, url=url, body=text, headers=resp.headers, redact=self.redact)
         try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise ResponseFormatError(f"{display_url(url)} answered {status}, not with JSON", url=url) from exc
-        return parse(data)
+            return json.loads(raw)
+        except ValueError as exc:  # UnicodeDecodeError is one
+            raise ResponseFormatError(
+                f"{display_url(url)} answered {status} with a body that is not JSON "
+                f"({self.redact(raw[:80].decode('utf-8', 'replace'))!r}...); check api.base_url and api.route "
+                "point at the model server",
+                url=url,
+            ) from exc
 
     def _with_retries(self, method, route, payload, parse, cost, classify, retry_wait: RetryWait):
         url = self.base_url + route
@@ -178,20 +187,7 @@ class Transport:
             except TRANSPORT_ERRORS as exc:
                 raise translate_request_exception(exc, url=url, timeout=self.timeout, redact=self.redact) from exc
             answered = True
-            status, raw = resp.status, resp.data
-            if status >= 300:
-                text = raw.decode("utf-8", "replace")
-                special = classify(status, self.redact(text)) if classify else None
-                raise special or error_for_status(status, url=url, body=text, headers=resp.headers, redact=self.redact)
-            try:
-                data = json.loads(raw)
-            except ValueError as exc:  # UnicodeDecodeError is one
-                raise ResponseFormatError(
-                    f"{display_url(url)} answered {status} with a body that is not JSON "
-                    f"({self.redact(raw[:80].decode('utf-8', 'replace'))!r}...); check api.base_url and api.route "
-                    "point at the model server",
-                    url=url,
-                ) from exc
+            data = self._json_of(resp, url, classify)
             result = parse(data)
             usage = data.get("usage") if isinstance(data, dict) else None
             if isinstance(usage, dict):
