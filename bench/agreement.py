@@ -175,6 +175,14 @@ def analyse(workdir: Path, problems: list[dict], args, count: Callable[[str], in
                         out, _, stats = selection.select(kept, dups, tests, cfg, WORKERS)
                         good = [r for r in out if right[(r.code, r.func_name)]]
                         why = {s.desc_id: s.reason or "kept_wrong" for s in stats}
+                        # wrong kept where no candidate is right: only abstaining could drop them; one group (or
+                        # one function): every candidate behaved the same, as in most tasks kept right
+                        one_group = {s.desc_id for s in stats if s.groups <= 1}
+                        hopeless = [r for r in out if r.meta.desc_id not in ceiling]
+                        abstain = {"wrong_without_right_candidate": len(hopeless),
+                                   "of_them_one_group": sum(r.meta.desc_id in one_group for r in hopeless),
+                                   "tasks_right_one_group": len({r.meta.desc_id for r in good} & one_group),
+                                   } if how == "agreement" else {}  # fmt: skip
                         tokens = run["name_tokens"] + code_tokens + test_tokens
                         evidence: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kept, right per evidence
                         for r in out:
@@ -188,6 +196,7 @@ def analyse(workdir: Path, problems: list[dict], args, count: Callable[[str], in
                                "tasks_right": len({r.meta.desc_id for r in good}), "tokens": tokens,
                                "tokens_per_right": round(tokens / len(good)) if good else None,
                                "missed": {d: why.get(d) for d in sorted(ceiling - {r.meta.desc_id for r in good})},
+                               **abstain,
                                }  # fmt: skip
                         rows.append(row)
                         print(row, flush=True)
