@@ -71,6 +71,14 @@ def test_the_probe_tells_what_llama_cpp_supports(server):
     assert text_markers["fim tokens"] == "warning"  # StarCoder's markers are text to Qwen's tokenizer
 
 
+def test_the_probe_finds_tokenize_at_the_root_when_the_base_url_ends_in_v1(server):
+    api, url, _ = server
+    rows = {cap: (result, note) for cap, result, note in probe(api.model_copy(update={"route": "/completions"}),
+                                                                 f"{url}/v1")}  # fmt: skip
+    assert rows["completion"][0] == "ok"
+    assert rows["fim tokens"][0] == "yes" and "/tokenize" in rows["fim tokens"][1]  # not /v1/tokenize: a 404
+
+
 def test_the_fim_prompt_reaches_the_model_with_its_markers_as_single_tokens(server):
     api, _, client = server
     prompt = name_prompt("FIM", "Return the largest value in a list of numbers.", NameGen())

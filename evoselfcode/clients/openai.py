@@ -184,10 +184,15 @@ class OpenAIClient(CompletionClient, ScoringClient):
 
         return collect_choices(n, seed, ask)
 
+    def at_root(self, route: str) -> str:
+        """`route` at the server's root, beside /v1 (also when api.base_url ends in /v1): where llama.cpp, vLLM and
+        llama-cpp-python answer tokenize requests."""
+        return urlsplit(self.url).path.removesuffix("/completions").removesuffix("/v1") + route
+
     def count_tokens(self, text: str) -> int:
-        """`text`'s tokens by the server's `/tokenize` (llama.cpp's, at its root beside /v1/completions); one try,
-        outside the breaker and the retries: an LLMError says it cannot count now (retryable) or at all."""
-        path = urlsplit(self.url).path.removesuffix("/completions").removesuffix("/v1") + "/tokenize"
+        """`text`'s tokens by the server's `/tokenize` (llama.cpp's); one try, outside the breaker and the retries:
+        an LLMError says it cannot count now (retryable) or at all."""
+        path = self.at_root("/tokenize")
         url = urlunsplit(urlsplit(self.url)._replace(path=path))
         return self.transport.side_post(path, {"content": text}, lambda data: token_count(data, url))
 

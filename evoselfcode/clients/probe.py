@@ -174,9 +174,9 @@ def _tokenized_counts(client, texts: Sequence[str]) -> tuple[dict[str, int], str
 
     for route, body in _TOKENIZE:
         try:
+            path = client.at_root(route)
             counts = {
-                text: client.transport.post(route, body(client.api.model, text), count, cost_tokens=0.0)[0]
-                for text in ("", *texts)
+                text: client.transport.side_post(path, body(client.api.model, text), count) for text in ("", *texts)
             }
         except LLMError:
             continue
