@@ -79,7 +79,8 @@ class CircuitBreaker(Strict):
 
 class Api(Strict):
     base_url: str = PROD_URL
-    """Server address (http(s)://host[:port]), or `embedded` for the local llama.cpp server."""
+    """Server address (http(s)://host[:port]), or `embedded` for the local llama.cpp server; a trailing /v1 (as
+    OpenAI's SDK writes it) moves to the front of the route in openai mode."""
     mode: Literal["openai", "endpoint"] = "openai"
     """`openai`: POST /v1/completions; `endpoint`: another request shape, mapped by field_map."""
     route: str = "/v1/completions"
@@ -100,6 +101,19 @@ class Api(Strict):
     """Client-side rate limits per job."""
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     """Stops a job quickly when the server keeps failing."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_in_the_route(cls, data: Any) -> Any:
+        """`http://host:8000/v1` is the server at http://host:8000, its routes under /v1: so the requests, /v1/models
+        and /tokenize go where the server has them (not /v1/v1/completions)."""
+        if not isinstance(data, dict) or data.get("mode", "openai") != "openai":
+            return data
+        url, route = data.get("base_url"), data.get("route", "/v1/completions")
+        if isinstance(url, str) and url.rstrip("/").endswith("/v1") and isinstance(route, str):
+            route = route if route.startswith("/v1/") else "/v1" + route
+            data = {**data, "base_url": url.rstrip("/").removesuffix("/v1"), "route": route}
+        return data
 
     @field_validator("base_url")
     @classmethod

@@ -122,6 +122,15 @@ def test_probe_tells_a_usage_that_counts_one_choice_of_n(tokenize, says):
     assert rows["usage"][0] == "one choice" and says in rows["usage"][1]
 
 
+def test_probe_asks_tokenize_at_the_root_under_a_v1_base_url():
+    with FakeServer(Options(usage_of_one=True)) as server:  # llama.cpp's /tokenize, at the root only
+        rows = {
+            cap: (r, note) for cap, r, note in probe(Api(model="fake-coder", route="/completions"), f"{server.url}/v1")
+        }
+    assert rows["completion"][0] == "ok"
+    assert rows["fim tokens"][0] == "yes" and "/tokenize" in rows["fim tokens"][1]  # not echo, after /v1/tokenize's 404
+
+
 def test_probe_of_a_down_server_reports_errors_without_raising():
     rows = probe(Api(model="m", max_retries=0, timeout={"connect": 0.5, "read": 0.5}), "http://127.0.0.1:9")
     assert rows[0][1] == "error" and "127.0.0.1:9" in rows[0][2]

@@ -112,6 +112,25 @@ def test_embedded_and_urls_are_accepted():
     assert load_config(overrides={"api": {"base_url": "http://h:8000/"}}).api.base_url == "http://h:8000"
 
 
+@pytest.mark.parametrize(
+    ("api", "url"),
+    [
+        ({"base_url": "http://h:8000/v1"}, "http://h:8000/v1/completions"),  # as OpenAI's SDK writes it
+        ({"base_url": "http://h:8000/v1/", "route": "/completions"}, "http://h:8000/v1/completions"),
+        ({"base_url": "http://h/llm/v1"}, "http://h/llm/v1/completions"),  # a proxy's path prefix stays
+        ({"base_url": "http://h:8000"}, "http://h:8000/v1/completions"),
+        (
+            {"base_url": "http://h/v1", "mode": "endpoint", "field_map": "tgi", "route": "/generate"},
+            "http://h/v1/generate",
+        ),
+    ],
+)
+def test_a_base_url_ending_in_v1_asks_v1_once(api, url):
+    got = load_config(overrides={"api": api}).api
+    assert got.base_url + got.route == url
+    assert got.mode == "endpoint" or not got.base_url.endswith("/v1")  # /v1/models and /tokenize at the root
+
+
 def test_headers_read_the_environment_and_unset_variables_fail(monkeypatch):
     cfg = load_config(overrides={"api": {"headers": {"Authorization": "Bearer ${EVO_TEST_KEY}"}}})
     monkeypatch.delenv("EVO_TEST_KEY", raising=False)

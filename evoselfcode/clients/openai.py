@@ -187,7 +187,7 @@ class OpenAIClient(CompletionClient, ScoringClient):
     def at_root(self, route: str) -> str:
         """`route` at the server's root, beside /v1 (also when api.base_url ends in /v1): where llama.cpp, vLLM and
         llama-cpp-python answer tokenize requests."""
-        return urlsplit(self.url).path.removesuffix("/completions").removesuffix("/v1") + route
+        return urlsplit(self.transport.base_url).path.removesuffix("/v1") + route
 
     def count_tokens(self, text: str) -> int:
         """`text`'s tokens by the server's `/tokenize` (llama.cpp's); one try, outside the breaker and the retries:
