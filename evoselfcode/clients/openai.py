@@ -184,17 +184,17 @@ class OpenAIClient(CompletionClient, ScoringClient):
 
         return collect_choices(n, seed, ask)
 
-    def at_root(self, route: str) -> str:
-        """`route` at the server's root, beside /v1 (also when api.base_url ends in /v1): where llama.cpp, vLLM and
-        llama-cpp-python answer tokenize requests."""
-        return urlsplit(self.transport.base_url).path.removesuffix("/v1") + route
+    def tokens_at(self, route: str, body: dict) -> int:
+        """How many tokens the tokenize endpoint `route` counts for `body`, asked at the server's root, beside /v1
+        (where llama.cpp, vLLM and llama-cpp-python have it, also when api.base_url ends in /v1); one try, outside
+        the breaker and the retries: an LLMError says it cannot count now (retryable) or at all."""
+        path = urlsplit(self.transport.base_url).path.removesuffix("/v1") + route
+        url = urlunsplit(urlsplit(self.url)._replace(path=path))
+        return self.transport.side_post(path, body, lambda data: token_count(data, url))
 
     def count_tokens(self, text: str) -> int:
-        """`text`'s tokens by the server's `/tokenize` (llama.cpp's); one try, outside the breaker and the retries:
-        an LLMError says it cannot count now (retryable) or at all."""
-        path = self.at_root("/tokenize")
-        url = urlunsplit(urlsplit(self.url)._replace(path=path))
-        return self.transport.side_post(path, {"content": text}, lambda data: token_count(data, url))
+        """`text`'s tokens by llama.cpp's `/tokenize` (`tokens_at`)."""
+        return self.tokens_at("/tokenize", {"content": text})
 
     def _counted(self, choice: Choice) -> Choice:
         """`choice` with its own completion tokens (see `shares_one_count`); as it was when they cannot be counted."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evoselfcode.clients.errors import LLMError
-from evoselfcode.clients.openai import answer_logprobs, shares_one_count, token_count
+from evoselfcode.clients.openai import answer_logprobs, shares_one_count
 from evoselfcode.config import Api, CircuitBreaker
 
 Row = tuple[str, str, str]
@@ -168,16 +168,9 @@ _TOKENIZE = (
 
 def _tokenized_counts(client, texts: Sequence[str]) -> tuple[dict[str, int], str] | None:
     """Token counts of `texts` from the server's tokenize endpoint, less its count for "" (a BOS); None: none."""
-
-    def count(data: Any) -> int:
-        return token_count(data, client.url)
-
     for route, body in _TOKENIZE:
         try:
-            path = client.at_root(route)
-            counts = {
-                text: client.transport.side_post(path, body(client.api.model, text), count) for text in ("", *texts)
-            }
+            counts = {text: client.tokens_at(route, body(client.api.model, text)) for text in ("", *texts)}
         except LLMError:
             continue
         return {t: counts[t] - counts[""] for t in texts}, route
